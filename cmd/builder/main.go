@@ -1,0 +1,92 @@
+// Command builder is a rootless, daemonless OCI image builder.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as DESIGN.md: 1 build failure, 2 usage error, 125 internal.
+const (
+	exitBuild    = 1
+	exitUsage    = 2
+	exitInternal = 125
+)
+
+// usageError marks errors caused by bad flags or arguments (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// buildError marks a failed build (exit 1): bad Dockerfile, failing step.
+type buildError struct{ err error }
+
+func (e buildError) Error() string { return e.err.Error() }
+func (e buildError) Unwrap() error { return e.err }
+
+func main() {
+	maybeReexec(os.Args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	var ue usageError
+	var be buildError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &be):
+		return exitBuild
+	case isCobraUsage(err):
+		return exitUsage
+	default:
+		return exitInternal
+	}
+}
+
+func newRootCmd(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "builder",
+		Short:         "Build OCI images from Dockerfiles, rootless and daemonless",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.setup()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	g.addFlags(root)
+	root.AddCommand(
+		newBudCmd(g),
+		newImagesCmd(g),
+		newRmiCmd(g),
+		newTagCmd(g),
+		newInspectCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
