@@ -1,0 +1,43 @@
+# builder — see README.md. Every target installs what it needs (idempotently).
+GO        ?= go
+TAGS      := containers_image_openpgp exclude_graphdriver_btrfs
+GOFLAGS_B := -tags "$(TAGS)"
+BIN       := bin/builder
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DEMO_TAG  ?= localhost/builder-demo:latest
+
+.PHONY: all build deps demo test test-unit test-integration bench fuzz lint clean
+
+all: build
+
+deps:
+	@hack/install-deps.sh
+
+build:
+	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/builder
+
+# A real build: a busybox base image made from Debian's busybox-static, then
+# the demo Dockerfile on top of it, into the default local store.
+demo: deps build
+	@hack/demo.sh $(BIN) $(DEMO_TAG)
+
+test: deps build
+	$(GO) vet $(GOFLAGS_B) ./...
+	$(GO) test $(GOFLAGS_B) -count=1 -timeout 25m ./...
+
+test-unit:
+	$(GO) test $(GOFLAGS_B) -short -count=1 ./...
+
+bench: deps build
+	@echo "bench: the benchmark suite lands with the benchmark issue"; exit 1
+
+fuzz:
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzParse -fuzztime 30s ./dockerfile/
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzApply -fuzztime 30s ./snapshot/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(GOFLAGS_B) ./...
+
+clean:
+	rm -rf bin

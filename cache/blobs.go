@@ -1,0 +1,141 @@
+// Package cache owns the local content-addressed blob store and (later) the
+// step-key → layer index.
+package cache
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// ErrNotFound is returned by Blobs.Open for an unknown digest.
+var ErrNotFound = errors.New("blob not found")
+
+// Blobs is a content-addressed store: blobs/sha256/<hex>. A blob becomes
+// visible only after it was fully written, fsynced and renamed into place,
+// so a crash never leaves a torn blob under its digest.
+type Blobs struct {
+	dir string
+}
+
+// OpenBlobs opens (creating) a blob store rooted at dir.
+func OpenBlobs(dir string) (*Blobs, error) {
+	for _, d := range []string{filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("blob store: %w", err)
+		}
+	}
+	return &Blobs{dir: dir}, nil
+}
+
+// Path is where the blob with digest d lives (whether or not it exists).
+func (b *Blobs) Path(d digest.Digest) string {
+	return filepath.Join(b.dir, d.Algorithm().String(), d.Encoded())
+}
+
+// Stat reports the size of blob d, or ErrNotFound.
+func (b *Blobs) Stat(d digest.Digest) (int64, error) {
+	if err := d.Validate(); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(b.Path(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("%s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// Open returns the blob's bytes.
+func (b *Blobs) Open(d digest.Digest) (*os.File, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(b.Path(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", d, ErrNotFound)
+	}
+	return f, err
+}
+
+// Ingest starts writing a new blob. Write the bytes, then Commit; Close
+// without Commit discards them.
+func (b *Blobs) Ingest() (*Ingester, error) {
+	f, err := os.CreateTemp(filepath.Join(b.dir, "tmp"), "ingest-")
+	if err != nil {
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
+	return &Ingester{b: b, f: f, h: sha256.New()}, nil
+}
+
+// Ingester writes one blob.
+type Ingester struct {
+	b    *Blobs
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	done bool
+}
+
+func (w *Ingester) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit publishes the blob under its digest. When expected is not empty
+// and differs from what was written, the blob is discarded and an error
+// names both digests.
+func (w *Ingester) Commit(expected digest.Digest) (digest.Digest, int64, error) {
+	d := digest.NewDigest(digest.SHA256, w.h)
+	if expected != "" && expected != d {
+		w.Close()
+		return "", 0, fmt.Errorf("blob digest mismatch: expected %s, got %s", expected, d)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.Close()
+		return "", 0, err
+	}
+	if err := w.f.Close(); err != nil {
+		w.Close()
+		return "", 0, err
+	}
+	w.done = true
+	if err := os.Rename(w.f.Name(), w.b.Path(d)); err != nil {
+		os.Remove(w.f.Name())
+		return "", 0, err
+	}
+	return d, w.n, nil
+}
+
+// Close aborts an uncommitted ingest.
+func (w *Ingester) Close() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	return os.Remove(w.f.Name())
+}
+
+// Put stores r's bytes as one blob.
+func (b *Blobs) Put(r io.Reader, expected digest.Digest) (digest.Digest, int64, error) {
+	w, err := b.Ingest()
+	if err != nil {
+		return "", 0, err
+	}
+	defer w.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return "", 0, err
+	}
+	return w.Commit(expected)
+}

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/executor"
+	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/pushers"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+	"go.podman.io/storage"
+)
+
+type budOptions struct {
+	tags          []string
+	file          string
+	target        string
+	buildArgs     []string
+	buildArgFiles []string
+	platform      string
+	format        string
+	timestamp     int64
+	outputs       []string
+	iidfile       string
+	quiet         bool
+	layers        bool
+	noCache       bool
+	pull          string
+	timestampSet  bool
+}
+
+func newBudCmd(g *globalOptions) *cobra.Command {
+	o := &budOptions{}
+	cmd := &cobra.Command{
+		Use:     "bud [flags] [CONTEXT]",
+		Aliases: []string{"build", "build-using-dockerfile"},
+		Short:   "Build an image from a Dockerfile",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			contextDir := "."
+			if len(args) == 1 {
+				contextDir = args[0]
+			}
+			o.timestampSet = cmd.Flags().Changed("timestamp")
+			return o.run(cmd.Context(), g, contextDir)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name of the resulting image (repeatable)")
+	f.StringVarP(&o.file, "file", "f", "", "Dockerfile path, or - for stdin (default CONTEXT/Dockerfile)")
+	f.StringVar(&o.target, "target", "", "build up to this stage")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build argument KEY=VALUE, or KEY to take it from the environment")
+	f.StringArrayVar(&o.buildArgFiles, "build-arg-file", nil, "file of KEY=VALUE build arguments")
+	f.StringVar(&o.platform, "platform", "", "target platform os/arch[/variant] (default: this machine)")
+	f.StringVar(&o.format, "format", "oci", "image format: oci or docker")
+	f.Int64Var(&o.timestamp, "timestamp", 0, "seconds since the epoch to use for created times and as mtime ceiling (reproducible builds)")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci,dest=DIR | type=docker-archive,dest=FILE | type=local,dest=DIR")
+	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID")
+	f.BoolVar(&o.layers, "layers", true, "cache intermediate layers")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers")
+	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
+	return cmd
+}
+
+// output is one parsed --output.
+type output struct {
+	kind string // oci | docker-archive | local
+	dest string
+}
+
+func parseOutput(s string) (output, error) {
+	var o output
+	if !strings.Contains(s, "=") {
+		return output{kind: "local", dest: s}, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch strings.TrimSpace(k) {
+		case "type":
+			o.kind = v
+		case "dest":
+			o.dest = v
+		default:
+			return o, fmt.Errorf("--output %q: unknown key %q", s, k)
+		}
+	}
+	switch o.kind {
+	case "oci", "docker-archive", "local", "tar":
+	default:
+		return o, fmt.Errorf("--output %q: unknown type %q (want oci, docker-archive or local)", s, o.kind)
+	}
+	if o.dest == "" {
+		return o, fmt.Errorf("--output %q: dest= is required", s)
+	}
+	return o, nil
+}
+
+func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir string) error {
+	var outs []output
+	for _, s := range o.outputs {
+		out, err := parseOutput(s)
+		if err != nil {
+			return usageError{err}
+		}
+		outs = append(outs, out)
+	}
+	var format image.Format
+	switch o.format {
+	case "oci", "":
+		format = image.FormatOCI
+	case "docker":
+		format = image.FormatDocker
+	default:
+		return usagef("--format: unknown format %q (want oci or docker)", o.format)
+	}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return usageError{err}
+	}
+	args, err := o.collectBuildArgs()
+	if err != nil {
+		return usageError{err}
+	}
+	clamp, err := o.clamp()
+	if err != nil {
+		return usageError{err}
+	}
+	if fi, err := os.Stat(contextDir); err != nil || !fi.IsDir() {
+		return usagef("build context %q is not a directory", contextDir)
+	}
+
+	df, name, err := readDockerfile(o.file, contextDir, g.stdin)
+	if err != nil {
+		return usageError{err}
+	}
+	file, err := dockerfile.Parse(strings.NewReader(string(df)), name)
+	if err != nil {
+		return buildError{err}
+	}
+	for _, w := range file.Warnings {
+		g.log.Warn(w.Msg, "at", w.At.String(), "rule", w.Rule)
+	}
+	plan, err := file.Plan(dockerfile.PlanOptions{
+		Target: o.target, BuildArgs: args, Platform: platform, BuildPlatform: hostPlatform(),
+	})
+	if err != nil {
+		return buildError{err}
+	}
+	for _, a := range plan.UnusedArgs {
+		fmt.Fprintf(g.stderr, "[Warning] one or more build args were not consumed: %s\n", a)
+	}
+	ignore, err := loadIgnore(o.file, contextDir)
+	if err != nil {
+		return usageError{err}
+	}
+
+	store, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer store.Shutdown(false)
+	blobs, err := cache.OpenBlobs(filepath.Join(store.GraphRoot(), "builder", "blobs"))
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(mkdirp(filepath.Join(store.GraphRoot(), "builder", "tmp")), "build-")
+	if err != nil {
+		return err
+	}
+	resolver := &image.Resolver{Store: store}
+	defer resolver.Close()
+
+	comp := layer.Compression{Kind: compress.None}
+	for _, out := range outs {
+		if out.kind == "oci" || out.kind == "docker-archive" {
+			comp.Kind = compress.Gzip
+		}
+	}
+	progress := g.stdout
+	if o.quiet {
+		progress = io.Discard
+	}
+	ex, err := executor.New(executor.Config{
+		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
+		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, Log: g.log,
+	})
+	if err != nil {
+		os.RemoveAll(work)
+		return err
+	}
+	defer ex.Close()
+
+	img, err := ex.Build(ctx, plan, platform)
+	if err != nil {
+		return buildError{err}
+	}
+	_, cfgJSON, err := img.Manifest(format)
+	if err != nil {
+		return err
+	}
+	id := digestOf(cfgJSON)
+
+	popts := pushers.Options{Store: store, Format: format}
+	toStore := len(o.tags) > 0 || len(outs) == 0
+	if toStore {
+		dest := "containers-storage:@" + id.Encoded()
+		if len(o.tags) > 0 {
+			dest = "containers-storage:" + o.tags[0]
+			popts.Tags = o.tags[1:]
+		}
+		if !o.quiet {
+			fmt.Fprintf(progress, "COMMIT %s\n", strings.Join(o.tags, " "))
+		}
+		if _, err := pushers.Push(ctx, img, dest, popts); err != nil {
+			return fmt.Errorf("commit to local store: %w", err)
+		}
+	}
+	for _, out := range outs {
+		switch out.kind {
+		case "oci":
+			if _, err := pushers.Push(ctx, img, "oci:"+out.dest+ociTag(o.tags), popts); err != nil {
+				return fmt.Errorf("--output type=oci: %w", err)
+			}
+		case "docker-archive", "tar":
+			ref := ""
+			if len(o.tags) > 0 {
+				ref = ":" + o.tags[0]
+			}
+			if _, err := pushers.Push(ctx, img, "docker-archive:"+out.dest+ref, popts); err != nil {
+				return fmt.Errorf("--output type=docker-archive: %w", err)
+			}
+		case "local":
+			if err := ex.ExportRootfs(ctx, img, out.dest); err != nil {
+				return fmt.Errorf("--output type=local: %w", err)
+			}
+		}
+	}
+	if !o.quiet {
+		fmt.Fprintf(progress, "--> %s\n", id.Encoded()[:12])
+		for _, t := range o.tags {
+			fmt.Fprintf(progress, "Successfully tagged %s\n", t)
+		}
+	}
+	fmt.Fprintln(g.stdout, id.Encoded())
+	if o.iidfile != "" {
+		if err := writeFileAtomic(o.iidfile, []byte(id.String())); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	return nil
+}
+
+// ociTag gives the OCI layout tag for --output type=oci: the first -t's tag.
+func ociTag(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	t := tags[0]
+	if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {
+		return ":" + t[i+1:]
+	}
+	return ":latest"
+}
+
+func (o *budOptions) clamp() (*time.Time, error) {
+	if o.timestampSet {
+		t := time.Unix(o.timestamp, 0).UTC()
+		return &t, nil
+	}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", v)
+		}
+		t := time.Unix(n, 0).UTC()
+		return &t, nil
+	}
+	return nil, nil
+}
+
+func (o *budOptions) collectBuildArgs() (map[string]string, error) {
+	args := map[string]string{}
+	for _, f := range o.buildArgFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--build-arg-file: %w", err)
+		}
+		sc := bufio.NewScanner(strings.NewReader(string(data)))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				if ev, set := os.LookupEnv(line); set {
+					args[line] = ev
+				}
+				continue
+			}
+			if k == "" {
+				return nil, fmt.Errorf("--build-arg-file %s:%d: empty key", f, n)
+			}
+			args[k] = v
+		}
+	}
+	for _, a := range o.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--build-arg %q: empty key", a)
+		}
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = ev
+		}
+		args[k] = v
+	}
+	return args, nil
+}
+
+// readDockerfile reads -f (or CONTEXT/Dockerfile, then Containerfile).
+func readDockerfile(file, contextDir string, stdin io.Reader) ([]byte, string, error) {
+	if file == "-" {
+		data, err := io.ReadAll(stdin)
+		return data, "Dockerfile", err
+	}
+	if file == "" {
+		for _, n := range []string{"Dockerfile", "Containerfile"} {
+			p := filepath.Join(contextDir, n)
+			if _, err := os.Stat(p); err == nil {
+				file = p
+				break
+			}
+		}
+		if file == "" {
+			return nil, "", fmt.Errorf("no Dockerfile or Containerfile in %s (use -f)", contextDir)
+		}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, "", fmt.Errorf("read Dockerfile: %w", err)
+	}
+	return data, filepath.Base(file), nil
+}
+
+// loadIgnore reads <Dockerfile>.dockerignore beside the Dockerfile, else
+// CONTEXT/.dockerignore (or .containerignore).
+func loadIgnore(file, contextDir string) (*dockerfile.Ignore, error) {
+	var cands []string
+	if file != "" && file != "-" {
+		cands = append(cands, file+".dockerignore", file+".containerignore")
+	}
+	cands = append(cands, filepath.Join(contextDir, ".dockerignore"), filepath.Join(contextDir, ".containerignore"))
+	for _, c := range cands {
+		f, err := os.Open(c)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		pats, err := dockerfile.ReadIgnore(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c, err)
+		}
+		return dockerfile.NewIgnore(pats)
+	}
+	return nil, nil
+}
+
+func hostPlatform() ocispec.Platform {
+	p := ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
+}
+
+func parsePlatform(s string) (ocispec.Platform, error) {
+	if s == "" {
+		return hostPlatform(), nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return ocispec.Platform{}, fmt.Errorf("--platform %q: want os/arch[/variant]", s)
+	}
+	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
+func mkdirp(dir string) string {
+	os.MkdirAll(dir, 0o700)
+	return dir
+}
+
+var _ = storage.Store(nil)

@@ -1,0 +1,166 @@
+// Package executor runs a dockerfile.Plan: it resolves bases, lowers each
+// stage, applies config changes, writes COPY/ADD/WORKDIR layers and
+// assembles the resulting image.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/layer"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Resolver finds a base image (FROM, COPY --from=IMAGE) for a platform.
+type Resolver interface {
+	Resolve(ctx context.Context, ref string, p ocispec.Platform) (*image.Image, error)
+}
+
+// Config holds an executor's collaborators and settings.
+type Config struct {
+	Blobs    *cache.Blobs // where new layer blobs go (required)
+	Resolver Resolver     // FROM resolution (required)
+	// WorkDir is scratch space for stage root filesystems; it must be on a
+	// filesystem that supports ownership and xattrs (required).
+	WorkDir string
+	// Context is the build context directory (required, may be empty dir).
+	Context string
+	// Ignore holds the .dockerignore patterns (nil: nothing ignored).
+	Ignore *dockerfile.Ignore
+	// Compression of new layer blobs.
+	Compression layer.Compression
+	// Timestamp, when set, is the created time of the image and history and
+	// the upper bound of every mtime in new layers (--timestamp,
+	// SOURCE_DATE_EPOCH), making digests reproducible.
+	Timestamp *time.Time
+	// Out receives progress lines (STEP n/N: ...); nil discards them.
+	Out io.Writer
+	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
+	HTTP *http.Client
+	Log  *slog.Logger
+}
+
+// Executor runs plans. It is not safe for concurrent Builds.
+type Executor struct {
+	cfg       Config
+	ctxRoot   *os.Root
+	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
+	warnedIDs bool
+	images    map[string]*stageState // COPY --from=IMAGE roots, by reference
+}
+
+// New validates cfg and returns an Executor.
+func New(cfg Config) (*Executor, error) {
+	switch {
+	case cfg.Blobs == nil:
+		return nil, errors.New("executor: no blob store")
+	case cfg.Resolver == nil:
+		return nil, errors.New("executor: no image resolver")
+	case cfg.WorkDir == "":
+		return nil, errors.New("executor: no work dir")
+	case cfg.Context == "":
+		return nil, errors.New("executor: no build context")
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = http.DefaultClient
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	root, err := os.OpenRoot(cfg.Context)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	e := &Executor{cfg: cfg, ctxRoot: root, images: map[string]*stageState{}}
+	e.chownOK = probeChown(cfg.WorkDir)
+	return e, nil
+}
+
+// Close releases the executor's scratch space.
+func (e *Executor) Close() error {
+	e.ctxRoot.Close()
+	return os.RemoveAll(e.cfg.WorkDir)
+}
+
+// Build runs every stage of p (dependency order) for platform and returns
+// the target stage's image.
+func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
+	done := map[int]*stageState{}
+	var last *stageState
+	for i, st := range p.Stages {
+		s, err := e.runStage(ctx, p, st, done, platform, i, len(p.Stages))
+		if err != nil {
+			return nil, err
+		}
+		done[st.Index] = s
+		last = s
+	}
+	if last == nil {
+		return nil, errors.New("empty plan")
+	}
+	img := last.img
+	return &img, nil
+}
+
+// ExportRootfs writes the target image's file tree to dest (type=local).
+func (e *Executor) ExportRootfs(ctx context.Context, img *image.Image, dest string) error {
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return err
+	}
+	for _, l := range img.Layers {
+		if err := e.applyLayer(ctx, dest, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Executor) now() time.Time {
+	if e.cfg.Timestamp != nil {
+		return e.cfg.Timestamp.UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Executor) stepf(format string, a ...any) {
+	fmt.Fprintf(e.cfg.Out, format+"\n", a...)
+}
+
+// stepErr attaches the step's Dockerfile position to err once.
+func stepErr(s dockerfile.Step, err error) error {
+	var de *dockerfile.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return &dockerfile.Error{Pos: s.Pos(), Err: fmt.Errorf("%s: %w", firstWord(s.String()), err)}
+}
+
+func firstWord(s string) string {
+	if i := strings.IndexByte(s, ' '); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (e *Executor) tempDir(prefix string) (string, error) {
+	return os.MkdirTemp(e.cfg.WorkDir, prefix)
+}
+
+var _ = filepath.Join

@@ -1,0 +1,235 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/snapshot"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// stageState is a stage's image so far plus a lazily materialized rootfs:
+// the first `applied` layers of img are extracted into rootfs.
+type stageState struct {
+	img     image.Image
+	rootfs  string
+	applied int
+}
+
+func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
+	if st.Base.Platform != nil {
+		platform = *st.Base.Platform
+	}
+	s, err := e.baseState(ctx, st, done, platform)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := p.Lower(st, s.img.Config.Config)
+	if err != nil {
+		return nil, err
+	}
+	name := st.Base.Image
+	if st.Base.Stage >= 0 {
+		name = stageName(p, st.Base.Stage)
+	}
+	e.stepf("[%d/%d] STEP 1/%d: FROM %s%s", n+1, total, len(steps)+1, name, asName(st.Name))
+	// A new image starts with no pending base triggers: Lower ran them.
+	s.img.Config.Config.OnBuild = nil
+	for i, step := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+2, len(steps)+1, step.String())
+		if err := e.runStep(ctx, s, step, done); err != nil {
+			return nil, stepErr(step, err)
+		}
+	}
+	return s, nil
+}
+
+func asName(n string) string {
+	if n == "" {
+		return ""
+	}
+	return " AS " + n
+}
+
+func stageName(p *dockerfile.Plan, idx int) string {
+	for _, s := range p.Stages {
+		if s.Index == idx && s.Name != "" {
+			return s.Name
+		}
+	}
+	return fmt.Sprint(idx)
+}
+
+// baseState resolves FROM into a fresh stage state.
+func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform) (*stageState, error) {
+	dir, err := e.tempDir("rootfs-")
+	if err != nil {
+		return nil, err
+	}
+	s := &stageState{rootfs: dir}
+	switch {
+	case st.Base.Stage >= 0:
+		parent, ok := done[st.Base.Stage]
+		if !ok {
+			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM: stage %d has not been built", st.Base.Stage)}
+		}
+		s.img = cloneImage(parent.img)
+	case strings.EqualFold(st.Base.Image, "scratch"):
+		s.img = image.Image{Config: dockerspec.DockerOCIImage{Image: ocispec.Image{
+			Platform: ocispec.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
+			RootFS:   ocispec.RootFS{Type: "layers"},
+		}}}
+	default:
+		img, err := e.cfg.Resolver.Resolve(ctx, st.Base.Image, platform)
+		if err != nil {
+			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM %s: %w", st.Base.Image, err)}
+		}
+		s.img = cloneImage(*img)
+	}
+	if s.img.Config.RootFS.Type == "" {
+		s.img.Config.RootFS.Type = "layers"
+	}
+	// The built image is new: its identity is not the base's.
+	s.img.ManifestDigest = ""
+	return s, nil
+}
+
+// cloneImage copies the slices and maps a stage mutates, so a stage never
+// changes the image of the stage it was built FROM.
+func cloneImage(img image.Image) image.Image {
+	c := img
+	c.Layers = append([]image.Layer(nil), img.Layers...)
+	c.Config.RootFS.DiffIDs = append([]digest.Digest(nil), img.Config.RootFS.DiffIDs...)
+	c.Config.History = append([]ocispec.History(nil), img.Config.History...)
+	cc := &c.Config.Config
+	cc.Env = append([]string(nil), cc.Env...)
+	cc.Cmd = append([]string(nil), cc.Cmd...)[:len(cc.Cmd):len(cc.Cmd)]
+	cc.Entrypoint = append([]string(nil), cc.Entrypoint...)
+	cc.OnBuild = append([]string(nil), cc.OnBuild...)
+	cc.Shell = append([]string(nil), cc.Shell...)
+	if img.Config.Config.Cmd == nil {
+		cc.Cmd = nil
+	}
+	if img.Config.Config.Entrypoint == nil {
+		cc.Entrypoint = nil
+	}
+	cc.Labels = cloneMap(cc.Labels)
+	cc.ExposedPorts = cloneMap(cc.ExposedPorts)
+	cc.Volumes = cloneMap(cc.Volumes)
+	return c
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (e *Executor) runStep(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState) error {
+	switch st := step.(type) {
+	case *dockerfile.Meta:
+		return e.runMeta(ctx, s, st)
+	case *dockerfile.Copy:
+		return e.runCopy(ctx, s, st, done)
+	case *dockerfile.Exec:
+		return errors.New("RUN is not yet supported by this version of builder")
+	default:
+		return fmt.Errorf("internal error: unknown step type %T", step)
+	}
+}
+
+func (e *Executor) runMeta(ctx context.Context, s *stageState, m *dockerfile.Meta) error {
+	s.img.Config.Config = m.Config
+	if m.Author != "" {
+		s.img.Config.Author = m.Author
+	}
+	if m.Mkdir != "" {
+		made, err := e.workdir(ctx, s, m)
+		if err != nil || made {
+			return err
+		}
+	}
+	if !m.NoHistory {
+		s.addHistory(e, m.String(), nil)
+	}
+	return nil
+}
+
+// addHistory records a step; l == nil marks an empty layer.
+func (s *stageState) addHistory(e *Executor, createdBy string, l image.Layer) {
+	t := e.now()
+	h := ocispec.History{Created: &t, CreatedBy: createdBy, EmptyLayer: l == nil}
+	if s.img.Config.Author != "" {
+		h.Author = s.img.Config.Author
+	}
+	s.img.Config.History = append(s.img.Config.History, h)
+	s.img.Config.Created = &t
+	if l != nil {
+		s.img.Layers = append(s.img.Layers, l)
+		s.img.Config.RootFS.DiffIDs = append(s.img.Config.RootFS.DiffIDs, l.DiffID())
+	}
+}
+
+// materialize extracts the layers not yet applied to the stage's rootfs.
+func (e *Executor) materialize(ctx context.Context, s *stageState) error {
+	for ; s.applied < len(s.img.Layers); s.applied++ {
+		if err := e.applyLayer(ctx, s.rootfs, s.img.Layers[s.applied]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) error {
+	rc, err := layer.Uncompressed(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = snapshot.Apply(ctx, root, rc, snapshot.ApplyOptions{
+		NoChown:           !e.chownOK,
+		IgnoreChownErrors: true,
+		IgnoreXattrErrors: true,
+		SkipDevices:       os.Geteuid() != 0,
+	})
+	if err != nil {
+		return fmt.Errorf("extract layer %s: %w", l.Descriptor().Digest, err)
+	}
+	return nil
+}
+
+// commitUpper turns the upper dir into a layer, merges it into the rootfs
+// and records history.
+func (e *Executor) commitUpper(ctx context.Context, s *stageState, upper, createdBy string) error {
+	l, err := layer.Write(ctx, e.cfg.Blobs, e.cfg.Compression, func(w io.Writer) error {
+		return snapshot.WriteTar(ctx, w, upper, snapshot.WriteOptions{Clamp: e.cfg.Timestamp})
+	})
+	if err != nil {
+		return fmt.Errorf("write layer: %w", err)
+	}
+	if s.applied == len(s.img.Layers) {
+		if err := snapshot.Merge(ctx, upper, s.rootfs); err != nil {
+			return err
+		}
+		s.applied++
+	}
+	s.addHistory(e, createdBy, l)
+	return nil
+}

@@ -1,0 +1,123 @@
+// Package layer turns a tar stream into a stored layer in one pass:
+// tar → sha256 (diff_id) → compressor → sha256 (digest) → blob file.
+package layer
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+
+	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/internal/image"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression chooses how a new layer blob is stored.
+type Compression struct {
+	Kind  compress.Kind // compress.None, compress.Gzip or compress.Zstd
+	Level int           // 0 = the compressor's default
+}
+
+// MediaType is the OCI layer media type for blobs written with c.
+func (c Compression) MediaType() string {
+	switch c.Kind {
+	case compress.Gzip:
+		return ocispec.MediaTypeImageLayerGzip
+	case compress.Zstd:
+		return ocispec.MediaTypeImageLayerZstd
+	default:
+		return ocispec.MediaTypeImageLayer
+	}
+}
+
+// Write runs produce with a writer whose bytes become a layer blob in blobs,
+// computing diff_id and digest in the same pass.
+func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
+	ing, err := blobs.Ingest()
+	if err != nil {
+		return nil, err
+	}
+	defer ing.Close()
+	zw, err := compress.NewWriter(ing, c.Kind, c.Level)
+	if err != nil {
+		return nil, err
+	}
+	diffHash := sha256.New()
+	var size int64
+	cw := &countWriter{w: io.MultiWriter(diffHash, zw), n: &size}
+	if err := produce(cw); err != nil {
+		zw.Close()
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress layer: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d, n, err := ing.Commit("")
+	if err != nil {
+		return nil, err
+	}
+	return &Stored{
+		Blobs:  blobs,
+		Desc:   ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: n},
+		Diff:   digest.NewDigest(digest.SHA256, diffHash),
+		TarLen: size,
+	}, nil
+}
+
+// Stored is a layer whose blob lives in the local blob store.
+type Stored struct {
+	Blobs  *cache.Blobs
+	Desc   ocispec.Descriptor
+	Diff   digest.Digest
+	TarLen int64 // uncompressed size, when known
+}
+
+func (l *Stored) Descriptor() ocispec.Descriptor { return l.Desc }
+func (l *Stored) DiffID() digest.Digest          { return l.Diff }
+func (l *Stored) Open(context.Context) (io.ReadCloser, error) {
+	return l.Blobs.Open(l.Desc.Digest)
+}
+
+// Uncompressed opens l and returns its tar stream.
+func Uncompressed(ctx context.Context, l image.Layer) (io.ReadCloser, error) {
+	rc, err := l.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	zr, _, err := compress.Decompress(rc)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("layer %s: %w", l.Descriptor().Digest, err)
+	}
+	return &closeBoth{ReadCloser: zr, under: rc}, nil
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	under io.Closer
+}
+
+func (c *closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	if err2 := c.under.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+type countWriter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	*c.n += int64(n)
+	return n, err
+}

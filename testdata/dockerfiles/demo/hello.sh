@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "hello from builder"
+cat /app/motd
