@@ -40,7 +40,7 @@ func (a *argList) clone() *argList {
 // Get and Keys make an argList a shell.EnvGetter (FROM lines see only the
 // global args).
 func (a *argList) Get(k string) (string, bool) { return a.get(k) }
-func (a *argList) Keys() []string             { return slices.Clone(a.keys) }
+func (a *argList) Keys() []string              { return slices.Clone(a.keys) }
 
 // scope is what a Dockerfile word sees inside a stage: the config Env plus
 // the ARGs in effect. ENV wins over an ARG of the same name, as in Docker

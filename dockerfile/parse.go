@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/command"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -65,6 +66,9 @@ func Parse(r io.Reader, name string) (*File, error) {
 		return nil, errorf(top, "the Dockerfile cannot be empty")
 	}
 	f := &File{Name: name}
+	if err := checkText(dt, f); err != nil {
+		return nil, err
+	}
 
 	// "# check=" configures the linter for the whole file; comments right
 	// above an instruction may refine it (BuildKit merges those itself).
@@ -221,6 +225,22 @@ func checkStaticFrom(lex *shell.Lex, from string) error {
 	}
 	if res.Result != from {
 		return errors.New("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround")
+	}
+	return nil
+}
+
+// checkText rejects NUL bytes and invalid UTF-8 outside comments. BuildKit's
+// lexer (text/scanner without an error handler) would print complaints to
+// stderr and carry on; such a Dockerfile is broken anyway, and this package
+// must not write anywhere.
+func checkText(dt []byte, f *File) error {
+	for i, line := range bytes.Split(dt, []byte("\n")) {
+		if bytes.IndexByte(line, 0) >= 0 {
+			return errorf(f.pos(i+1), "invalid character NUL")
+		}
+		if !utf8.Valid(line) && !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			return errorf(f.pos(i+1), "invalid UTF-8 encoding")
+		}
 	}
 	return nil
 }

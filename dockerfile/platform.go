@@ -102,15 +102,26 @@ func platformArgs(target, build ocispec.Platform, targetStage string) [][2]strin
 // therefore never reported as unused. The proxy variables are Docker's
 // predefined args; they reach RUN through Exec.Proxy.
 var builtinArgs = map[string]bool{
-	"HTTP_PROXY": true, "http_proxy": true,
-	"HTTPS_PROXY": true, "https_proxy": true,
-	"FTP_PROXY": true, "ftp_proxy": true,
-	"NO_PROXY": true, "no_proxy": true,
-	"ALL_PROXY": true, "all_proxy": true,
+	"HTTP_PROXY":        true,
+	"http_proxy":        true,
+	"HTTPS_PROXY":       true,
+	"https_proxy":       true,
+	"FTP_PROXY":         true,
+	"ftp_proxy":         true,
+	"NO_PROXY":          true,
+	"no_proxy":          true,
+	"ALL_PROXY":         true,
+	"all_proxy":         true,
 	"SOURCE_DATE_EPOCH": true,
-	"BUILDPLATFORM": true, "BUILDOS": true, "BUILDARCH": true, "BUILDVARIANT": true,
-	"TARGETPLATFORM": true, "TARGETOS": true, "TARGETARCH": true, "TARGETVARIANT": true,
-	"TARGETSTAGE": true,
+	"BUILDPLATFORM":     true,
+	"BUILDOS":           true,
+	"BUILDARCH":         true,
+	"BUILDVARIANT":      true,
+	"TARGETPLATFORM":    true,
+	"TARGETOS":          true,
+	"TARGETARCH":        true,
+	"TARGETVARIANT":     true,
+	"TARGETSTAGE":       true,
 }
 
 // isProxyArg reports the predefined proxy args (case as Docker accepts them).

@@ -62,20 +62,29 @@ type Source struct {
 
 // Heredoc is an inline file: COPY <<EOF name, or an extra RUN heredoc.
 type Heredoc struct {
-	Name  string // COPY: destination file name; RUN: the heredoc word
-	Data  string // already expanded unless the word was quoted
-	Chomp bool   // <<- : leading tabs were stripped
+	Name string // COPY: destination file name; RUN: the heredoc word
+	// Data is the body. COPY: expanded unless the word was quoted
+	// (<<'EOF'). RUN: never expanded here, as in BuildKit.
+	Data  string
+	Chomp bool // <<- : leading tabs were already stripped from Data
 }
 
-// Mount is one RUN --mount, after expansion.
+// Mount is one RUN --mount, after expansion and with BuildKit's defaults
+// applied, so the executor need not know them.
 type Mount struct {
-	Type     string // bind | cache | tmpfs | secret | ssh
-	From     Source // bind/cache: the root the source is read from
-	Source   string
-	Target   string
+	Type string // bind | cache | tmpfs | secret | ssh
+	// From is the root Source is read from: the context for a bind mount
+	// without from=, the image "scratch" (empty) for every other mount
+	// without from=.
+	From     Source
+	Source   string // path inside From (bind, cache); "" for secret and ssh
+	Target   string // absolute; secret: /run/secrets/<id> unless env= only; ssh: /run/buildkit/ssh_agent.<n>
 	ReadOnly bool
+	// CacheID is the cache id (default: the target as written), the secret
+	// id (id=, src= or the target's base name) or the ssh agent id
+	// ("default").
 	CacheID  string
-	Sharing  string // shared | private | locked
+	Sharing  string // cache: shared (default) | private | locked
 	Required bool
 	Env      string // secret: expose as this env var
 	Size     int64  // tmpfs size limit, 0 = none
@@ -98,8 +107,17 @@ type Exec struct {
 	Network  string   // "default" | "none" | "host"
 	Security string   // "sandbox" | "insecure"
 	Mounts   []Mount
-	Files    []Heredoc // RUN heredocs made available to the command
+	// Files are inline scripts the executor must provide read-only, mode
+	// 0755, as /dev/pipes/<Name> (BuildKit's location) while the command
+	// runs. Only a RUN whose whole command is one heredoc starting with
+	// "#!" sets it; Args then execute that file through the shell. Other
+	// heredocs are folded into the shell command line, so Files is empty.
+	Files    []Heredoc
 	Platform ocispec.Platform
+	// Proxy holds the predefined proxy args given with --build-arg
+	// (HTTP_PROXY, no_proxy, ...) as "K=V". The executor adds them to the
+	// environment; as in Docker they stay out of cache keys and history.
+	Proxy []string `json:"-"`
 }
 
 // Copy is COPY or ADD.
@@ -116,7 +134,7 @@ type Copy struct {
 	// it means "directory".
 	Dest       string
 	Chown      string // unresolved "user[:group]"; "" = 0:0 (context) or kept (stage/image)
-	Chmod      string // octal, "" = keep
+	Chmod      string // octal, normalised to four digits ("0755"); "" = keep
 	Excludes   []string
 	Link       bool
 	Parents    bool

@@ -26,8 +26,8 @@ type stageState struct {
 }
 
 func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
-	if st.Base.Platform != nil {
-		platform = *st.Base.Platform
+	if st.Platform.OS != "" {
+		platform = st.Platform
 	}
 	s, err := e.baseState(ctx, st, done, platform)
 	if err != nil {
@@ -41,14 +41,21 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 	if st.Base.Stage >= 0 {
 		name = stageName(p, st.Base.Stage)
 	}
-	e.stepf("[%d/%d] STEP 1/%d: FROM %s%s", n+1, total, len(steps)+1, name, asName(st.Name))
+	shown := stepsShown(steps)
+	e.stepf("[%d/%d] STEP 1/%d: FROM %s%s", n+1, total, len(steps)+shown, name, asName(st.Name))
 	// A new image starts with no pending base triggers: Lower ran them.
 	s.img.Config.Config.OnBuild = nil
 	for i, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+2, len(steps)+1, step.String())
+		if m, ok := step.(*dockerfile.Meta); ok && m.NoHistory && strings.HasPrefix(m.Text, "FROM ") {
+			if err := e.runStep(ctx, s, step, done); err != nil {
+				return nil, stepErr(step, err)
+			}
+			continue
+		}
+		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+1+shown, len(steps)+shown, step.String())
 		if err := e.runStep(ctx, s, step, done); err != nil {
 			return nil, stepErr(step, err)
 		}
@@ -232,4 +239,15 @@ func (e *Executor) commitUpper(ctx context.Context, s *stageState, upper, create
 	}
 	s.addHistory(e, createdBy, l)
 	return nil
+}
+
+// stepsShown is 1 (the FROM line) unless Lower already led with a FROM
+// normalising step, which is then shown as the FROM line.
+func stepsShown(steps []dockerfile.Step) int {
+	for _, step := range steps {
+		if m, ok := step.(*dockerfile.Meta); ok && m.NoHistory && strings.HasPrefix(m.Text, "FROM ") {
+			return 0
+		}
+	}
+	return 1
 }

@@ -51,16 +51,16 @@ type layerKind struct {
 
 //nolint:staticcheck // the non-distributable OCI types are deprecated but still met in the wild.
 var layerKinds = map[string]layerKind{
-	ocispec.MediaTypeImageLayer:                        {comp: Uncompressed},
-	ocispec.MediaTypeImageLayerGzip:                    {comp: Gzip},
-	ocispec.MediaTypeImageLayerZstd:                    {comp: Zstd},
-	ocispec.MediaTypeImageLayerNonDistributable:        {comp: Uncompressed, foreign: true},
-	ocispec.MediaTypeImageLayerNonDistributableGzip:    {comp: Gzip, foreign: true},
-	ocispec.MediaTypeImageLayerNonDistributableZstd:    {comp: Zstd, foreign: true},
-	MediaTypeDockerLayer:                               {comp: Uncompressed},
-	MediaTypeDockerLayerGzip:                           {comp: Gzip},
-	MediaTypeDockerForeign:                             {comp: Uncompressed, foreign: true},
-	MediaTypeDockerForeignGzip:                         {comp: Gzip, foreign: true},
+	ocispec.MediaTypeImageLayer:                         {comp: Uncompressed},
+	ocispec.MediaTypeImageLayerGzip:                     {comp: Gzip},
+	ocispec.MediaTypeImageLayerZstd:                     {comp: Zstd},
+	ocispec.MediaTypeImageLayerNonDistributable:         {comp: Uncompressed, foreign: true},
+	ocispec.MediaTypeImageLayerNonDistributableGzip:     {comp: Gzip, foreign: true},
+	ocispec.MediaTypeImageLayerNonDistributableZstd:     {comp: Zstd, foreign: true},
+	MediaTypeDockerLayer:                                {comp: Uncompressed},
+	MediaTypeDockerLayerGzip:                            {comp: Gzip},
+	MediaTypeDockerForeign:                              {comp: Uncompressed, foreign: true},
+	MediaTypeDockerForeignGzip:                          {comp: Gzip, foreign: true},
 	"application/vnd.docker.image.rootfs.diff.tar.zstd": {comp: Zstd}, // seen from some tools; not a Docker standard
 }
 

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/builder-dev/builder/internal/store"
+	"github.com/spf13/cobra"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/storage"
+)
+
+type imagesOptions struct {
+	quiet   bool
+	json    bool
+	format  string
+	noTrunc bool
+}
+
+func newImagesCmd(g *globalOptions) *cobra.Command {
+	o := &imagesOptions{}
+	cmd := &cobra.Command{
+		Use:   "images [flags] [IMAGE...]",
+		Short: "List images in local storage",
+		Long: "List images in local storage, one row per name. With IMAGE arguments, list only those images.\n" +
+			"--format takes \"json\" or a Go template over .Repository .Tag .ID .Digest .Created .CreatedAt .Size.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.json && o.format != "" && o.format != "json" {
+				return usagef("--json and --format %q conflict", o.format)
+			}
+			return g.withStore(func(s storage.Store) error { return o.run(g.stdout, s, args) })
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only image IDs")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+	f.StringVar(&o.format, "format", "", `output format: "json" or a Go template`)
+	f.BoolVar(&o.noTrunc, "no-trunc", false, "print full image IDs")
+	return cmd
+}
+
+// imageRow is one line of `images`: one name of one image.
+type imageRow struct {
+	Repository string
+	Tag        string
+	ID         string
+	Digest     string
+	Created    string // "2 hours ago"
+	CreatedAt  time.Time
+	Size       string // "5.12 MB"
+}
+
+// imageJSON is one image in `images --json`.
+type imageJSON struct {
+	ID       string    `json:"id"`
+	Names    []string  `json:"names"`
+	Digest   string    `json:"digest"`
+	Created  time.Time `json:"created"`
+	Size     int64     `json:"size"`
+	ReadOnly bool      `json:"readonly"`
+}
+
+func (o *imagesOptions) run(w io.Writer, s storage.Store, args []string) error {
+	list, err := store.List(s)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		if list, err = filterImages(s, list, args); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.json || o.format == "json":
+		out := make([]imageJSON, len(list))
+		for i, im := range list {
+			names := im.Names
+			if names == nil {
+				names = []string{}
+			}
+			out[i] = imageJSON{ID: im.ID, Names: names, Digest: im.Digest.String(), Created: im.Created, Size: im.Size, ReadOnly: im.ReadOnly}
+		}
+		b, err := json.MarshalIndent(out, "", "    ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case o.quiet:
+		for _, im := range list {
+			if _, err := fmt.Fprintln(w, o.id(im.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case o.format != "":
+		tmpl, err := template.New("format").Parse(o.format)
+		if err != nil {
+			return usagef("--format: %v", err)
+		}
+		for _, r := range o.rows(list, time.Now()) {
+			if err := tmpl.Execute(w, r); err != nil {
+				return fmt.Errorf("--format: %w", err)
+			}
+			if _, err := fmt.Fprintln(w); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+		fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+		for _, r := range o.rows(list, time.Now()) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Repository, r.Tag, r.ID, r.Created, r.Size)
+		}
+		return tw.Flush()
+	}
+}
+
+func (o *imagesOptions) id(id string) string {
+	if o.noTrunc {
+		return "sha256:" + id
+	}
+	return id[:min(12, len(id))]
+}
+
+// rows expands images into one row per name (one "<none>" row for an
+// unnamed image).
+func (o *imagesOptions) rows(list []store.Summary, now time.Time) []imageRow {
+	var rows []imageRow
+	for _, im := range list {
+		base := imageRow{
+			ID:        o.id(im.ID),
+			Digest:    im.Digest.String(),
+			Created:   humanAgo(now, im.Created),
+			CreatedAt: im.Created,
+			Size:      humanSize(im.Size),
+		}
+		if len(im.Names) == 0 {
+			base.Repository, base.Tag = "<none>", "<none>"
+			rows = append(rows, base)
+		}
+		for _, n := range im.Names {
+			r := base
+			r.Repository, r.Tag = splitName(n)
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
+// filterImages keeps the images args resolve to, in list order.
+func filterImages(s storage.Store, list []store.Summary, args []string) ([]store.Summary, error) {
+	want := map[string]bool{}
+	for _, a := range args {
+		img, err := store.LookupImage(s, a)
+		if err != nil {
+			return nil, err
+		}
+		want[img.ID] = true
+	}
+	var out []store.Summary
+	for _, im := range list {
+		if want[im.ID] {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
+// splitName splits a stored name into repository and tag ("<none>" for a
+// digest-only name).
+func splitName(name string) (repo, tag string) {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return name, "<none>"
+	}
+	tag = "<none>"
+	if t, ok := named.(reference.Tagged); ok {
+		tag = t.Tag()
+	}
+	return named.Name(), tag
+}
+
+// humanAgo renders the age of t like buildah and docker ("2 hours ago").
+func humanAgo(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "In the future"
+	}
+	return humanDuration(d) + " ago"
+}
+
+func humanDuration(d time.Duration) string {
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s < 60:
+		return plural(s, "second")
+	case d < 2*time.Minute:
+		return "About a minute"
+	case d < time.Hour:
+		return plural(int(d.Minutes()), "minute")
+	case d < 2*time.Hour:
+		return "About an hour"
+	case d < 48*time.Hour:
+		return plural(int(d.Hours()), "hour")
+	case d < 14*24*time.Hour:
+		return plural(int(d.Hours()/24), "day")
+	case d < 60*24*time.Hour:
+		return plural(int(d.Hours()/24/7), "week")
+	case d < 2*365*24*time.Hour:
+		return plural(int(d.Hours()/24/30), "month")
+	default:
+		return plural(int(d.Hours()/24/365), "year")
+	}
+}
+
+// humanSize renders a byte count with decimal units ("5.123 MB").
+func humanSize(n int64) string {
+	if n < 0 {
+		return "unknown"
+	}
+	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
+	v := float64(n)
+	i := 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	return strings.TrimSpace(fmt.Sprintf("%.4g %s", v, units[i]))
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"go.podman.io/storage/pkg/reexec"
+	"go.podman.io/storage/pkg/unshare"
+)
+
+// noStoreCommands are the subcommands that never touch the store, so they
+// run without entering a user namespace.
+var noStoreCommands = map[string]bool{
+	"version": true, "help": true, "completion": true,
+	"__complete": true, "__completeNoDesc": true,
+}
+
+// globalValueFlags are the root's flags that take a separate value.
+var globalValueFlags = map[string]bool{
+	"--root": true, "--runroot": true, "--storage-driver": true,
+	"--storage-opt": true, "--log-level": true,
+}
+
+// maybeReexec runs first in main. It dispatches containers/storage's
+// re-exec handlers (storage re-executes this binary to apply layers and
+// mount overlays), then, for subcommands that use the store, re-executes a
+// non-root user inside a user namespace with the /etc/subuid and
+// /etc/subgid ranges mapped, as buildah and podman do. In the child,
+// _CONTAINERS_ROOTLESS_UID is set and storage picks the user's paths.
+func maybeReexec(args []string) {
+	if reexec.Init() {
+		os.Exit(0)
+	}
+	// Until the flags are parsed, honour --log-level for what the
+	// namespace setup logs (e.g. missing subordinate ID ranges).
+	if lvl, ok := logLevelArg(args[1:]); ok {
+		setLibraryLogLevel(lvl)
+	} else {
+		setLibraryLogLevel(slog.LevelWarn)
+	}
+	if !needsStore(args[1:]) {
+		return
+	}
+	unshare.MaybeReexecUsingUserNamespace(false)
+}
+
+// needsStore reports whether the command line runs a subcommand that uses
+// the store; help requests and the commands in noStoreCommands do not.
+func needsStore(args []string) bool {
+	sub := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "--help" {
+			return false
+		}
+		if strings.HasPrefix(a, "-") {
+			if globalValueFlags[a] && sub == "" {
+				i++ // skip the flag's value
+			}
+			continue
+		}
+		if sub == "" {
+			sub = a
+		}
+	}
+	return sub != "" && !noStoreCommands[sub]
+}
+
+// logLevelArg finds --log-level in args.
+func logLevelArg(args []string) (slog.Level, bool) {
+	for i, a := range args {
+		var v string
+		switch {
+		case a == "--":
+			return 0, false
+		case a == "--log-level" && i+1 < len(args):
+			v = args[i+1]
+		case strings.HasPrefix(a, "--log-level="):
+			v = strings.TrimPrefix(a, "--log-level=")
+		default:
+			continue
+		}
+		switch strings.ToLower(v) {
+		case "trace":
+			return slog.LevelDebug - 4, true
+		case "debug":
+			return slog.LevelDebug, true
+		case "info":
+			return slog.LevelInfo, true
+		case "warn", "warning":
+			return slog.LevelWarn, true
+		case "error", "fatal", "panic":
+			return slog.LevelError, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
+
+// setLibraryLogLevel sets the level of logrus, through which
+// containers/storage and containers/image log.
+func setLibraryLogLevel(lvl slog.Level) {
+	switch {
+	case lvl < slog.LevelDebug:
+		logrus.SetLevel(logrus.TraceLevel)
+	case lvl < slog.LevelInfo:
+		logrus.SetLevel(logrus.DebugLevel)
+	case lvl < slog.LevelWarn:
+		logrus.SetLevel(logrus.InfoLevel)
+	case lvl < slog.LevelError:
+		logrus.SetLevel(logrus.WarnLevel)
+	default:
+		logrus.SetLevel(logrus.ErrorLevel)
+	}
+}

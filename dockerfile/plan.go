@@ -1,0 +1,413 @@
+package dockerfile
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// PlanOptions are the build inputs that select and parameterise stages.
+type PlanOptions struct {
+	// Target is a stage name (case-insensitive) or Dockerfile index; "" means
+	// the last stage.
+	Target string
+	// BuildArgs are --build-arg values; they override ARG defaults.
+	BuildArgs map[string]string
+	// Platform is the target platform (TARGETPLATFORM, TARGETOS, ...).
+	// Zero means BuildPlatform.
+	Platform ocispec.Platform
+	// BuildPlatform is the platform the builder runs on (BUILDPLATFORM, ...).
+	// Zero means linux on this binary's architecture.
+	BuildPlatform ocispec.Platform
+}
+
+// Plan is the set of stages a target needs, with FROM lines expanded and
+// stage references resolved. A Plan is immutable; Lower may be called
+// concurrently for different stages.
+type Plan struct {
+	Stages     []*Stage  // only the stages the target needs, in dependency order; target is last
+	UnusedArgs []string  // --build-arg keys no ARG declares (sorted), builtin args excluded
+	Warnings   []Warning // linter findings that need the build args (UndefinedArgInFrom, ...)
+
+	file      *File
+	all       []*Stage          // every stage of the file, by Dockerfile index
+	names     map[string]int    // lower-cased AS name -> index; a later duplicate wins
+	buildArgs map[string]string // copy of PlanOptions.BuildArgs
+	globals   *argList          // automatic platform args + meta ARGs
+	target    ocispec.Platform
+}
+
+// Stage is one FROM section of the Dockerfile.
+type Stage struct {
+	Index int    // position in the Dockerfile (0-based); Source.Stage refers to this
+	Name  string // lower-cased AS name, "" if none
+	At    Pos
+	Base  Base
+	Deps  []int // Dockerfile indexes of stages this one reads (FROM, COPY --from, RUN --mount from=, ONBUILD of a parent stage), sorted
+	// Platform is the platform every step of the stage runs for: the
+	// FROM --platform value, the parent stage's platform for FROM <stage>
+	// (BuildKit lets the parent win), else the plan's target platform.
+	Platform ocispec.Platform
+
+	src  *fileStage
+	refs []stageRef // every stage reference, checked when the stage is planned
+}
+
+// Base is the expanded FROM of a stage.
+type Base struct {
+	Image    string            // expanded FROM reference ("scratch" allowed); "" when Stage >= 0
+	Stage    int               // Dockerfile index of an earlier stage, or -1
+	Platform *ocispec.Platform // expanded FROM --platform; nil = plan platform
+}
+
+// stageRef records one reference to another stage, for error messages.
+type stageRef struct {
+	index int
+	what  string // "copy", "mount" or "from"
+	name  string
+	at    Pos
+}
+
+// Plan expands FROM lines with the global ARGs, resolves stage references,
+// drops the stages the target does not need and orders the rest.
+func (f *File) Plan(opts PlanOptions) (*Plan, error) {
+	p := &Plan{
+		file:      f,
+		names:     map[string]int{},
+		buildArgs: maps.Clone(opts.BuildArgs),
+		globals:   newArgList(),
+	}
+	if p.buildArgs == nil {
+		p.buildArgs = map[string]string{}
+	}
+	build := opts.BuildPlatform
+	if build.OS == "" || build.Architecture == "" {
+		build = defaultPlatform()
+	}
+	build = normalizePlatform(build)
+	p.target = opts.Platform
+	if p.target.OS == "" || p.target.Architecture == "" {
+		p.target = build
+	}
+	p.target = normalizePlatform(p.target)
+
+	cfg := f.lintCfg
+	cfg.Warn = func(rule, _, _, msg string, loc []parser.Range) {
+		p.Warnings = append(p.Warnings, Warning{Rule: rule, Msg: msg, At: f.pos(rangeLine(loc))})
+	}
+	lint := linter.New(&cfg)
+	lex := shell.NewLex(f.escape)
+
+	// Automatic args first, so that meta ARG defaults and FROM can use them;
+	// a --build-arg of the same name overrides them, as in BuildKit.
+	for _, kv := range platformArgs(p.target, build, f.targetStageName(opts.Target)) {
+		v := kv[1]
+		if ov, ok := p.buildArgs[kv[0]]; ok {
+			v = ov
+		}
+		p.globals.set(kv[0], v)
+	}
+	declared := map[string]bool{}
+	for _, a := range f.metaArgs {
+		for _, kv := range a.Args {
+			declared[kv.Key] = true
+			if v, ok := p.buildArgs[kv.Key]; ok {
+				p.globals.set(kv.Key, v)
+				continue
+			}
+			if kv.Value == nil {
+				continue
+			}
+			v, err := expandWith(lex, *kv.Value, p.globals)
+			if err != nil {
+				return nil, wrapErr(err, f.pos(rangeLine(a.Location())))
+			}
+			p.globals.set(kv.Key, v)
+		}
+	}
+
+	for i, fs := range f.stages {
+		s, err := p.planStage(i, fs, lex, lint, declared)
+		if err != nil {
+			return nil, err
+		}
+		p.all = append(p.all, s)
+		if s.Name != "" {
+			p.names[s.Name] = i
+		}
+	}
+	for _, s := range p.all {
+		if err := p.collectRefs(s); err != nil {
+			return nil, err
+		}
+	}
+	target, err := p.resolveTarget(opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.prune(target); err != nil {
+		return nil, err
+	}
+	p.UnusedArgs = f.unusedArgs(p.buildArgs, declared)
+	slices.SortStableFunc(p.Warnings, func(a, b Warning) int { return cmp.Compare(a.At.Line, b.At.Line) })
+	if cfg.ReturnAsError {
+		if err := lintError(p.Warnings); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// targetStageName is BuildKit's TARGETSTAGE value: the target as given,
+// else the last stage's name, else "default".
+func (f *File) targetStageName(target string) string {
+	if target == "" {
+		target = f.stages[len(f.stages)-1].st.Name
+	}
+	if target == "" {
+		return "default"
+	}
+	return target
+}
+
+// planStage expands FROM and --platform with the global args only.
+func (p *Plan) planStage(i int, fs *fileStage, lex *shell.Lex, lint *linter.Linter, declared map[string]bool) (*Stage, error) {
+	s := &Stage{Index: i, Name: fs.st.Name, At: fs.at, src: fs, Base: Base{Stage: -1}}
+	lint = lint.WithMergedConfigFromComments(fs.st.Comments)
+	undefined := func(unmatched map[string]struct{}) {
+		for _, k := range slices.Sorted(maps.Keys(unmatched)) {
+			if _, ok := p.globals.get(k); !ok && !declared[k] {
+				lint.Run(&linter.RuleUndefinedArgInFrom, fs.st.Location, linter.RuleUndefinedArgInFrom.Format(k, ""))
+			}
+		}
+	}
+	m, err := lex.ProcessWordWithMatches(fs.st.BaseName, p.globals)
+	if err != nil {
+		return nil, wrapErr(err, fs.at)
+	}
+	undefined(m.Unmatched)
+	if m.Result == "" {
+		return nil, errorf(fs.at, "base name (%s) should not be blank", fs.st.BaseName)
+	}
+	if j, ok := p.names[strings.ToLower(m.Result)]; ok {
+		s.Base.Stage = j
+		s.refs = append(s.refs, stageRef{index: j, what: "from", name: m.Result, at: fs.at})
+	} else {
+		s.Base.Image = m.Result
+	}
+	if fs.st.Platform != "" {
+		pm, err := lex.ProcessWordWithMatches(fs.st.Platform, p.globals)
+		if err != nil {
+			return nil, wrapErr(fmt.Errorf("failed to process arguments for platform %s: %w", fs.st.Platform, err), fs.at)
+		}
+		undefined(pm.Unmatched)
+		if pm.Result == "" {
+			return nil, errorf(fs.at, "empty platform value from expression %s", fs.st.Platform)
+		}
+		plat, err := parsePlatform(pm.Result)
+		if err != nil {
+			return nil, errorf(fs.at, "failed to parse platform %s: %w", fs.st.Platform, err)
+		}
+		s.Base.Platform = &plat
+		platformLint(lint, fs, pm, p.globals)
+	}
+	switch {
+	case s.Base.Stage >= 0:
+		s.Platform = p.all[s.Base.Stage].Platform
+	case s.Base.Platform != nil:
+		s.Platform = *s.Base.Platform
+	default:
+		s.Platform = p.target
+	}
+	return s, nil
+}
+
+// platformLint runs RedundantTargetPlatform and
+// FromPlatformFlagConstDisallowed, as BuildKit does for FROM --platform.
+func platformLint(lint *linter.Linter, fs *fileStage, m shell.ProcessWordResult, globals *argList) {
+	if len(m.Matched) == 1 && len(m.Unmatched) == 0 {
+		if _, ok := m.Matched["TARGETPLATFORM"]; ok {
+			if v, _ := globals.get("TARGETPLATFORM"); v == m.Result {
+				lint.Run(&linter.RuleRedundantTargetPlatform, fs.st.Location, linter.RuleRedundantTargetPlatform.Format(fs.st.Platform))
+			}
+		}
+	}
+	if len(m.Matched) > 0 || len(m.Unmatched) > 0 {
+		return
+	}
+	plat, err := parsePlatform(m.Result)
+	if err != nil || strings.Contains(fs.st.Name, plat.OS) || strings.Contains(fs.st.Name, plat.Architecture) {
+		return
+	}
+	lint.Run(&linter.RuleFromPlatformFlagConstDisallowed, fs.st.Location, linter.RuleFromPlatformFlagConstDisallowed.Format(m.Result))
+}
+
+// collectRefs records the stages a stage reads besides its FROM: COPY
+// --from, RUN --mount from=, and the ONBUILD triggers of a parent stage
+// (they run in this stage). Triggers inherited from an image are only known
+// at Lower time and must name stages that are already part of the plan.
+func (p *Plan) collectRefs(s *Stage) error {
+	cmds := slices.Clone(s.src.st.Commands)
+	if s.Base.Stage >= 0 {
+		parent := p.all[s.Base.Stage]
+		for _, c := range parent.src.st.Commands {
+			ob, ok := c.(*instructions.OnbuildCommand)
+			if !ok {
+				continue
+			}
+			tc, err := parseTrigger(ob.Expression, s.At.Line)
+			if err != nil {
+				return &Error{Pos: s.At, Err: err}
+			}
+			cmds = append(cmds, tc)
+		}
+	}
+	for _, c := range cmds {
+		at := s.At
+		if l := rangeLine(c.Location()); l > 0 {
+			at = p.file.pos(l)
+		}
+		switch c := c.(type) {
+		case *instructions.CopyCommand:
+			if c.From == "" {
+				continue
+			}
+			if j, ok, err := p.lookupStage(c.From); err != nil {
+				return &Error{Pos: at, Err: err}
+			} else if ok {
+				s.refs = append(s.refs, stageRef{index: j, what: "copy", name: c.From, at: at})
+			}
+		case *instructions.RunCommand:
+			for _, m := range instructions.GetMounts(c) {
+				if m.From == "" {
+					continue
+				}
+				if j, ok, err := p.lookupStage(m.From); err != nil {
+					return &Error{Pos: at, Err: err}
+				} else if ok {
+					s.refs = append(s.refs, stageRef{index: j, what: "mount", name: m.From, at: at})
+				}
+			}
+		}
+	}
+	for _, r := range s.refs {
+		if !slices.Contains(s.Deps, r.index) {
+			s.Deps = append(s.Deps, r.index)
+		}
+	}
+	slices.Sort(s.Deps)
+	return nil
+}
+
+// lookupStage resolves a --from value: a stage name (case-insensitive), a
+// stage index, or (ok == false) an image reference.
+func (p *Plan) lookupStage(name string) (int, bool, error) {
+	if j, ok := p.names[strings.ToLower(name)]; ok {
+		return j, true, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && isDigits(name) {
+		if n < 0 || n >= len(p.all) {
+			return 0, false, fmt.Errorf("invalid stage index %d", n)
+		}
+		return n, true, nil
+	}
+	return 0, false, nil
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (p *Plan) resolveTarget(target string) (*Stage, error) {
+	if target == "" {
+		return p.all[len(p.all)-1], nil
+	}
+	if j, ok := p.names[strings.ToLower(target)]; ok {
+		return p.all[j], nil
+	}
+	if n, err := strconv.Atoi(target); err == nil && isDigits(target) && n < len(p.all) {
+		return p.all[n], nil
+	}
+	return nil, &Error{Pos: Pos{File: p.file.Name}, Err: fmt.Errorf("target stage %q could not be found", target)}
+}
+
+// prune keeps the stages reachable from target. Every reference must point
+// to an earlier stage; that also rules out cycles.
+func (p *Plan) prune(target *Stage) error {
+	seen := map[int]bool{}
+	var visit func(s *Stage) error
+	visit = func(s *Stage) error {
+		if seen[s.Index] {
+			return nil
+		}
+		seen[s.Index] = true
+		for _, r := range s.refs {
+			if r.index >= s.Index {
+				return refError(s, r)
+			}
+			if err := visit(p.all[r.index]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := visit(target); err != nil {
+		return err
+	}
+	for _, s := range p.all {
+		if seen[s.Index] {
+			p.Stages = append(p.Stages, s)
+		}
+	}
+	return nil
+}
+
+func refError(s *Stage, r stageRef) error {
+	cur := s.Name
+	if cur == "" {
+		cur = "stage-" + strconv.Itoa(s.Index)
+	}
+	if r.index == s.Index {
+		return errorf(r.at, "circular dependency detected on stage: %s", cur)
+	}
+	if r.what == "mount" {
+		return errorf(r.at, "cannot mount from stage %q, stage needs to be defined before current command", r.name)
+	}
+	return errorf(r.at, "cannot copy from stage %q, it needs to be defined before current stage %q", r.name, cur)
+}
+
+// unusedArgs lists build args that no ARG in the file declares. Like
+// Docker's warning it ignores the predefined proxy and platform args.
+func (f *File) unusedArgs(buildArgs map[string]string, declared map[string]bool) []string {
+	for _, s := range f.stages {
+		for _, c := range s.st.Commands {
+			if a, ok := c.(*instructions.ArgCommand); ok {
+				for _, kv := range a.Args {
+					declared[kv.Key] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for k := range buildArgs {
+		if !declared[k] && !builtinArgs[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

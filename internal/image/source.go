@@ -1,0 +1,359 @@
+package image
+
+// Base image resolution: FROM references (local store, OCI layouts and
+// archives, docker-archive files, registries) become Image values whose
+// layers are read lazily through containers/image.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/builder-dev/builder/internal/store"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	cimage "go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	storageTransport "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+)
+
+// ErrNotKnownLocally is returned (wrapped) when a plain name is not in the
+// local store. Pulling plain names from registries is not implemented yet;
+// "docker://NAME" reads from a registry.
+var ErrNotKnownLocally = errors.New("image not known locally")
+
+// transports are the reference prefixes Resolve accepts; anything else is a
+// plain image name (so "localhost:5000/app" stays a name).
+var transports = map[string]bool{
+	"oci": true, "oci-archive": true, "docker-archive": true,
+	"containers-storage": true, "docker": true, "dir": true,
+}
+
+// Resolver resolves base image references. Images it returns read their
+// layers from sources that stay open until Close. A Resolver is safe for
+// concurrent use.
+type Resolver struct {
+	// Store is the local store, for plain names and containers-storage:
+	// references. It may be nil if neither is used.
+	Store storage.Store
+	// Sys configures containers/image (registries.conf, auth, TLS...); may be nil.
+	Sys *types.SystemContext
+	// Log, if set, receives warnings (e.g. a single-platform base image
+	// for another platform).
+	Log *slog.Logger
+
+	mu      sync.Mutex
+	sources []types.ImageSource
+	closed  bool
+}
+
+// Resolve opens ref for platform p (the runtime platform when p.OS or
+// p.Architecture is empty) and returns the image with lazily opened layers.
+//
+// Reference forms: "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]",
+// "docker-archive:FILE[:REF]", "containers-storage:REF", "docker://REF",
+// "dir:PATH", and plain names, which are looked up in the local store with
+// podman's short-name rules and otherwise fail with ErrNotKnownLocally.
+//
+// From a manifest list or image index, the manifest matching p is chosen
+// (variants as containers/image matches them). The config is parsed from
+// the raw config blob, so Docker extensions (Healthcheck, OnBuild, Shell)
+// survive. Layers are described as the source serves them (containers-storage
+// and docker-archive sources serve uncompressed tar, whose digest is the
+// diff ID) and their Open verifies digest and size.
+func (r *Resolver) Resolve(ctx context.Context, ref string, p ocispec.Platform) (*Image, error) {
+	if p.OS == "" || p.Architecture == "" {
+		p = ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
+	}
+	iref, err := r.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	src, err := iref.NewImageSource(ctx, r.Sys)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", ref, err)
+	}
+	img, err := r.load(ctx, src, p)
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		src.Close()
+		return nil, errors.New("resolver is closed")
+	}
+	r.sources = append(r.sources, src)
+	return img, nil
+}
+
+// Close closes every source opened by Resolve. Layers of resolved images
+// cannot be opened afterwards.
+func (r *Resolver) Close() error {
+	r.mu.Lock()
+	srcs := r.sources
+	r.sources, r.closed = nil, true
+	r.mu.Unlock()
+	var errs []error
+	for _, s := range srcs {
+		if err := s.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Resolver) parse(ref string) (types.ImageReference, error) {
+	name, rest, hasPrefix := strings.Cut(ref, ":")
+	if !hasPrefix || !transports[name] {
+		return r.storeRef(ref, func(err error) error {
+			if errors.Is(err, storage.ErrImageUnknown) {
+				return fmt.Errorf("%w: %s", ErrNotKnownLocally, ref)
+			}
+			return err
+		})
+	}
+	if name == "containers-storage" && !strings.HasPrefix(rest, "[") {
+		return r.storeRef(rest, func(err error) error { return err })
+	}
+	iref, err := alltransports.ParseImageName(ref)
+	if err != nil {
+		return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+	}
+	return iref, nil
+}
+
+// storeRef resolves name in r.Store with podman's rules and returns a
+// reference to the image by ID.
+func (r *Resolver) storeRef(name string, wrap func(error) error) (types.ImageReference, error) {
+	if r.Store == nil {
+		return nil, fmt.Errorf("%s: no local store configured", name)
+	}
+	m, err := store.Find(r.Store, r.Sys, name)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	iref, err := storageTransport.Transport.NewStoreReference(r.Store, nil, m.Image.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return iref, nil
+}
+
+// maxIndexDepth bounds nested indexes (an index whose entry is an index).
+const maxIndexDepth = 4
+
+func (r *Resolver) load(ctx context.Context, src types.ImageSource, p ocispec.Platform) (*Image, error) {
+	var instance *digest.Digest
+	unparsed := cimage.UnparsedInstance(src, nil)
+	man, mt, err := unparsed.Manifest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	for depth := 0; manifest.MIMETypeIsMultiImage(mt); depth++ {
+		if depth == maxIndexDepth {
+			return nil, fmt.Errorf("image indexes nested more than %d deep", maxIndexDepth)
+		}
+		list, err := manifest.ListFromBlob(man, mt)
+		if err != nil {
+			return nil, fmt.Errorf("parsing manifest list: %w", err)
+		}
+		d, err := list.ChooseInstance(r.platformContext(p))
+		if err != nil {
+			return nil, fmt.Errorf("no manifest for platform %s: %w", platformString(p), err)
+		}
+		instance = &d
+		unparsed = cimage.UnparsedInstance(src, instance)
+		if man, mt, err = unparsed.Manifest(ctx); err != nil {
+			return nil, fmt.Errorf("reading manifest %s: %w", d, err)
+		}
+	}
+	switch mt {
+	case ocispec.MediaTypeImageManifest, manifest.DockerV2Schema2MediaType:
+	default:
+		return nil, fmt.Errorf("unsupported manifest type %q", mt)
+	}
+	manDigest, err := manifest.Digest(man)
+	if err != nil {
+		return nil, err
+	}
+
+	ci, err := cimage.FromUnparsedImage(ctx, r.Sys, unparsed)
+	if err != nil {
+		return nil, fmt.Errorf("reading image: %w", err)
+	}
+	switch cmt := ci.ConfigInfo().MediaType; cmt {
+	case ocispec.MediaTypeImageConfig, manifest.DockerV2Schema2ConfigMediaType:
+	default:
+		return nil, fmt.Errorf("manifest %s is not a container image (config media type %q)", manDigest, cmt)
+	}
+	rawConfig, err := ci.ConfigBlob(ctx) // verified against the manifest's config digest
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var cfg dockerspec.DockerOCIImage
+	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
+		return nil, fmt.Errorf("parsing config: %w", err)
+	}
+	if instance == nil && r.Log != nil && (cfg.OS != p.OS || cfg.Architecture != p.Architecture) {
+		r.Log.Warn("base image platform differs from the requested platform",
+			"image", platformString(cfg.Platform), "requested", platformString(p))
+	}
+
+	infos := ci.LayerInfos()
+	forCopy, err := ci.LayerInfosForCopy(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading layer information: %w", err)
+	}
+	if forCopy != nil {
+		if len(forCopy) != len(infos) {
+			return nil, fmt.Errorf("source reports %d layers for a manifest with %d", len(forCopy), len(infos))
+		}
+		infos = forCopy
+	}
+	if len(infos) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("manifest has %d layers but the config has %d diff IDs", len(infos), len(cfg.RootFS.DiffIDs))
+	}
+	g := &getter{src: src}
+	if !src.HasThreadSafeGetBlob() {
+		g.mu = new(sync.Mutex)
+	}
+	layers := make([]Layer, len(infos))
+	for i, bi := range infos {
+		mediaType := bi.MediaType
+		if mediaType == "" {
+			return nil, fmt.Errorf("layer %d (%s): no media type", i, bi.Digest)
+		}
+		if _, err := LayerCompression(mediaType); err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", i, bi.Digest, err)
+		}
+		if bi.Digest == cfg.RootFS.DiffIDs[i] {
+			// The source serves the uncompressed tar (docker-archive files
+			// always do, whatever the media type they report).
+			mediaType = uncompressedMediaType(mediaType)
+		}
+		layers[i] = &sourceLayer{
+			g: g,
+			desc: ocispec.Descriptor{
+				MediaType:   mediaType,
+				Digest:      bi.Digest,
+				Size:        bi.Size,
+				URLs:        bi.URLs,
+				Annotations: bi.Annotations,
+			},
+			diffID: cfg.RootFS.DiffIDs[i],
+		}
+	}
+	return &Image{Config: cfg, Layers: layers, ManifestDigest: manDigest}, nil
+}
+
+// uncompressedMediaType is the uncompressed layer type of mediaType's
+// family (Docker or OCI).
+func uncompressedMediaType(mediaType string) string {
+	if strings.HasPrefix(mediaType, "application/vnd.docker.") {
+		if k := layerKinds[mediaType]; k.foreign {
+			return MediaTypeDockerForeign
+		}
+		return MediaTypeDockerLayer
+	}
+	return ocispec.MediaTypeImageLayer
+}
+
+// platformContext is r.Sys with the platform choice set to p.
+func (r *Resolver) platformContext(p ocispec.Platform) *types.SystemContext {
+	var sys types.SystemContext
+	if r.Sys != nil {
+		sys = *r.Sys
+	}
+	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Architecture, p.Variant
+	return &sys
+}
+
+func platformString(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// getter serialises GetBlob calls on sources that are not thread-safe.
+type getter struct {
+	src types.ImageSource
+	mu  *sync.Mutex // nil when src.HasThreadSafeGetBlob
+}
+
+func (g *getter) get(ctx context.Context, bi types.BlobInfo) (io.ReadCloser, error) {
+	if g.mu != nil {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+	}
+	rc, _, err := g.src.GetBlob(ctx, bi, none.NoCache)
+	return rc, err
+}
+
+// sourceLayer is a layer of a resolved image; Open fetches it from the source.
+type sourceLayer struct {
+	g      *getter
+	desc   ocispec.Descriptor
+	diffID digest.Digest
+}
+
+func (l *sourceLayer) Descriptor() ocispec.Descriptor { return l.desc }
+func (l *sourceLayer) DiffID() digest.Digest          { return l.diffID }
+
+// Open returns the blob; reading it to EOF fails if its digest or size
+// differ from the descriptor.
+func (l *sourceLayer) Open(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := l.g.get(ctx, types.BlobInfo{
+		Digest:      l.desc.Digest,
+		Size:        l.desc.Size,
+		URLs:        l.desc.URLs,
+		Annotations: l.desc.Annotations,
+		MediaType:   l.desc.MediaType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetching layer %s: %w", l.desc.Digest, err)
+	}
+	return &verifier{rc: rc, v: l.desc.Digest.Verifier(), want: l.desc}, nil
+}
+
+// verifier checks a blob stream against its descriptor at EOF.
+type verifier struct {
+	rc   io.ReadCloser
+	v    digest.Verifier
+	want ocispec.Descriptor
+	n    int64
+}
+
+func (r *verifier) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.v.Write(p[:n]) // digest.Verifier's Write never fails
+	r.n += int64(n)
+	if r.want.Size >= 0 && r.n > r.want.Size {
+		return n, fmt.Errorf("layer %s: blob is larger than its size %d", r.want.Digest, r.want.Size)
+	}
+	if err == io.EOF {
+		if r.want.Size >= 0 && r.n != r.want.Size {
+			return n, fmt.Errorf("layer %s: blob has %d bytes, expected %d", r.want.Digest, r.n, r.want.Size)
+		}
+		if !r.v.Verified() {
+			return n, fmt.Errorf("layer %s: blob content does not match its digest", r.want.Digest)
+		}
+	}
+	return n, err
+}
+
+func (r *verifier) Close() error { return r.rc.Close() }

@@ -1,0 +1,77 @@
+// Package store opens the containers/storage store that podman and buildah
+// use and implements the image-management operations of the CLI on top of
+// it: list, look up (podman's short-name rules), tag, remove, inspect.
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"go.podman.io/storage"
+)
+
+// Options select the store. Empty fields take their value from the user's
+// storage.conf (rootless paths under ~/.local/share/containers for a
+// non-root user, /var/lib/containers for root), like podman and buildah.
+type Options struct {
+	Root    string // graph root (--root)
+	RunRoot string // run root (--runroot)
+	Driver  string // graph driver (--storage-driver)
+	// DriverOpts replace the driver options from storage.conf
+	// (--storage-opt). A single empty string clears them.
+	DriverOpts []string
+}
+
+// ErrImageUnknown is returned (wrapped) when a name or ID matches no image.
+// errors.Is(err, storage.ErrImageUnknown) also holds.
+var ErrImageUnknown = storage.ErrImageUnknown
+
+// Open opens the store. storage.DefaultStoreOptions reads storage.conf and
+// takes the user namespace into account (the process may run inside the
+// namespace set up by unshare.MaybeReexecUsingUserNamespace, with
+// _CONTAINERS_ROOTLESS_UID set); the flags in o override it. As in podman,
+// choosing a driver drops the storage.conf driver options, which belong to
+// the configured driver. The caller must Shutdown(false) the store.
+func Open(o Options) (storage.Store, error) {
+	so, err := storeOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	s, err := storage.GetStore(so)
+	if err != nil {
+		return nil, fmt.Errorf("opening storage (root %q, runroot %q, driver %q): %w", so.GraphRoot, so.RunRoot, so.GraphDriverName, err)
+	}
+	return s, nil
+}
+
+func storeOptions(o Options) (storage.StoreOptions, error) {
+	so, err := storage.DefaultStoreOptions()
+	if err != nil {
+		return so, fmt.Errorf("reading storage configuration: %w", err)
+	}
+	// DefaultStoreOptions is cached and shared: never modify its slices in place.
+	so.GraphDriverOptions = append([]string(nil), so.GraphDriverOptions...)
+	if o.Root != "" {
+		so.GraphRoot = o.Root
+	}
+	if o.RunRoot != "" {
+		so.RunRoot = o.RunRoot
+	}
+	if o.Driver != "" {
+		if o.Driver != so.GraphDriverName {
+			so.GraphDriverOptions = nil
+		}
+		so.GraphDriverName = o.Driver
+	}
+	if len(o.DriverOpts) > 0 {
+		if len(o.DriverOpts) == 1 && o.DriverOpts[0] == "" {
+			so.GraphDriverOptions = nil
+		} else {
+			so.GraphDriverOptions = append([]string(nil), o.DriverOpts...)
+		}
+	}
+	if so.GraphRoot == "" || so.RunRoot == "" {
+		return so, errors.New("storage configuration names no graph root or run root")
+	}
+	return so, nil
+}

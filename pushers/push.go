@@ -1,0 +1,230 @@
+// Package pushers delivers built images to their destinations: the local
+// containers/storage store (so podman and buildah see them), OCI layouts
+// and archives, docker-archive files and registries, all through
+// containers/image's copy.Image.
+package pushers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/store"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/signature"
+	storageTransport "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+)
+
+// Options configure Push.
+type Options struct {
+	// Store is the local store; required for store destinations.
+	Store storage.Store
+	// Format is the manifest format for the store and registries. OCI
+	// layouts and archives always get OCI manifests and docker-archive
+	// files Docker schema 2, the only formats they hold.
+	Format image.Format
+	// Sys configures containers/image (auth, TLS, registries.conf); may be nil.
+	Sys *types.SystemContext
+	// Tags are extra names given to the image in the store after the push
+	// (normalised like podman: "app:v2" -> "localhost/app:v2"). They apply
+	// to store destinations only and are ignored for the others.
+	Tags []string
+	// RemoveSignatures drops signatures (our images have none; kept for
+	// parity with copy.Options).
+	RemoveSignatures bool
+	// ReportWriter, if set, receives containers/image progress lines
+	// ("Copying blob ...").
+	ReportWriter io.Writer
+}
+
+// kind is the class of a destination.
+type kind int
+
+const (
+	kindStore kind = iota
+	kindOCI        // oci:, oci-archive:
+	kindDockerArchive
+	kindRegistry
+)
+
+// destination is a parsed push destination.
+type destination struct {
+	kind kind
+	ref  types.ImageReference // all kinds but kindStore
+	name reference.Named      // kindStore: the normalised name, nil for none
+	id   string               // kindStore: the image ID the user gave ("@ID"), "" if none
+}
+
+// Push writes img to dest and returns the digest of the manifest written.
+//
+// Destinations: "containers-storage:NAME" or a plain NAME (the local store;
+// short names normalised as podman does, "app" -> "localhost/app:latest"),
+// "containers-storage:", "containers-storage:@ID" or "" (the store,
+// unnamed; an ID given must be the config digest's hex), "oci:DIR[:TAG]",
+// "oci-archive:FILE[:TAG]", "docker-archive:FILE[:REF]", "docker://REF".
+//
+// In the store, the image ID is the config digest (as buildah and podman
+// compute it), names held by other images move to this one, and o.Tags are
+// added as further names without copying again.
+func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest.Digest, error) {
+	dst, err := parseDest(dest)
+	if err != nil {
+		return "", err
+	}
+	k := dst.kind
+	if k == kindStore && o.Store == nil {
+		return "", fmt.Errorf("push to %s: no local store", displayDest(dest))
+	}
+	format := o.Format
+	switch k {
+	case kindOCI:
+		format = image.FormatOCI
+	case kindDockerArchive:
+		format = image.FormatDocker
+	}
+	src, err := newBuiltRef(img, format)
+	if err != nil {
+		return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+	}
+	destRef := dst.ref
+	var tags []string
+	if k == kindStore {
+		// Give the image its config digest as ID explicitly: that is the
+		// ID buildah and podman compute, and the one we print.
+		if dst.id != "" && dst.id != src.cfgDigest.Encoded() {
+			return "", fmt.Errorf("push to %s: the image ID is its config digest %s", displayDest(dest), src.cfgDigest.Encoded())
+		}
+		if destRef, err = storageTransport.Transport.NewStoreReference(o.Store, dst.name, src.cfgDigest.Encoded()); err != nil {
+			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+		}
+		for _, t := range o.Tags {
+			n, err := storeName(t)
+			if err != nil {
+				return "", err
+			}
+			if n == nil {
+				return "", fmt.Errorf("tag %q: empty name", t)
+			}
+			tags = append(tags, n.String())
+		}
+	}
+
+	policy, err := signature.NewPolicyContext(&signature.Policy{
+		Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()},
+	})
+	if err != nil {
+		return "", err
+	}
+	defer policy.Destroy() //nolint:errcheck // Destroy of an in-memory policy cannot fail meaningfully
+
+	copied, err := copy.Image(ctx, policy, destRef, src, &copy.Options{
+		RemoveSignatures:      o.RemoveSignatures,
+		ReportWriter:          o.ReportWriter,
+		SourceCtx:             o.Sys,
+		DestinationCtx:        o.Sys,
+		ForceManifestMIMEType: format.ManifestMediaType(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+	}
+	d, err := manifest.Digest(copied)
+	if err != nil {
+		return "", fmt.Errorf("push to %s: digesting the written manifest: %w", displayDest(dest), err)
+	}
+	if k == kindStore {
+		id := src.cfgDigest.Encoded()
+		if len(tags) > 0 {
+			if err := o.Store.AddNames(id, tags); err != nil {
+				return "", fmt.Errorf("tagging image %s: %w", id[:12], err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// parseDest classifies dest and parses it.
+func parseDest(dest string) (destination, error) {
+	name, rest, hasTransport := strings.Cut(dest, ":")
+	k := kindStore
+	switch {
+	case !hasTransport:
+		return storeDest(dest)
+	case name == "containers-storage":
+		if strings.HasPrefix(rest, "[") {
+			return destination{}, fmt.Errorf("destination %q: store specifiers are not supported; use --root, --runroot and --storage-driver", dest)
+		}
+		return storeDest(rest)
+	case name == "oci" || name == "oci-archive":
+		k = kindOCI
+	case name == "docker-archive":
+		k = kindDockerArchive
+	case name == "docker":
+		k = kindRegistry
+	case transports.Get(name) != nil:
+		return destination{}, fmt.Errorf("destination %q: unsupported transport %q (use docker://, oci:, oci-archive:, docker-archive: or containers-storage:)", dest, name)
+	default: // "app:v1", "localhost:5000/app": a store name
+		return storeDest(dest)
+	}
+	ref, err := alltransports.ParseImageName(dest)
+	if err != nil {
+		return destination{}, fmt.Errorf("destination %q: %w", dest, err)
+	}
+	return destination{kind: k, ref: ref}, nil
+}
+
+// storeDest parses "NAME", "NAME@ID" or "@ID".
+func storeDest(name string) (destination, error) {
+	var id string
+	if i := strings.LastIndex(name, "@"); i >= 0 && isImageID(name[i+1:]) {
+		name, id = name[:i], name[i+1:]
+	}
+	named, err := storeName(name)
+	if err != nil {
+		return destination{}, err
+	}
+	return destination{kind: kindStore, name: named, id: id}, nil
+}
+
+// isImageID reports whether s is 64 lower-case hex digits.
+func isImageID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// storeName normalises a store name; "" means no name (nil).
+func storeName(name string) (reference.Named, error) {
+	if name == "" {
+		return nil, nil
+	}
+	named, err := store.NormalizeName(name)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return nil, fmt.Errorf("image name %q: a stored image cannot be named with a digest", name)
+	}
+	return named, nil
+}
+
+func displayDest(dest string) string {
+	if dest == "" {
+		return "containers-storage"
+	}
+	return dest
+}

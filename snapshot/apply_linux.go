@@ -1,0 +1,373 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ApplyOptions tune Apply and CopyTree for the privileges at hand.
+type ApplyOptions struct {
+	// NoWhiteouts makes ".wh." entries ordinary files (ADD of an archive: it is content, not a layer).
+	NoWhiteouts bool
+	// NoChown leaves ownership to the extracting process.
+	NoChown bool
+	// IgnoreChownErrors goes on when chown fails with EPERM or EINVAL (ids not mapped in this user namespace).
+	IgnoreChownErrors bool
+	// IgnoreXattrErrors goes on when setting an xattr fails with ENOTSUP or EPERM, in any namespace.
+	IgnoreXattrErrors bool
+	// SkipDevices leaves out device nodes that cannot be created (EPERM) instead of failing.
+	SkipDevices bool
+	// MapOwner maps the archive's ids to the ids to chown to (nil: unchanged).
+	MapOwner func(uid, gid int) (int, int)
+}
+
+// Apply extracts an uncompressed layer tar into root and returns the bytes it read from r (the whole
+// stream, trailing padding included, so a caller hashing r sees all of it).
+//
+// Every path is resolved inside root as under chroot: a symlink in the tree is followed but cannot lead
+// out. Absolute names, names with "..", and hard links to such names are refused, naming the entry.
+// Whiteouts (unless opts.NoWhiteouts): ".wh.NAME" removes NAME, ".wh..wh..opq" empties its directory;
+// both affect only what lower layers put there, never entries of this same layer, in whatever order
+// they come. Other ".wh..wh." names are ignored. An entry replaces an existing non-directory (or a
+// directory, recursively, when the entry is not one); a directory entry over a directory keeps its
+// contents and updates its metadata. Modes are applied after chown, directory modes and times after
+// their contents. The root entry ("./") is skipped: the root's metadata belongs to the caller.
+func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (int64, error) {
+	ir, err := openInRoot(root)
+	if err != nil {
+		return 0, fmt.Errorf("apply layer: %w", err)
+	}
+	defer ir.Close()
+	cr := &countingReader{r: r}
+	br := bufio.NewReaderSize(cr, 64<<10) // tar reads headers 512 bytes at a time
+	tr := tar.NewReader(br)
+	bp := getBuf()
+	defer putBuf(bp)
+	a := &applier{root: ir, opts: &opts, set: setter{&opts}, buf: *bp,
+		touched: map[string]struct{}{}, dirIdx: map[string]int{}}
+	for {
+		if err := ctx.Err(); err != nil {
+			return cr.n, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return cr.n, fmt.Errorf("apply layer: read: %w", err)
+		}
+		ir.sweep()
+		if err := a.entry(hdr, tr); err != nil {
+			return cr.n, fmt.Errorf("apply layer: entry %q: %w", hdr.Name, err)
+		}
+	}
+	if err := a.finishDirs(); err != nil {
+		return cr.n, fmt.Errorf("apply layer: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return cr.n, fmt.Errorf("apply layer: read: %w", err)
+	}
+	return cr.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type applier struct {
+	root *inRoot
+	opts *ApplyOptions
+	set  setter
+	buf  []byte
+	// touched holds every path this layer created, with all its ancestors, so whiteouts spare them.
+	touched map[string]struct{}
+	// dirs are directories whose final mode and times wait until their contents are written.
+	dirs   []pendingDir
+	dirIdx map[string]int
+}
+
+type pendingDir struct {
+	rel   string
+	mode  uint32
+	times [2]unix.Timespec
+}
+
+func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	name, err := cleanName(hdr.Name)
+	if err != nil || name == "" {
+		return err
+	}
+	dir, base := splitName(name)
+	if !a.opts.NoWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(dir, base)
+	}
+	pfd, err := a.root.dir(dir, true)
+	if err != nil {
+		return err
+	}
+	a.markTouched(name)
+	at := a.attrs(hdr)
+	switch hdr.Typeflag {
+	case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
+		if err := a.clear(pfd, base, false); err != nil {
+			return err
+		}
+		return a.set.createFile(pfd, base, at, func(fd int) error {
+			_, err := io.CopyBuffer(fdWriter(fd), tr, a.buf)
+			return err
+		})
+	case tar.TypeDir:
+		return a.dir(pfd, name, base, at)
+	case tar.TypeSymlink:
+		if err := a.clear(pfd, base, false); err != nil {
+			return err
+		}
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return fmt.Errorf("symlink: %w", err)
+		}
+		return a.set.applyAt(pfd, base, at, true)
+	case tar.TypeLink:
+		return a.hardlink(pfd, base, hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		if err := a.clear(pfd, base, false); err != nil {
+			return err
+		}
+		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		skipped, err := a.set.mknod(pfd, base, mode|0o600, unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		if err != nil || skipped {
+			return err
+		}
+		return a.set.applyAt(pfd, base, at, false)
+	}
+	return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
+}
+
+func (a *applier) attrs(hdr *tar.Header) *attrs {
+	at := &attrs{mode: uint32(hdr.Mode) & 0o7777}
+	at.uid, at.gid = a.set.owner(hdr.Uid, hdr.Gid)
+	mt := hdr.ModTime
+	at.times[1] = timespec(mt.Unix(), int64(mt.Nanosecond()))
+	at.times[0] = at.times[1]
+	if t := hdr.AccessTime; !t.IsZero() {
+		at.times[0] = timespec(t.Unix(), int64(t.Nanosecond()))
+	}
+	keys := make([]string, 0, len(hdr.PAXRecords))
+	for k := range hdr.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && keepXattrOnDisk(name) {
+			keys = append(keys, name)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		at.xattrs = append(at.xattrs, xattr{k, []byte(hdr.PAXRecords[paxXattr+k])})
+	}
+	return at
+}
+
+// clear makes room for a new entry at base: it removes whatever is there, recursively for a directory
+// unless keepDir.
+func (a *applier) clear(pfd int, base string, keepDir bool) error {
+	st, err := lstatAt(pfd, base)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if keepDir && isDir(&st) {
+		return nil
+	}
+	if isDir(&st) || isLink(&st) {
+		a.root.invalidate()
+	}
+	if err := removeAllAt(pfd, base); err != nil {
+		return fmt.Errorf("replace existing: %w", err)
+	}
+	return nil
+}
+
+func (a *applier) dir(pfd int, rel, base string, at *attrs) error {
+	if err := a.clear(pfd, base, true); err != nil {
+		return err
+	}
+	if err := retry(func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	fd, err := openDirAt(pfd, base)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	// Keep the directory writable by its owner until its contents are in; the real mode comes last.
+	final := at.mode
+	tmp := *at
+	tmp.mode |= 0o700
+	if err := a.set.applyFd(fd, &tmp, false); err != nil {
+		return err
+	}
+	p := pendingDir{rel: rel, times: at.times, mode: final}
+	if i, ok := a.dirIdx[rel]; ok {
+		a.dirs[i] = p
+	} else {
+		a.dirIdx[rel] = len(a.dirs)
+		a.dirs = append(a.dirs, p)
+	}
+	return nil
+}
+
+func (a *applier) finishDirs() error {
+	for _, d := range a.dirs {
+		a.root.sweep()
+		dir, base := splitName(d.rel)
+		pfd, err := a.root.dir(dir, false)
+		if err != nil {
+			continue // removed by a later entry
+		}
+		st, err := lstatAt(pfd, base)
+		if err != nil || !isDir(&st) {
+			continue
+		}
+		if d.mode != st.Mode&0o7777 {
+			if err := unix.Fchmodat(pfd, base, d.mode, 0); err != nil {
+				return fmt.Errorf("%s: chmod: %w", d.rel, err)
+			}
+		}
+		if err := utimesAt(pfd, base, &d.times); err != nil {
+			return fmt.Errorf("%s: set times: %w", d.rel, err)
+		}
+	}
+	return nil
+}
+
+func (a *applier) hardlink(pfd int, base, linkname string) error {
+	target, err := cleanName(linkname)
+	if err != nil {
+		return fmt.Errorf("hard link: %w", err)
+	}
+	if target == "" {
+		return fmt.Errorf("hard link to the root")
+	}
+	tdir, tbase := splitName(target)
+	tfd, err := a.root.dir(tdir, false)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", linkname, err)
+	}
+	tst, err := lstatAt(tfd, tbase)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", linkname, err)
+	}
+	if isDir(&tst) {
+		return fmt.Errorf("hard link target %q is a directory", linkname)
+	}
+	if st, err := lstatAt(pfd, base); err == nil && st.Dev == tst.Dev && st.Ino == tst.Ino {
+		return nil // already the same file (a link to itself, or a repeated entry)
+	}
+	if err := a.clear(pfd, base, false); err != nil {
+		return err
+	}
+	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		return fmt.Errorf("hard link to %q: %w", linkname, err)
+	}
+	return nil
+}
+
+func (a *applier) markTouched(rel string) {
+	for rel != "" {
+		if _, ok := a.touched[rel]; ok {
+			return // its ancestors are in already
+		}
+		a.touched[rel] = struct{}{}
+		rel, _ = splitName(rel)
+	}
+}
+
+func (a *applier) whiteout(dir, base string) error {
+	if base == whiteoutOpaque {
+		return a.opaque(dir)
+	}
+	if strings.HasPrefix(base, whiteoutMetaPrefix) {
+		return nil // other AUFS metadata (.wh..wh.plnk, ...): meaningless here
+	}
+	victim := base[len(whiteoutPrefix):]
+	if victim == "" || victim == "." || victim == ".." {
+		return fmt.Errorf("%w: whiteout of %q", errUnsafeName, victim)
+	}
+	pfd, err := a.root.dir(dir, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing below to hide
+	}
+	if err != nil {
+		return err
+	}
+	return a.removeLower(pfd, joinName(dir, victim), victim)
+}
+
+// opaque removes what lower layers put in dir, sparing entries of this layer.
+func (a *applier) opaque(dir string) error {
+	pfd, err := a.root.dir(dir, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return a.removeLowerChildren(pfd, ".", dir)
+}
+
+// removeLower removes name under pfd unless this layer wrote it; for a directory this layer wrote (or
+// merged into), it recurses, so lower contents go while this layer's stay.
+func (a *applier) removeLower(pfd int, rel, name string) error {
+	st, err := lstatAt(pfd, name)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, mine := a.touched[rel]; !mine {
+		if isDir(&st) || isLink(&st) {
+			a.root.invalidate()
+		}
+		return removeAllAt(pfd, name)
+	}
+	if !isDir(&st) {
+		return nil
+	}
+	return a.removeLowerChildren(pfd, name, rel)
+}
+
+func (a *applier) removeLowerChildren(pfd int, name, rel string) error {
+	fd, err := openDirAt(pfd, name)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	names, err := readDirNames(fd)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := a.removeLower(fd, joinName(rel, n), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
