@@ -95,26 +95,10 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	if err != nil {
 		return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
 	}
-	destRef := dst.ref
-	var tags []string
+	destRef, tags := dst.ref, []string(nil)
 	if k == kindStore {
-		// Give the image its config digest as ID explicitly: that is the
-		// ID buildah and podman compute, and the one we print.
-		if dst.id != "" && dst.id != src.cfgDigest.Encoded() {
-			return "", fmt.Errorf("push to %s: the image ID is its config digest %s", displayDest(dest), src.cfgDigest.Encoded())
-		}
-		if destRef, err = storageTransport.Transport.NewStoreReference(o.Store, dst.name, src.cfgDigest.Encoded()); err != nil {
+		if destRef, tags, err = storeTarget(o, dst, src.cfgDigest); err != nil {
 			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
-		}
-		for _, t := range o.Tags {
-			n, err := storeName(t)
-			if err != nil {
-				return "", err
-			}
-			if n == nil {
-				return "", fmt.Errorf("tag %q: empty name", t)
-			}
-			tags = append(tags, n.String())
 		}
 	}
 
@@ -140,15 +124,38 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	if err != nil {
 		return "", fmt.Errorf("push to %s: digesting the written manifest: %w", displayDest(dest), err)
 	}
-	if k == kindStore {
-		id := src.cfgDigest.Encoded()
-		if len(tags) > 0 {
-			if err := o.Store.AddNames(id, tags); err != nil {
-				return "", fmt.Errorf("tagging image %s: %w", id[:12], err)
-			}
+	if len(tags) > 0 {
+		if err := o.Store.AddNames(src.cfgDigest.Encoded(), tags); err != nil {
+			return "", fmt.Errorf("tagging image %s: %w", src.cfgDigest.Encoded()[:12], err)
 		}
 	}
 	return d, nil
+}
+
+// storeTarget returns the storage reference for a store destination, with
+// the image ID set to the config digest (the ID buildah and podman compute
+// and the one we print), and the normalised extra names from o.Tags.
+func storeTarget(o Options, dst destination, cfgDigest digest.Digest) (types.ImageReference, []string, error) {
+	id := cfgDigest.Encoded()
+	if dst.id != "" && dst.id != id {
+		return nil, nil, fmt.Errorf("the image ID is its config digest %s, not %s", id, dst.id)
+	}
+	ref, err := storageTransport.Transport.NewStoreReference(o.Store, dst.name, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tags []string
+	for _, t := range o.Tags {
+		n, err := storeName(t)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n == nil {
+			return nil, nil, fmt.Errorf("tag %q: empty name", t)
+		}
+		tags = append(tags, n.String())
+	}
+	return ref, tags, nil
 }
 
 // parseDest classifies dest and parses it.

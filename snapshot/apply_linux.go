@@ -53,6 +53,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (in
 	defer putBuf(bp)
 	a := &applier{root: ir, opts: &opts, set: setter{&opts}, buf: *bp,
 		touched: map[string]struct{}{}, dirIdx: map[string]int{}}
+	ir.newDir = a.impliedDir
 	for {
 		if err := ctx.Err(); err != nil {
 			return cr.n, err
@@ -116,8 +117,14 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	}
 	dir, base := splitName(name)
-	if !a.opts.NoWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
-		return a.whiteout(dir, base)
+	if !a.opts.NoWhiteouts {
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			return a.whiteout(dir, base)
+		}
+		// A whiteout name is reserved: as a directory it would be both a deletion and a parent.
+		if strings.HasPrefix(dir, whiteoutPrefix) || strings.Contains(dir, "/"+whiteoutPrefix) {
+			return fmt.Errorf("%w: whiteout name used as a directory", errUnsafeName)
+		}
 	}
 	pfd, err := a.root.dir(dir, true)
 	if err != nil {
@@ -158,6 +165,16 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return a.set.applyAt(pfd, base, at, false)
 	}
 	return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
+}
+
+// impliedDir owns a parent directory the archive did not list by (mapped) root, as containers/storage
+// does; otherwise it would inherit the group of a setgid parent, depending on entry order.
+func (a *applier) impliedDir(dirfd int, name string) error {
+	if a.opts.NoChown {
+		return nil
+	}
+	uid, gid := a.set.owner(0, 0)
+	return a.set.chownErr(unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW))
 }
 
 func (a *applier) attrs(hdr *tar.Header) *attrs {

@@ -35,14 +35,26 @@ func TestFuzzSeeds(t *testing.T) {
 	if !*updateSeeds {
 		t.Skip("pass -update-seeds to rewrite the corpora")
 	}
-	for _, target := range []string{"FuzzApply", "FuzzWriteApply"} {
+	write := func(target, name string, data []byte) {
 		d := filepath.Join("testdata", "fuzz", target)
 		mustDo(t, os.MkdirAll(d, 0o755))
-		for name, data := range seedTars(t) {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(data)))
-			mustDo(t, os.WriteFile(filepath.Join(d, name), []byte(body), 0o644))
-		}
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(data)))
+		mustDo(t, os.WriteFile(filepath.Join(d, name), []byte(body), 0o644))
 	}
+	for name, data := range seedTars(t) {
+		write("FuzzApply", name, data)
+	}
+	// Scripts for fuzzTar: dir a, file a/b, symlink c -> /, file c/a, whiteout .wh.a, opaque, hard link.
+	write("FuzzWriteApply", "mixed", []byte{
+		2, 0x00, 0x00, 0, 0, 0x4d, // dir a
+		0, 0x40, 0x10, 0, 0, 0x2a, // file a/b
+		3, 0x00, 0x06, 0x20, 0x0c, 0x3f, // symlink c -> /
+		1, 0x40, 0x06, 0, 0, 0x2a, // file a/c
+		0, 0x00, 0x02, 0, 0, 0x2a, // .wh.a
+		4, 0x00, 0x0d, 0x40, 0x10, 0x2a, // hard link d -> a/b
+		0, 0x40, 0x50, 0, 0, 0x2a, // a/.wh..wh..opq
+		5, 0x00, 0x0e, 0, 0, 0x2a, // fifo e
+	})
 }
 
 // smallEntries rejects inputs that declare large files: a sparse header can expand a few bytes of
@@ -78,20 +90,73 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// FuzzWriteApply: whatever Apply accepts, WriteTar describes faithfully: applying the written tar to
-// an empty root and writing again gives the same bytes.
+// fuzzParts are path components chosen for trouble: traversal, whiteouts, collisions.
+var fuzzParts = []string{"a", "b", ".wh.a", "..", ".", ".wh..wh..opq", "c", ".wh..wh.plnk", "", "a", "b", ".wh.b", "/", "d", "e", "f"}
+
+// fuzzPath decodes two bytes into a path of one to four components, absolute when asked.
+func fuzzPath(b0, b1 byte) string {
+	bits := uint16(b0)<<8 | uint16(b1)
+	var parts []string
+	for i := range int(bits>>14) + 1 {
+		parts = append(parts, fuzzParts[(bits>>(4*i))&15])
+	}
+	p := strings.Join(parts, "/")
+	if b0&0x20 != 0 && b1&1 != 0 {
+		p = "/" + p
+	}
+	return p
+}
+
+// fuzzTar turns fuzz bytes into a well-formed tar (6 bytes per entry), so the fuzzer explores entry
+// sequences rather than tar header checksums, which FuzzApply covers.
+func fuzzTar(t testing.TB, data []byte) []byte {
+	var ents []ent
+	for len(data) >= 6 && len(ents) < 48 {
+		op, mode := data[0], data[5]
+		e := ent{name: fuzzPath(data[1], data[2]), link: fuzzPath(data[3], data[4]), mode: int64(mode) << 4 & 0o7777}
+		data = data[6:]
+		switch op % 8 {
+		case 0, 1:
+			e.typ, e.body, e.link = tar.TypeReg, string(rune('A'+op%26)), ""
+		case 2:
+			e.typ, e.link = tar.TypeDir, ""
+		case 3:
+			e.typ = tar.TypeSymlink
+		case 4:
+			e.typ = tar.TypeLink
+		case 5:
+			e.typ, e.link = tar.TypeFifo, ""
+		case 6:
+			e.typ, e.link, e.major, e.minor = tar.TypeChar, "", int64(op>>6), 0
+		case 7:
+			e.typ, e.link, e.xattrs = tar.TypeReg, "", map[string]string{"user.x": string(rune('a' + op%26))}
+		}
+		e.uid, e.gid = int(op>>5), int(mode&3)
+		if e.typ != tar.TypeDir {
+			e.name = strings.TrimRight(e.name, "/") // archive/tar refuses to encode it otherwise
+		}
+		if e.name != "" {
+			ents = append(ents, e)
+		}
+	}
+	return makeTar(t, ents...)
+}
+
+// FuzzWriteApply: generated layers never escape the root, and whatever Apply accepts, WriteTar
+// describes faithfully: applying the written tar to an empty root and writing again gives the same bytes.
 func FuzzWriteApply(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if !smallEntries(data) {
-			return
-		}
-		r1, r2 := t.TempDir(), t.TempDir()
-		if _, err := Apply(context.Background(), r1, bytes.NewReader(data), fuzzOpts); err != nil {
-			makeRemovable(r1)
-			return
-		}
-		defer makeRemovable(r1)
+	f.Fuzz(func(t *testing.T, script []byte) {
+		layer := fuzzTar(t, script)
+		outer := t.TempDir()
+		r1, r2 := filepath.Join(outer, "a", "r1"), t.TempDir()
+		mustDo(t, os.MkdirAll(r1, 0o755))
+		defer makeRemovable(outer)
 		defer makeRemovable(r2)
+		_, err := Apply(context.Background(), r1, bytes.NewReader(layer), fuzzOpts)
+		assertContained(t, outer, r1)
+		if err != nil {
+			return
+		}
 		var t1, t2 bytes.Buffer
 		if err := WriteTar(context.Background(), &t1, r1, WriteOptions{}); err != nil {
 			t.Fatalf("WriteTar of an applied layer: %v", err)

@@ -20,6 +20,8 @@ type inRoot struct {
 	hasOpenat2 bool
 	cache   map[string]int // clean relative dir -> O_PATH descriptor
 	stale   []int          // descriptors invalidated during the current entry, closed at the next one
+	// newDir, when set, runs on each directory mkdirAll creates, before its mode is fixed.
+	newDir func(dirfd int, name string) error
 }
 
 const inRootCacheMax = 128
@@ -126,6 +128,9 @@ func (r *inRoot) mkdirAll(rel string) (int, error) {
 		fd, err := r.open(prefix, unix.O_PATH|unix.O_DIRECTORY)
 		if errors.Is(err, unix.ENOENT) {
 			err = retry(func() error { return unix.Mkdirat(parent, part, 0o755) })
+			if err == nil && r.newDir != nil {
+				err = r.newDir(parent, part)
+			}
 			if err == nil {
 				// Not subject to the umask: implicit parents look the same on every host.
 				err = unix.Fchmodat(parent, part, 0o755, 0)

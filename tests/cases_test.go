@@ -74,6 +74,7 @@ func runFailingCase(t *testing.T, name, dir string) {
 	args := append([]string{"bud", "--timestamp", "1700000000"}, caseFlags(t, dir)...)
 	args = append(args, dir)
 	_, stderr, code := builderSplit(nil, args...)
+	stderr = strings.ReplaceAll(stderr, env.url, "${URL}")
 	golden := filepath.Join(dir, "error.golden")
 	want, _ := os.ReadFile(golden)
 	first, rest, _ := strings.Cut(strings.TrimSpace(string(want)), "\n")
@@ -111,7 +112,8 @@ func runCase(t *testing.T, name, dir string) {
 	}
 	l := readLayout(t, out)
 	base := readLayout(t, strings.TrimSuffix(strings.TrimPrefix(env.baseOCI, "oci:"), ":latest"))
-	got := renderImage(t, l, base)
+	// The ADD test server's port changes per run; golden files say ${URL}.
+	got := strings.ReplaceAll(renderImage(t, l, base), env.url, "${URL}")
 	golden := filepath.Join(dir, "expect.golden")
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {

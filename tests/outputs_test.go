@@ -19,7 +19,7 @@ func TestReproducible(t *testing.T) {
 		ctx := filepath.Join(t.TempDir(), "ctx")
 		mustRun(t, "cp", "-r", src, ctx)
 		if i == 1 {
-			mustRun(t, "touch", "-d", "2001-01-01", filepath.Join(ctx, "f1"))
+			mustRun(t, "touch", "-d", "2031-01-01", filepath.Join(ctx, "f1")) // newer than the epoch: clamped
 		}
 		out := filepath.Join(t.TempDir(), "oci")
 		if o, err := builder([]string{"SOURCE_DATE_EPOCH=1700000000"}, "bud", "-q", "-o", "type=oci,dest="+out, ctx); err != nil {
@@ -64,7 +64,7 @@ func TestDockerArchiveAndFormat(t *testing.T) {
 		t.Errorf("docker-archive inspect: labels %v layers %v", info.Labels, info.Layers)
 	}
 	// --format docker keeps HEALTHCHECK in the config.
-	cfg := mustRun(t, "skopeo", "inspect", "--config", "docker-archive:"+archive)
+	cfg := mustRun(t, "skopeo", "inspect", "--raw", "--config", "docker-archive:"+archive)
 	if !strings.Contains(cfg, "Healthcheck") {
 		t.Errorf("config lost Healthcheck:\n%s", cfg)
 	}
@@ -207,7 +207,11 @@ func ensureUser(t *testing.T, name string) *testUser {
 	run := "/run/user/" + uid
 	os.MkdirAll(run, 0o700)
 	mustRun(t, "chown", name+":", run)
-	return &testUser{name: name, home: "/home/" + name, uid: uid}
+	u := &testUser{name: name, home: "/home/" + name, uid: uid}
+	// Debian's podman 4.3 and a newer containers/storage pick different
+	// drivers when storage.conf says nothing; say it, as a user would.
+	u.run(t, "sh", "-c", `mkdir -p ~/.config/containers && printf '[storage]\ndriver = "overlay"\n' > ~/.config/containers/storage.conf`)
+	return u
 }
 
 func (u *testUser) run(t *testing.T, args ...string) string {
