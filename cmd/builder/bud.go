@@ -153,13 +153,16 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		return buildError{err}
 	}
 	for _, w := range file.Warnings {
-		g.log.Warn(w.Msg, "at", w.At.String(), "rule", w.Rule)
+		printWarning(g.stderr, w)
 	}
 	plan, err := file.Plan(dockerfile.PlanOptions{
 		Target: o.target, BuildArgs: args, Platform: platform, BuildPlatform: hostPlatform(),
 	})
 	if err != nil {
 		return buildError{err}
+	}
+	for _, w := range plan.Warnings {
+		printWarning(g.stderr, w)
 	}
 	for _, a := range plan.UnusedArgs {
 		fmt.Fprintf(g.stderr, "[Warning] one or more build args were not consumed: %s\n", a)
@@ -416,3 +419,11 @@ func mkdirp(dir string) string {
 }
 
 var _ = storage.Store(nil)
+
+func printWarning(w io.Writer, warn dockerfile.Warning) {
+	rule := ""
+	if warn.Rule != "" {
+		rule = warn.Rule + ": "
+	}
+	fmt.Fprintf(w, "[Warning] %s: %s%s\n", warn.At, rule, warn.Msg)
+}

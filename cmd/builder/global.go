@@ -46,7 +46,14 @@ func (g *globalOptions) setup() error {
 	default:
 		return usagef("--log-level: unknown level %q", g.logLevel)
 	}
-	g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl,
+		// Users read these lines: no timestamps.
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}}))
 	setLibraryLogLevel(lvl)
 	return nil
 }
