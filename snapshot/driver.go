@@ -1,0 +1,47 @@
+package snapshot
+
+import (
+	"context"
+	"io"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Driver gives writable views of a stack of layers. Implementations:
+// kernel overlayfs (in the user namespace, "userxattr"), fuse-overlayfs,
+// and a copy driver that works everywhere.
+type Driver interface {
+	// Name is "overlay", "fuse-overlayfs" or "copy".
+	Name() string
+	// Prepare returns a writable root holding layers (bottom first). The
+	// caller owns the Mount until Commit or Release.
+	Prepare(ctx context.Context, layers []Layer) (Mount, error)
+	// View returns a read-only-by-contract root holding layers, for reads
+	// such as COPY --from; release must be called when done.
+	View(ctx context.Context, layers []Layer) (root string, release func() error, err error)
+}
+
+// Layer is one committed layer a driver can materialize.
+type Layer struct {
+	DiffID digest.Digest
+	// Open returns the layer's uncompressed tar stream; it is called only
+	// when the driver has not extracted this layer before.
+	Open func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// Mount is one writable snapshot, used by one goroutine.
+type Mount interface {
+	// Root is the merged root filesystem: spec.Root.Path for RUN, the
+	// destination root for COPY.
+	Root() string
+	// Diff writes the changes made under Root since Prepare as an OCI layer
+	// tar (sorted, PAX, .wh. whiteouts, .wh..wh..opq opaque dirs).
+	// Identical changes give identical bytes on every driver.
+	Diff(ctx context.Context, w io.Writer, opts WriteOptions) error
+	// Commit records the changes as the layer diffID (the digest of what
+	// Diff wrote), so later Prepare calls over the longer stack are cheap,
+	// and releases the mount.
+	Commit(ctx context.Context, diffID digest.Digest) error
+	// Release discards uncommitted changes and unmounts. Idempotent.
+	Release() error
+}
