@@ -16,6 +16,7 @@ import (
 
 	"github.com/builder-dev/builder/dockerfile"
 	securejoin "github.com/cyphar/filepath-securejoin"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // copyJob is one COPY/ADD being written into an upper dir.
@@ -44,27 +45,20 @@ type srcRoot struct {
 }
 
 func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Copy, done map[int]*stageState) error {
-	if err := e.materialize(ctx, s); err != nil {
+	m, err := e.prepare(ctx, s)
+	if err != nil {
 		return err
 	}
-	rootfs, err := os.OpenRoot(s.rootfs)
+	defer m.Release()
+	rootfs, err := os.OpenRoot(m.Root())
 	if err != nil {
 		return err
 	}
 	defer rootfs.Close()
 
-	upperDir, err := e.tempDir("upper-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(upperDir)
-	up, err := os.OpenRoot(upperDir)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-
-	job := &copyJob{e: e, step: c, up: up, rootfs: rootfs, links: map[[2]uint64]string{}}
+	// Files are written into the snapshot itself; the driver's diff finds
+	// them (and the parents they touched) for the layer.
+	job := &copyJob{e: e, step: c, up: rootfs, rootfs: rootfs, links: map[[2]uint64]string{}}
 	if c.Link {
 		job.rootfs = nil
 	}
@@ -91,7 +85,8 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 	if err := job.run(ctx, src); err != nil {
 		return err
 	}
-	return e.commitUpper(ctx, s, upperDir, c.String())
+	rootfs.Close()
+	return e.commitMount(ctx, s, m, c.String())
 }
 
 // copySource opens the root a COPY reads from.
@@ -106,32 +101,40 @@ func (e *Executor) copySource(ctx context.Context, c *dockerfile.Copy, done map[
 		}
 		return e.openStateRoot(ctx, st, fmt.Sprintf("stage %d", c.From.Stage))
 	default:
-		st, ok := e.images[c.From.Image]
-		if !ok {
-			img, err := e.cfg.Resolver.Resolve(ctx, c.From.Image, c.Platform)
-			if err != nil {
-				return nil, nil, fmt.Errorf("--from=%s: %w", c.From.Image, err)
-			}
-			dir, err := e.tempDir("image-")
-			if err != nil {
-				return nil, nil, err
-			}
-			st = &stageState{img: *img, rootfs: dir}
-			e.images[c.From.Image] = st
+		st, err := e.imageState(ctx, c.From.Image, c.Platform)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--from=%s: %w", c.From.Image, err)
 		}
 		return e.openStateRoot(ctx, st, "image "+c.From.Image)
 	}
 }
 
-func (e *Executor) openStateRoot(ctx context.Context, st *stageState, what string) (*srcRoot, func(), error) {
-	if err := e.materialize(ctx, st); err != nil {
-		return nil, nil, err
+// imageState resolves an image used as a COPY or mount source, once per build.
+func (e *Executor) imageState(ctx context.Context, ref string, p ocispec.Platform) (*stageState, error) {
+	if st, ok := e.images[ref]; ok {
+		return st, nil
 	}
-	r, err := os.OpenRoot(st.rootfs)
+	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
 	if err != nil {
+		return nil, err
+	}
+	st := &stageState{img: *img}
+	e.images[ref] = st
+	return st, nil
+}
+
+// openStateRoot gives read access to a stage's or image's file tree.
+func (e *Executor) openStateRoot(ctx context.Context, st *stageState, what string) (*srcRoot, func(), error) {
+	dir, release, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		release()
 		return nil, nil, err
 	}
-	return &srcRoot{root: r, keepOwner: true, what: what}, func() { r.Close() }, nil
+	return &srcRoot{root: r, keepOwner: true, what: what}, func() { r.Close(); release() }, nil
 }
 
 // item is one matched source.

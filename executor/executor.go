@@ -17,6 +17,8 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/executor/sandbox"
+	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,6 +40,16 @@ type Config struct {
 	Context string
 	// Ignore holds the .dockerignore patterns (nil: nothing ignored).
 	Ignore *dockerfile.Ignore
+	// Snapshots materializes stage file trees (required).
+	Snapshots snapshot.Driver
+	// Sandbox runs RUN steps; nil makes RUN an error.
+	Sandbox *sandbox.Sandbox
+	// Network is the default RUN network: "host" or "none".
+	Network string
+	// Secrets are the --secret values by id.
+	Secrets map[string]Secret
+	// CacheMounts is where RUN --mount=type=cache directories persist.
+	CacheMounts string
 	// Compression of new layer blobs.
 	Compression layer.Compression
 	// Timestamp, when set, is the created time of the image and history and
@@ -58,6 +70,7 @@ type Executor struct {
 	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
 	warnedIDs bool
 	images    map[string]*stageState // COPY --from=IMAGE roots, by reference
+	platform  ocispec.Platform       // of the build in progress
 }
 
 // New validates cfg and returns an Executor.
@@ -71,6 +84,11 @@ func New(cfg Config) (*Executor, error) {
 		return nil, errors.New("executor: no work dir")
 	case cfg.Context == "":
 		return nil, errors.New("executor: no build context")
+	case cfg.Snapshots == nil:
+		return nil, errors.New("executor: no snapshot driver")
+	}
+	if cfg.Network == "" {
+		cfg.Network = "host"
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
@@ -102,6 +120,7 @@ func (e *Executor) Close() error {
 // Build runs every stage of p (dependency order) for platform and returns
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
+	e.platform = platform
 	done := map[int]*stageState{}
 	var last *stageState
 	for i, st := range p.Stages {

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,12 +16,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// stageState is a stage's image so far plus a lazily materialized rootfs:
-// the first `applied` layers of img are extracted into rootfs.
+// stageState is a stage's image so far. Its file tree exists only as
+// layers; a snapshot driver materializes it when a step needs files.
 type stageState struct {
-	img     image.Image
-	rootfs  string
-	applied int
+	img image.Image
 }
 
 func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
@@ -50,13 +47,13 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 			return nil, err
 		}
 		if m, ok := step.(*dockerfile.Meta); ok && m.NoHistory && strings.HasPrefix(m.Text, "FROM ") {
-			if err := e.runStep(ctx, s, step, done); err != nil {
+			if err := e.runStep(ctx, s, step, done, ""); err != nil {
 				return nil, stepErr(step, err)
 			}
 			continue
 		}
 		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+1+shown, len(steps)+shown, step.String())
-		if err := e.runStep(ctx, s, step, done); err != nil {
+		if err := e.runStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total)); err != nil {
 			return nil, stepErr(step, err)
 		}
 	}
@@ -81,11 +78,7 @@ func stageName(p *dockerfile.Plan, idx int) string {
 
 // baseState resolves FROM into a fresh stage state.
 func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform) (*stageState, error) {
-	dir, err := e.tempDir("rootfs-")
-	if err != nil {
-		return nil, err
-	}
-	s := &stageState{rootfs: dir}
+	s := &stageState{}
 	switch {
 	case st.Base.Stage >= 0:
 		parent, ok := done[st.Base.Stage]
@@ -149,14 +142,14 @@ func cloneMap[V any](m map[string]V) map[string]V {
 	return c
 }
 
-func (e *Executor) runStep(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState) error {
+func (e *Executor) runStep(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState, prefix string) error {
 	switch st := step.(type) {
 	case *dockerfile.Meta:
 		return e.runMeta(ctx, s, st)
 	case *dockerfile.Copy:
 		return e.runCopy(ctx, s, st, done)
 	case *dockerfile.Exec:
-		return errors.New("RUN is not yet supported by this version of builder")
+		return e.runExec(ctx, s, st, done, prefix)
 	default:
 		return fmt.Errorf("internal error: unknown step type %T", step)
 	}
@@ -194,14 +187,25 @@ func (s *stageState) addHistory(e *Executor, createdBy string, l image.Layer) {
 	}
 }
 
-// materialize extracts the layers not yet applied to the stage's rootfs.
-func (e *Executor) materialize(ctx context.Context, s *stageState) error {
-	for ; s.applied < len(s.img.Layers); s.applied++ {
-		if err := e.applyLayer(ctx, s.rootfs, s.img.Layers[s.applied]); err != nil {
-			return err
-		}
+// snapLayers describes img's layers to the snapshot driver, which opens
+// (and decompresses) a layer only if it has not extracted it before.
+func snapLayers(layers []image.Layer) []snapshot.Layer {
+	out := make([]snapshot.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = snapshot.Layer{DiffID: l.DiffID(), Open: func(ctx context.Context) (io.ReadCloser, error) {
+			return layer.Uncompressed(ctx, l)
+		}}
 	}
-	return nil
+	return out
+}
+
+// prepare gives a writable snapshot of the stage's file tree.
+func (e *Executor) prepare(ctx context.Context, s *stageState) (snapshot.Mount, error) {
+	m, err := e.cfg.Snapshots.Prepare(ctx, snapLayers(s.img.Layers))
+	if err != nil {
+		return nil, fmt.Errorf("prepare snapshot (%s): %w", e.cfg.Snapshots.Name(), err)
+	}
+	return m, nil
 }
 
 func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) error {
@@ -222,24 +226,29 @@ func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) e
 	return nil
 }
 
-// commitUpper turns the upper dir into a layer, merges it into the rootfs
-// and records history.
-func (e *Executor) commitUpper(ctx context.Context, s *stageState, upper, createdBy string) error {
+// commitMount turns the snapshot's changes into a layer, commits the
+// snapshot under that layer and records history. A step that changed
+// nothing adds no layer (history says empty_layer), as BuildKit does.
+func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mount, createdBy string) error {
 	l, err := layer.Write(ctx, e.cfg.Blobs, e.cfg.Compression, func(w io.Writer) error {
-		return snapshot.WriteTar(ctx, w, upper, snapshot.WriteOptions{Clamp: e.cfg.Timestamp})
+		return m.Diff(ctx, w, snapshot.WriteOptions{Clamp: e.cfg.Timestamp})
 	})
 	if err != nil {
 		return fmt.Errorf("write layer: %w", err)
 	}
-	if s.applied == len(s.img.Layers) {
-		if err := snapshot.Merge(ctx, upper, s.rootfs); err != nil {
-			return err
-		}
-		s.applied++
+	if st, ok := l.(*layer.Stored); ok && st.TarLen <= emptyTarLen {
+		s.addHistory(e, createdBy, nil)
+		return m.Release()
+	}
+	if err := m.Commit(ctx, l.DiffID()); err != nil {
+		return fmt.Errorf("commit snapshot: %w", err)
 	}
 	s.addHistory(e, createdBy, l)
 	return nil
 }
+
+// emptyTarLen is the size of a tar with no entries (two zero blocks).
+const emptyTarLen = 1024
 
 // stepsShown is 1 (the FROM line) unless Lower already led with a FROM
 // normalising step, which is then shown as the FROM line.

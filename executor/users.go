@@ -126,3 +126,81 @@ func scanColonFile(rootfs *os.Root, name string, fn func([]string) bool) error {
 	}
 	return sc.Err()
 }
+
+// userInfo is a resolved RUN user.
+type userInfo struct {
+	UID, GID int
+	groups   []uint32 // supplementary groups from /etc/group
+	home     string
+}
+
+// resolveUser resolves USER as a RUN runs it: a name or uid, optionally
+// with a group; a uid unknown to /etc/passwd runs with gid 0 and HOME=/,
+// as docker does; supplementary groups come from /etc/group membership.
+func resolveUser(rootfs *os.Root, spec string) (userInfo, error) {
+	u := userInfo{home: "/root"}
+	if spec == "" {
+		spec = "0"
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	var name string
+	var found bool
+	err := scanColonFile(rootfs, "etc/passwd", func(f []string) bool {
+		if len(f) < 6 || (f[0] != userPart && f[2] != userPart) {
+			return false
+		}
+		uid, err1 := strconv.Atoi(f[2])
+		gid, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		u.UID, u.GID, u.home, name, found = uid, gid, f[5], f[0], true
+		return true
+	})
+	if err != nil {
+		return u, err
+	}
+	if !found {
+		n, err := strconv.Atoi(userPart)
+		if err != nil || n < 0 {
+			return u, fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
+		}
+		u.UID, u.GID, u.home = n, 0, "/"
+		if n == 0 {
+			u.home = "/root"
+		}
+	}
+	if hasGroup {
+		if n, err := strconv.Atoi(groupPart); err == nil && n >= 0 {
+			u.GID = n
+		} else {
+			gid, ok, err := lookupGroup(rootfs, groupPart)
+			if err != nil {
+				return u, err
+			}
+			if !ok {
+				return u, fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart)
+			}
+			u.GID = gid
+		}
+	}
+	if name != "" && !hasGroup {
+		err := scanColonFile(rootfs, "etc/group", func(f []string) bool {
+			if len(f) < 4 {
+				return false
+			}
+			for _, m := range strings.Split(f[3], ",") {
+				if m == name {
+					if gid, err := strconv.Atoi(f[2]); err == nil && gid != u.GID {
+						u.groups = append(u.groups, uint32(gid))
+					}
+				}
+			}
+			return false
+		})
+		if err != nil {
+			return u, err
+		}
+	}
+	return u, nil
+}

@@ -12,32 +12,24 @@ import (
 // workdir creates WORKDIR's directory when it is missing, owned by the
 // current USER as BuildKit does. It reports whether a layer was made.
 func (e *Executor) workdir(ctx context.Context, s *stageState, m *dockerfile.Meta) (bool, error) {
-	if err := e.materialize(ctx, s); err != nil {
-		return false, err
-	}
-	rootfs, err := os.OpenRoot(s.rootfs)
-	if err != nil {
-		return false, err
-	}
-	defer rootfs.Close()
 	rel := strings.TrimPrefix(m.Mkdir, "/")
 	if rel == "" {
 		return false, nil
 	}
+	snap, err := e.prepare(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	defer snap.Release()
+	rootfs, err := os.OpenRoot(snap.Root())
+	if err != nil {
+		return false, err
+	}
+	defer rootfs.Close()
 	if fi, err := rootfs.Stat(rel); err == nil && fi.IsDir() {
 		return false, nil
 	}
-	upperDir, err := e.tempDir("upper-")
-	if err != nil {
-		return false, err
-	}
-	defer os.RemoveAll(upperDir)
-	up, err := os.OpenRoot(upperDir)
-	if err != nil {
-		return false, err
-	}
-	defer up.Close()
-	job := &copyJob{e: e, step: &dockerfile.Copy{}, up: up, rootfs: rootfs}
+	job := &copyJob{e: e, step: &dockerfile.Copy{}, up: rootfs, rootfs: rootfs}
 	if u := m.Config.User; u != "" {
 		if ids, err := resolveChown(rootfs, u); err == nil {
 			job.owner = &ids
@@ -56,7 +48,8 @@ func (e *Executor) workdir(ctx context.Context, s *stageState, m *dockerfile.Met
 	if err := job.finishDirs(); err != nil {
 		return false, err
 	}
-	if err := e.commitUpper(ctx, s, upperDir, m.String()); err != nil {
+	rootfs.Close()
+	if err := e.commitMount(ctx, s, snap, m.String()); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -134,31 +134,34 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	at := a.attrs(hdr)
 	switch hdr.Typeflag {
 	case tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeCont:
-		if err := a.clear(pfd, base, false); err != nil {
-			return err
-		}
-		return a.set.createFile(pfd, base, at, func(fd int) error {
+		return a.set.createFile(pfd, base, at, func() error { return a.clear(pfd, base, false) }, func(fd int) error {
 			_, err := io.CopyBuffer(fdWriter(fd), tr, a.buf)
 			return err
 		})
 	case tar.TypeDir:
 		return a.dir(pfd, name, base, at)
 	case tar.TypeSymlink:
-		if err := a.clear(pfd, base, false); err != nil {
-			return err
-		}
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		err := a.make(pfd, base, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) })
+		if err != nil {
 			return fmt.Errorf("symlink: %w", err)
 		}
 		return a.set.applyAt(pfd, base, at, true)
 	case tar.TypeLink:
 		return a.hardlink(pfd, base, hdr.Linkname)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		if err := a.clear(pfd, base, false); err != nil {
-			return err
+		mode := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = unix.S_IFBLK
 		}
-		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
-		skipped, err := a.set.mknod(pfd, base, mode|0o600, unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		skipped := false
+		err := a.make(pfd, base, func() (err error) {
+			skipped, err = a.set.mknod(pfd, base, mode|0o600, dev)
+			return err
+		})
 		if err != nil || skipped {
 			return err
 		}
@@ -199,6 +202,18 @@ func (a *applier) attrs(hdr *tar.Header) *attrs {
 	return at
 }
 
+// make runs mk and, when the name is taken, clears it and runs mk again: a fresh name, the usual
+// case, costs no extra lstat.
+func (a *applier) make(pfd int, base string, mk func() error) error {
+	err := mk()
+	if errors.Is(err, unix.EEXIST) {
+		if err = a.clear(pfd, base, false); err == nil {
+			err = mk()
+		}
+	}
+	return err
+}
+
 // clear makes room for a new entry at base: it removes whatever is there, recursively for a directory
 // unless keepDir.
 func (a *applier) clear(pfd int, base string, keepDir bool) error {
@@ -222,10 +237,17 @@ func (a *applier) clear(pfd int, base string, keepDir bool) error {
 }
 
 func (a *applier) dir(pfd int, rel, base string, at *attrs) error {
-	if err := a.clear(pfd, base, true); err != nil {
-		return err
+	mkdir := func() error { return retry(func() error { return unix.Mkdirat(pfd, base, 0o700) }) }
+	err := mkdir()
+	if errors.Is(err, unix.EEXIST) {
+		// A directory stays (the layer updates its metadata); anything else gives way.
+		if err = a.clear(pfd, base, true); err == nil {
+			if err = mkdir(); errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
+		}
 	}
-	if err := retry(func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err != nil {
 		return fmt.Errorf("mkdir: %w", err)
 	}
 	fd, err := openDirAt(pfd, base)
@@ -258,17 +280,19 @@ func (a *applier) finishDirs() error {
 		if err != nil {
 			continue // removed by a later entry
 		}
-		st, err := lstatAt(pfd, base)
-		if err != nil || !isDir(&st) {
-			continue
+		fd, err := openDirAt(pfd, base)
+		if err != nil {
+			continue // removed or replaced by a later entry
 		}
-		if d.mode != st.Mode&0o7777 {
-			if err := unix.Fchmodat(pfd, base, d.mode, 0); err != nil {
-				return fmt.Errorf("%s: chmod: %w", d.rel, err)
-			}
+		if d.mode&0o700 != 0o700 { // a.dir left it at mode|0o700
+			err = retry(func() error { return unix.Fchmod(fd, d.mode) })
 		}
-		if err := utimesAt(pfd, base, &d.times); err != nil {
-			return fmt.Errorf("%s: set times: %w", d.rel, err)
+		if err == nil {
+			err = futimens(fd, &d.times)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.rel, err)
 		}
 	}
 	return nil

@@ -74,7 +74,7 @@ func TestApply(t *testing.T) {
 		name:  "whiteout spares this layer's entry",
 		lower: lower,
 		layer: []ent{file("keep", "new"), file(".wh.keep", ""), file("e/.wh..wh.plnk", "")},
-		want: append(append(lowerD, rest...), `f 0644 0:0 keep "new"`),
+		want:  append(append(lowerD, rest...), `f 0644 0:0 keep "new"`),
 	}, {
 		name:  "NoWhiteouts keeps .wh. files",
 		layer: []ent{file(".wh.x", "w"), file("d/.wh..wh..opq", "o")},
@@ -127,6 +127,15 @@ func TestApply(t *testing.T) {
 		layer:   []ent{hardlink("dd", "d")},
 		wantErr: "is a directory",
 	}, {
+		name:    "whiteout name as a directory",
+		layer:   []ent{file("a/.wh.b/c", "x")},
+		wantErr: "whiteout name used as a directory",
+	}, {
+		name:  "whiteout names as content",
+		layer: []ent{file("a/.wh.b/c", "x")},
+		opts:  ApplyOptions{NoWhiteouts: true},
+		want:  []string{"d 0755 0:0 a/", "d 0755 0:0 a/.wh.b/", `f 0644 0:0 a/.wh.b/c "x"`},
+	}, {
 		name:    "unsupported type",
 		layer:   []ent{{name: "x", typ: 'X'}},
 		wantErr: "unsupported entry type",
@@ -137,6 +146,7 @@ func TestApply(t *testing.T) {
 			outer := t.TempDir()
 			root := filepath.Join(outer, "a", "b", "root")
 			mustDo(t, os.MkdirAll(root, 0o755))
+			t.Cleanup(func() { makeRemovable(outer) })
 			if tt.lower != nil {
 				mustDo(t, apply(t, root, makeTar(t, tt.lower...), ApplyOptions{}))
 			}
@@ -236,6 +246,18 @@ func TestApplyMetadata(t *testing.T) {
 	if l := treeLines(t, root2); !strings.HasPrefix(l[0], "d 0555 0:0 ") {
 		t.Errorf("NoChown: %s", l[0])
 	}
+}
+
+// Parents an archive leaves out belong to root, whatever a setgid grandparent would give them.
+func TestApplyImpliedDirs(t *testing.T) {
+	t.Parallel()
+	requireRoot(t, "chown")
+	root := t.TempDir()
+	layer := makeTar(t, ent{name: "g/", typ: tar.TypeDir, mode: 0o2775, uid: 7, gid: 7}, file("g/implied/deeper/f", "f"))
+	mustDo(t, apply(t, root, layer, ApplyOptions{MapOwner: func(u, g int) (int, int) { return u + 100, g + 100 }}))
+	want := []string{"d 2775 107:107 g/", "d 0755 100:100 g/implied/", "d 0755 100:100 g/implied/deeper/",
+		`f 0644 100:100 g/implied/deeper/f "f"`}
+	diffLines(t, "tree", want, treeLines(t, root))
 }
 
 func TestApplyXattrErrors(t *testing.T) {

@@ -102,9 +102,17 @@ func (s setter) mknod(dirfd int, name string, mode uint32, dev uint64) (skipped 
 	return false, nil
 }
 
-// createFile writes content into a new file name under dirfd (which must not exist) and applies a.
-func (s setter) createFile(dirfd int, name string, a *attrs, write func(fd int) error) error {
-	fd, err := openAt(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+// createFile writes content into a new file name under dirfd and applies a. When name exists,
+// replace (if not nil) must remove it; the file is never opened in place, since it may be a hard link
+// shared with other paths, or a symlink.
+func (s setter) createFile(dirfd int, name string, a *attrs, replace func() error, write func(fd int) error) error {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL
+	fd, err := openAt(dirfd, name, flags, 0o600)
+	if errors.Is(err, unix.EEXIST) && replace != nil {
+		if err = replace(); err == nil {
+			fd, err = openAt(dirfd, name, flags, 0o600)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func seedTars(t testing.TB) map[string][]byte {
 		"escape": makeTar(t, symlink("esc", "/"), file("esc/etc/evil", "1"), symlink("up", "../../.."), file("up/x", "2"),
 			hardlink("h", "up/x"), file(".wh...", "")),
 		"bad-names": makeTar(t, file("/abs", "a"), file("../dotdot", "d")),
-		"long": makeTar(t, file(strings.Repeat("a", 120)+"/"+strings.Repeat("b", 120), "long")),
+		"long":      makeTar(t, file(strings.Repeat("a", 120)+"/"+strings.Repeat("b", 120), "long")),
 	}
 }
 
@@ -183,4 +183,3 @@ func makeRemovable(root string) {
 		return nil
 	})
 }
-

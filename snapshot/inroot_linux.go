@@ -15,11 +15,11 @@ import (
 // filepath-securejoin's emulation otherwise. Resolved directory descriptors are cached, since layer
 // entries arrive grouped by directory.
 type inRoot struct {
-	file    *os.File // keeps the root descriptor alive for the securejoin fallback
-	fd      int
+	file       *os.File // keeps the root descriptor alive for the securejoin fallback
+	fd         int
 	hasOpenat2 bool
-	cache   map[string]int // clean relative dir -> O_PATH descriptor
-	stale   []int          // descriptors invalidated during the current entry, closed at the next one
+	cache      map[string]int // clean relative dir -> O_PATH descriptor
+	stale      []int          // descriptors invalidated during the current entry, closed at the next one
 	// newDir, when set, runs on each directory mkdirAll creates, before its mode is fixed.
 	newDir func(dirfd int, name string) error
 }

@@ -150,19 +150,20 @@ func (c *copier) copyEntry(sfd, dfd int, name, rel string, st *unix.Stat_t) erro
 	at := c.attrs(st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		if st.Nlink > 1 {
-			key := devIno{st.Dev, st.Ino}
-			if first, ok := c.links[key]; ok {
-				tdir, tbase := splitName(first)
-				tfd, err := c.dst.dir(tdir, false)
-				if err == nil {
-					err = unix.Linkat(tfd, tbase, dfd, name, 0)
-				}
-				if err != nil {
-					return fmt.Errorf("hard link to %s: %w", first, err)
-				}
-				return nil
+		// Look up even at nlink 1: Merge's fallback removes each source right after copying it.
+		key := devIno{st.Dev, st.Ino}
+		if first, ok := c.links[key]; ok {
+			tdir, tbase := splitName(first)
+			tfd, err := c.dst.dir(tdir, false)
+			if err == nil {
+				err = unix.Linkat(tfd, tbase, dfd, name, 0)
 			}
+			if err != nil {
+				return fmt.Errorf("hard link to %s: %w", first, err)
+			}
+			return nil
+		}
+		if st.Nlink > 1 {
 			c.links[key] = rel
 		}
 		sf, err := openAt(sfd, name, unix.O_RDONLY, 0)
@@ -173,7 +174,7 @@ func (c *copier) copyEntry(sfd, dfd int, name, rel string, st *unix.Stat_t) erro
 		if at.xattrs, err = readXattrs(sf, keepXattrOnDisk); err != nil {
 			return err
 		}
-		return c.set.createFile(dfd, name, at, func(fd int) error { return copyData(fd, sf, st.Size) })
+		return c.set.createFile(dfd, name, at, nil, func(fd int) error { return copyData(fd, sf, st.Size) })
 	case unix.S_IFLNK:
 		target, err := readlinkAt(sfd, name)
 		if err != nil {

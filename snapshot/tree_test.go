@@ -62,6 +62,7 @@ func TestCopyTree(t *testing.T) {
 		want[i] = strings.ReplaceAll(l, ` user.overlay.origin="dropped"`, "")
 	}
 	diffLines(t, "copied tree", want, treeLines(t, dst))
+	sameMtimes(t, src, dst)
 	// Same tar, hard links, capabilities, root mtime and all.
 	diffLines(t, "tar of copy", tarLines(t, writeTar(t, src, WriteOptions{})), tarLines(t, writeTar(t, dst, WriteOptions{})))
 	var a, b unix.Stat_t
@@ -73,4 +74,31 @@ func TestCopyTree(t *testing.T) {
 	// A second copy over the first replaces and merges without error.
 	mustDo(t, CopyTree(context.Background(), src, dst, ApplyOptions{}))
 	diffLines(t, "recopied tree", want, treeLines(t, dst))
+}
+
+// Merge across filesystems copies instead of renaming, hard links included.
+func TestMergeAcrossFilesystems(t *testing.T) {
+	t.Parallel()
+	shm, err := os.MkdirTemp("/dev/shm", "merge")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	var a, b unix.Stat_t
+	root := t.TempDir()
+	mustDo(t, unix.Stat(shm, &a))
+	mustDo(t, unix.Stat(root, &b))
+	if a.Dev == b.Dev {
+		t.Skip("/dev/shm and the test temp dir share a filesystem")
+	}
+	mustDo(t, apply(t, root, makeTar(t, dir("d/"), file("d/old", "o"), file("x", "old x")), ApplyOptions{}))
+	mustDo(t, apply(t, shm, makeTar(t, dir("d/"), file("d/new", "n"), hardlink("d/new2", "d/new"), file("x", "new x"),
+		dir("n/"), file("n/f", "f"), symlink("n/l", "f")), ApplyOptions{}))
+	mustDo(t, Merge(context.Background(), shm, root))
+	want := []string{"d 0755 0:0 d/", `f 0644 0:0 d/new "n" #1`, `f 0644 0:0 d/new2 "n" #1`, `f 0644 0:0 d/old "o"`,
+		"d 0755 0:0 n/", `f 0644 0:0 n/f "f"`, "l 0777 0:0 n/l -> f", `f 0644 0:0 x "new x"`}
+	diffLines(t, "merged root", want, treeLines(t, root))
+	if left := treeLines(t, shm); len(left) != 0 {
+		t.Errorf("upper not emptied: %q", left)
+	}
 }

@@ -152,3 +152,61 @@ func renderHeader(h *tar.Header) string {
 	}
 	return s
 }
+
+// layerHeaders returns the tar headers of layer i.
+func (l *layout) layerHeaders(t *testing.T, i int) []*tar.Header {
+	t.Helper()
+	var out []*tar.Header
+	l.walkLayer(t, i, func(h *tar.Header, r io.Reader) { out = append(out, h) })
+	return out
+}
+
+// files returns the contents of the regular files of layer i.
+func (l *layout) files(t *testing.T, i int) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	l.walkLayer(t, i, func(h *tar.Header, r io.Reader) {
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(r)
+			out[h.Name] = string(b)
+		}
+	})
+	return out
+}
+
+func (l *layout) walkLayer(t *testing.T, i int, fn func(*tar.Header, io.Reader)) {
+	t.Helper()
+	desc := l.manifest.Layers[i]
+	f, err := os.Open(l.blob(desc.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	switch {
+	case strings.HasSuffix(desc.MediaType, "gzip"):
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case strings.HasSuffix(desc.MediaType, "zstd"):
+		zr, err := zstd.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		fn(h, tr)
+	}
+}

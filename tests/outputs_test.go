@@ -216,12 +216,21 @@ func ensureUser(t *testing.T, name string) *testUser {
 
 func (u *testUser) run(t *testing.T, args ...string) string {
 	t.Helper()
+	out, err := u.try(args...)
+	if err != nil {
+		t.Fatalf("as %s: %s: %v\n%s", u.name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runAll is run, returning stderr and stdout together.
+func (u *testUser) runAll(t *testing.T, args ...string) string { t.Helper(); return u.run(t, args...) }
+
+// try runs args as the user and returns the combined output and error.
+func (u *testUser) try(args ...string) (string, error) {
 	full := append([]string{"-u", u.name, "--", "env", "HOME=" + u.home, "XDG_RUNTIME_DIR=/run/user/" + u.uid, "USER=" + u.name}, args...)
 	cmd := exec.Command("runuser", full...)
 	cmd.Dir = "/"
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("as %s: %s: %v\n%s", u.name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return string(out), err
 }

@@ -1,0 +1,187 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/executor/sandbox"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// runExec runs one RUN in the sandbox over a writable snapshot and commits
+// the changes as a layer.
+func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exec, done map[int]*stageState, prefix string) error {
+	if e.cfg.Sandbox == nil {
+		return errors.New("RUN needs a sandbox, and none is configured")
+	}
+	m, err := e.prepare(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer m.Release()
+	rootfs, err := os.OpenRoot(m.Root())
+	if err != nil {
+		return err
+	}
+	u, err := resolveUser(rootfs, x.User)
+	if err != nil {
+		rootfs.Close()
+		return fmt.Errorf("USER %s: %w", x.User, err)
+	}
+	env := append(append([]string(nil), x.Env...), x.Proxy...)
+	if !hasKey(env, "HOME") {
+		env = append(env, "HOME="+u.home)
+	}
+	// Docker creates a missing working directory for RUN; so do we (it
+	// then belongs to the layer, as it does there).
+	cwd := x.Dir
+	if cwd == "" {
+		cwd = "/"
+	}
+	if rel := strings.TrimPrefix(path.Clean(cwd), "/"); rel != "" {
+		if _, err := rootfs.Stat(rel); errors.Is(err, os.ErrNotExist) {
+			if err := rootfs.MkdirAll(rel, 0o755); err != nil {
+				rootfs.Close()
+				return fmt.Errorf("create working directory %s: %w", cwd, err)
+			}
+		}
+	}
+	rootfs.Close()
+
+	mounts, secretEnv, cleanup, err := e.runMounts(ctx, x, done, u)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	env = append(env, secretEnv...)
+	network := x.Network
+	if network == "" || network == "default" {
+		network = e.cfg.Network
+	}
+	spec, err := e.cfg.Sandbox.Spec(sandbox.SpecOptions{
+		Rootfs: m.Root(), Args: x.Args, Env: env, Cwd: cwd,
+		UID: uint32(u.UID), GID: uint32(u.GID), AdditionalGids: u.groups,
+		Network: network, Mounts: mounts,
+	})
+	if err != nil {
+		return err
+	}
+	out := &prefixWriter{w: e.cfg.Out, prefix: prefix}
+	err = e.cfg.Sandbox.Run(ctx, spec, nil, out, out)
+	out.Flush()
+	if err != nil {
+		var ee *sandbox.ExitError
+		if errors.As(err, &ee) {
+			return &dockerfile.Error{Pos: x.At, Err: fmt.Errorf("%s: %w", x.Text, err)}
+		}
+		return err
+	}
+	return e.commitMount(ctx, s, m, x.String())
+}
+
+func hasKey(env []string, k string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// runMounts turns RUN --mount entries (and heredoc scripts) into sandbox
+// mounts with host sources. cleanup releases views, locks and temp files.
+func (e *Executor) runMounts(ctx context.Context, x *dockerfile.Exec, done map[int]*stageState, u userInfo) ([]specs.Mount, []string, func(), error) {
+	var mounts []specs.Mount
+	var env []string
+	var undo []func()
+	cleanup := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	tmp, err := e.tempDir("run-")
+	if err != nil {
+		return nil, nil, cleanup, err
+	}
+	undo = append(undo, func() { os.RemoveAll(tmp) })
+
+	for i, f := range x.Files {
+		// A heredoc script with a shebang is executed from /dev/pipes.
+		p := filepath.Join(tmp, fmt.Sprintf("heredoc-%d", i))
+		if err := os.WriteFile(p, []byte(f.Data), 0o755); err != nil {
+			return nil, nil, cleanup, err
+		}
+		os.Chmod(p, 0o755)
+		mounts = append(mounts, specs.Mount{Destination: "/dev/pipes/" + f.Name, Type: "bind", Source: p,
+			Options: []string{"bind", "ro"}})
+	}
+	for _, mnt := range x.Mounts {
+		if mnt.Type == "secret" && mnt.Env != "" {
+			v, ok, err := e.secretValue(mnt)
+			if err != nil {
+				return nil, nil, cleanup, err
+			}
+			if ok {
+				env = append(env, mnt.Env+"="+string(v))
+			}
+			if mnt.Target == "" {
+				continue
+			}
+		}
+		sm, release, err := e.runMount(ctx, mnt, done, tmp, u)
+		if release != nil {
+			undo = append(undo, release)
+		}
+		if err != nil {
+			return nil, nil, cleanup, fmt.Errorf("--mount type=%s,target=%s: %w", mnt.Type, mnt.Target, err)
+		}
+		if sm != nil {
+			mounts = append(mounts, *sm)
+		}
+	}
+	return mounts, env, cleanup, nil
+}
+
+// prefixWriter prefixes every line of a RUN's output with its step tag.
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i]); err != nil {
+			return 0, err
+		}
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// Flush writes a last line without its newline.
+func (p *prefixWriter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
+}

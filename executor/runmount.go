@@ -1,0 +1,229 @@
+package executor
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/builder-dev/builder/dockerfile"
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Secret is one --secret id=ID,src=FILE|env=VAR.
+type Secret struct {
+	File string // read at use; never copied into a layer or a cache key
+	Env  string // or the value of this environment variable
+}
+
+// runMount resolves one RUN --mount.
+func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string, u userInfo) (*specs.Mount, func(), error) {
+	switch m.Type {
+	case "bind":
+		return e.bindMount(ctx, m, done, tmp)
+	case "cache":
+		return e.cacheMount(m)
+	case "tmpfs":
+		opts := []string{"nosuid", "nodev", "mode=1777"}
+		if m.Size > 0 {
+			opts = append(opts, fmt.Sprintf("size=%d", m.Size))
+		}
+		return &specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts}, nil, nil
+	case "secret":
+		return e.secretMount(m, tmp, u)
+	case "ssh":
+		return nil, nil, fmt.Errorf("ssh mounts are not supported")
+	default:
+		return nil, nil, fmt.Errorf("unknown mount type %q", m.Type)
+	}
+}
+
+func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string) (*specs.Mount, func(), error) {
+	var root string
+	var release func()
+	switch m.From.Kind {
+	case dockerfile.SourceContext:
+		root = e.cfg.Context
+	case dockerfile.SourceStage:
+		st, ok := done[m.From.Stage]
+		if !ok {
+			return nil, nil, fmt.Errorf("from: stage %d has not been built", m.From.Stage)
+		}
+		dir, rel, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
+		if err != nil {
+			return nil, nil, err
+		}
+		root, release = dir, func() { rel() }
+	default:
+		st, err := e.imageState(ctx, m.From.Image, e.platform)
+		if err != nil {
+			return nil, nil, err
+		}
+		dir, rel, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
+		if err != nil {
+			return nil, nil, err
+		}
+		root, release = dir, func() { rel() }
+	}
+	src, err := securejoin.SecureJoin(root, m.Source)
+	if err != nil {
+		return nil, release, err
+	}
+	if _, err := os.Stat(src); err != nil {
+		return nil, release, fmt.Errorf("source %s: %w", m.Source, err)
+	}
+	if !m.ReadOnly {
+		// A writable bind must not change the context or a stage: writes go
+		// to a private copy that is thrown away, as with BuildKit.
+		cp := filepath.Join(tmp, "bind-"+shortHash(m.Target))
+		if err := copyForBind(ctx, src, cp); err != nil {
+			return nil, release, err
+		}
+		src = cp
+	}
+	opts := []string{"rbind"}
+	if m.ReadOnly {
+		opts = append(opts, "ro")
+	}
+	return &specs.Mount{Destination: m.Target, Type: "bind", Source: src, Options: opts}, release, nil
+}
+
+func copyForBind(ctx context.Context, src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, data, fi.Mode().Perm())
+	}
+	return copyTree(ctx, src, dst)
+}
+
+// cacheMount gives a directory that persists across builds, keyed by id.
+func (e *Executor) cacheMount(m dockerfile.Mount) (*specs.Mount, func(), error) {
+	if e.cfg.CacheMounts == "" {
+		return nil, nil, fmt.Errorf("no cache mount directory configured")
+	}
+	id := m.CacheID
+	if id == "" {
+		id = m.Target
+	}
+	dir := filepath.Join(e.cfg.CacheMounts, shortHash(id))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	var release func()
+	switch m.Sharing {
+	case "locked", "private":
+		lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		how := unix.LOCK_EX
+		if m.Sharing == "private" {
+			how |= unix.LOCK_NB
+		}
+		if err := unix.Flock(int(lock.Fd()), how); err != nil {
+			lock.Close()
+			if m.Sharing != "private" {
+				return nil, nil, err
+			}
+			// private and in use: this RUN gets a fresh, throwaway cache.
+			d, err := os.MkdirTemp(e.cfg.WorkDir, "cache-private-")
+			if err != nil {
+				return nil, nil, err
+			}
+			dir, release = d, func() { os.RemoveAll(d) }
+			break
+		}
+		release = func() { unix.Flock(int(lock.Fd()), unix.LOCK_UN); lock.Close() }
+	}
+	// First use: apply uid/gid/mode (defaults 0:0 0755).
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		uid, gid, mode := 0, 0, fs.FileMode(0o755)
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		if m.Mode != nil {
+			mode = fs.FileMode(*m.Mode) & fs.ModePerm
+		}
+		os.Lchown(dir, uid, gid)
+		os.Chmod(dir, mode)
+	}
+	opts := []string{"rbind"}
+	if m.ReadOnly {
+		opts = append(opts, "ro")
+	}
+	return &specs.Mount{Destination: m.Target, Type: "bind", Source: dir, Options: opts}, release, nil
+}
+
+// secretMount exposes --secret data as a read-only file (or env var)
+// for one RUN only.
+func (e *Executor) secretMount(m dockerfile.Mount, tmp string, u userInfo) (*specs.Mount, func(), error) {
+	id := m.CacheID
+	data, ok, err := e.secretValue(m)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	p := filepath.Join(tmp, "secret-"+shortHash(id))
+	if err := os.WriteFile(p, data, 0o400); err != nil {
+		return nil, nil, err
+	}
+	uid, gid, mode := 0, 0, fs.FileMode(0o400)
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if m.Mode != nil {
+		mode = fs.FileMode(*m.Mode) & fs.ModePerm
+	}
+	os.Lchown(p, uid, gid)
+	os.Chmod(p, mode)
+	release := func() { os.Remove(p) }
+	return &specs.Mount{Destination: m.Target, Type: "bind", Source: p, Options: []string{"bind", "ro"}}, release, nil
+}
+
+// secretValue reads a --secret's data; ok is false for a missing secret
+// that is not required.
+func (e *Executor) secretValue(m dockerfile.Mount) ([]byte, bool, error) {
+	id := m.CacheID
+	sec, ok := e.cfg.Secrets[id]
+	if !ok {
+		if m.Required {
+			return nil, false, fmt.Errorf("secret %q not provided (use --secret id=%s,src=FILE)", id, id)
+		}
+		return nil, false, nil
+	}
+	if sec.File != "" {
+		b, err := os.ReadFile(sec.File)
+		if err != nil {
+			return nil, false, fmt.Errorf("secret %q: %w", id, err)
+		}
+		return b, true, nil
+	}
+	v, set := os.LookupEnv(sec.Env)
+	if !set {
+		return nil, false, fmt.Errorf("secret %q: environment variable %s is not set", id, sec.Env)
+	}
+	return []byte(v), true, nil
+}
+
+func shortHash(s string) string {
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:24]
+}
+
+var _ = strings.TrimSpace
