@@ -100,6 +100,9 @@ func childMain() {
 	c := &child{cfg: cfg, spec: cfg.Spec, root: cfg.Spec.Root.Path, rep: rep,
 		noSetgroups: readTrim("/proc/self/setgroups") == "deny"} // /proc is gone after chroot
 	werr := c.run()
+	if werr == nil {
+		werr = &wireError{Op: "exec", Msg: "returned", Code: codeSetup}
+	}
 	send(rep, report{Err: werr})
 	os.Exit(werr.Code)
 }

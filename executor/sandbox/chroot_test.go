@@ -104,6 +104,12 @@ func TestChrootNoMounts(t *testing.T) {
 	if findCmdline("sleep\x001301\x00") > 0 || findCmdline("sleep\x001302\x00") > 0 {
 		t.Error("cancel left a sleep running")
 	}
+	// The default isolation cannot work here, and says what to do.
+	r := run(t, newSandbox(t, IsolationDefault), SpecOptions{Rootfs: root, Args: []string{"true"}})
+	var se *StartError
+	if !errors.As(r.err, &se) || !errors.Is(r.err, unix.EPERM) || !strings.Contains(r.err.Error(), "use chroot isolation") {
+		t.Errorf("default isolation without CAP_SYS_ADMIN: %v", r.err)
+	}
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Errorf("%d warnings about skipped mounts, want 1:\n%s", n, logs.String())
 	}

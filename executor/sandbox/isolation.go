@@ -98,10 +98,13 @@ func DetectIsolation() (Isolation, string) {
 		}
 		return IsolationChroot, fmt.Sprintf("cannot create mount/PID namespaces or mount /proc here (%s): using chroot isolation", why)
 	}
-	if os.Geteuid() != 0 {
+	switch {
+	case os.Geteuid() != 0:
 		return IsolationDefault, "unprivileged user namespaces available"
+	case inUserNS():
+		return IsolationDefault, "in a user namespace that can create mount, PID, UTS and IPC namespaces"
 	}
-	return IsolationDefault, "mount, PID, UTS and IPC namespaces available"
+	return IsolationDefault, "root: mount, PID, UTS and IPC namespaces available"
 }
 
 // probeMain runs in the probe child, in its fresh namespaces: a RUN needs

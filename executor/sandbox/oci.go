@@ -116,7 +116,7 @@ func (s *Sandbox) runOCI(ctx context.Context, spec *specs.Spec, stdin io.Reader,
 	syscall.Kill(-pid, syscall.SIGKILL)
 	st.wait()
 	runtimeCmd(rt, "--root", stateRoot, "delete", "--force", id).Run() // usually gone already
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && waitErr != nil {
 		return fmt.Errorf("sandbox: RUN stopped: %w", context.Cause(ctx))
 	}
 	if waitErr != nil {

@@ -90,7 +90,7 @@ func (s *Sandbox) start(ctx context.Context, cfg childConfig, flags uintptr, std
 	}
 	st.wait()
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && (waitErr != nil || werr != nil):
 		return fmt.Errorf("sandbox: RUN stopped: %w", context.Cause(ctx))
 	case werr != nil:
 		return startError(werr)
@@ -129,7 +129,7 @@ type stdio struct {
 
 func (st *stdio) attach(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer) error {
 	if f, ok := stdin.(*os.File); ok || stdin == nil {
-		if ok {
+		if f != nil {
 			cmd.Stdin = f
 		}
 	} else {
@@ -148,12 +148,17 @@ func (st *stdio) attach(cmd *exec.Cmd, stdin io.Reader, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	cmd.Stdout = out
+	if out != nil { // a nil *os.File would reach exec as a closed fd
+		cmd.Stdout = out
+	}
 	if sameWriter(stdout, stderr) {
-		cmd.Stderr = out // one pipe, so one goroutine writes to the writer
+		cmd.Stderr = cmd.Stdout // one pipe, so one goroutine writes to the writer
 		return nil
 	}
-	cmd.Stderr, err = st.output(stderr)
+	errf, err := st.output(stderr)
+	if errf != nil {
+		cmd.Stderr = errf
+	}
 	return err
 }
 
@@ -162,7 +167,7 @@ func (st *stdio) output(w io.Writer) (*os.File, error) {
 		return nil, nil
 	}
 	if f, ok := w.(*os.File); ok {
-		return f, nil
+		return f, nil // may be nil: then /dev/null, as for a nil writer
 	}
 	r, pw, err := os.Pipe()
 	if err != nil {

@@ -169,23 +169,43 @@ func (s *Sandbox) runBuiltin(ctx context.Context, spec *specs.Spec, chroot bool,
 	if chroot && !haveCap(unix.CAP_SYS_ADMIN) {
 		cfg, flags = noNamespaces(cfg), 0
 	}
-	mps, err := s.mountpoints(spec, cfg.CanMount)
+	changes, err := s.prepare(spec, cfg.CanMount)
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	changes, err := prepare(spec.Root.Path, mps)
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return err
 	}
 	defer func() { err = s.cleanup(changes, err) }()
 	err = s.start(ctx, cfg, flags, stdin, stdout, stderr)
 	var se *StartError
-	if chroot && flags != 0 && errors.As(err, &se) && se.Op == "starting sandbox" && errors.Is(err, unix.EPERM) {
-		// CAP_SYS_ADMIN without the right to unshare (seccomp): plain chroot.
+	if errors.As(err, &se) && se.Op == "starting sandbox" && errors.Is(err, unix.EPERM) {
+		if !chroot {
+			se.Err = fmt.Errorf("%w (creating namespaces is not allowed here: use chroot isolation, see DetectIsolation)", se.Err)
+			return err
+		}
+		// CAP_SYS_ADMIN without the right to unshare (seccomp): plain
+		// chroot, with the mountpoints made for that.
 		s.log().Debug("sandbox: cannot create namespaces, chroot only", "err", err)
-		err = s.start(ctx, noNamespaces(cfg), 0, stdin, stdout, stderr)
+		if err := s.cleanup(changes, nil); err != nil {
+			return err
+		}
+		cfg = noNamespaces(cfg)
+		if changes, err = s.prepare(spec, false); err != nil {
+			return err
+		}
+		err = s.start(ctx, cfg, 0, stdin, stdout, stderr)
 	}
 	return err
+}
+
+// prepare makes the mountpoints the RUN needs in its rootfs.
+func (s *Sandbox) prepare(spec *specs.Spec, canMount bool) (*rootfsChanges, error) {
+	mps, err := s.mountpoints(spec, canMount)
+	if err == nil {
+		var c *rootfsChanges
+		if c, err = prepare(spec.Root.Path, mps); err == nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("sandbox: %w", err)
 }
 
 // noNamespaces is the chroot config when no namespace can be created:

@@ -192,6 +192,12 @@ func TestStdin(t *testing.T) {
 		if err := sb.Run(context.Background(), spec, strings.NewReader("from stdin"), &out, &out); err != nil || out.String() != "from stdin" {
 			t.Errorf("%v: got %q, %v", iso, out.String(), err)
 		}
+		// Nil writers discard; a closed stdout would make echo fail.
+		spec, err = sb.Spec(SpecOptions{Rootfs: root, Args: sh("echo out && echo err >&2")})
+		must(t, err)
+		if err := sb.Run(context.Background(), spec, nil, nil, nil); err != nil {
+			t.Errorf("%v with nil writers: %v", iso, err)
+		}
 	}
 }
 

@@ -47,9 +47,15 @@ func defaultCaps() []string {
 	}
 }
 
-// Spec returns the runtime spec for one RUN. It writes the RUN's hosts and
-// resolv.conf into a fresh directory under StateDir (named in the spec's
-// annotations); Run removes that directory, so a spec is run once.
+// Spec returns the runtime spec for one RUN: the process with NoNewPrivileges
+// and Docker's default capabilities (none for a non-root user), new PID,
+// mount, UTS and IPC namespaces (and network for "none"), and mounts for
+// /proc, /dev (a tmpfs; the runtime adds null, zero, full, random, urandom,
+// tty and the fd links, as the runtime spec's default devices), /dev/pts,
+// /dev/shm, /sys read-only, /etc/hosts and /etc/resolv.conf, then o.Mounts.
+// It writes the RUN's hosts and resolv.conf into a fresh directory under
+// StateDir (named in the spec's annotations); Run removes that directory,
+// so a spec is for one Run.
 func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	if !filepath.IsAbs(o.Rootfs) {
 		return nil, fmt.Errorf("sandbox spec: rootfs %q is not absolute", o.Rootfs)
