@@ -80,7 +80,8 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 	out.Flush()
 	if err != nil {
 		var ee *sandbox.ExitError
-		if errors.As(err, &ee) {
+		var se *sandbox.StartError
+		if errors.As(err, &ee) || errors.As(err, &se) {
 			return &dockerfile.Error{Pos: x.At, Err: fmt.Errorf("%s: %w", x.Text, err)}
 		}
 		return err

@@ -41,6 +41,11 @@ type budOptions struct {
 	noCache       bool
 	pull          string
 	timestampSet  bool
+	network       string
+	isolation     string
+	runtime       string
+	secrets       []string
+	snapshotter   string
 }
 
 func newBudCmd(g *globalOptions) *cobra.Command {
@@ -74,6 +79,11 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.layers, "layers", true, "cache intermediate layers")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers")
 	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
+	f.StringVar(&o.network, "network", "host", "RUN network: host or none")
+	f.StringVar(&o.isolation, "isolation", os.Getenv("BUILDER_ISOLATION"), "RUN isolation: rootless (user namespaces, default), chroot, or oci (with --runtime)")
+	f.StringVar(&o.runtime, "runtime", "", "hand RUN steps to this OCI runtime (runc, crun) instead of the built-in sandbox")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+	f.StringVar(&o.snapshotter, "snapshotter", os.Getenv("BUILDER_SNAPSHOTTER"), "snapshot driver: overlay, fuse-overlayfs or copy (default: from --storage-driver, else the fastest that works)")
 	return cmd
 }
 
@@ -188,6 +198,11 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	resolver := &image.Resolver{Store: store}
 	defer resolver.Close()
 
+	run, err := o.runConfig(g, store.GraphRoot(), work)
+	if err != nil {
+		os.RemoveAll(work)
+		return err
+	}
 	comp := layer.Compression{Kind: compress.None}
 	for _, out := range outs {
 		if out.kind == "oci" || out.kind == "docker-archive" {
@@ -201,6 +216,8 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	ex, err := executor.New(executor.Config{
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, Log: g.log,
+		Snapshots: run.snapshots, Sandbox: run.sandbox, Network: o.network,
+		Secrets: run.secrets, CacheMounts: filepath.Join(store.GraphRoot(), "builder", "cache-mounts"),
 	})
 	if err != nil {
 		os.RemoveAll(work)

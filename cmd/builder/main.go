@@ -87,6 +87,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newTagCmd(g),
 		newInspectCmd(g),
 		newVersionCmd(g),
+		newUnshareCmd(g),
 	)
 	return root
 }

@@ -3,7 +3,12 @@ package main
 import (
 	"log/slog"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage/pkg/reexec"
@@ -44,6 +49,52 @@ func maybeReexec(args []string) {
 		return
 	}
 	unshare.MaybeReexecUsingUserNamespace(false)
+	if os.Geteuid() == 0 && unshare.GetRootlessUID() <= 0 {
+		privateMountNamespace(args)
+	}
+}
+
+// privateMountNamespace re-executes real root in a mount namespace of its
+// own, so the snapshot mounts of a build never show up on (or leak into)
+// the host's mount table and vanish with the process, even on kill -9.
+// Where a new mount namespace is not allowed (a Kubernetes pod without
+// CAP_SYS_ADMIN), it carries on in the host's namespace: such builds use
+// chroot isolation and the copy snapshot driver, which mount nothing.
+func privateMountNamespace(args []string) {
+	const marker = "_BUILDER_MOUNTNS"
+	if os.Getenv(marker) != "" {
+		// Mounts made here must not propagate back to the host.
+		_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(exe, args[1:]...)
+	cmd.Args[0] = args[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), marker+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		os.Setenv(marker, "unavailable")
+		return
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		os.Exit(ee.ExitCode())
+	}
+	if err != nil {
+		os.Exit(125)
+	}
+	os.Exit(0)
 }
 
 // needsStore reports whether the command line runs a subcommand that uses

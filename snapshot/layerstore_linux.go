@@ -1,0 +1,285 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// layerStore keeps each layer extracted once under <root>/layers/<diffid-hex>, in overlay format:
+// a whiteout is a 0/0 character device, an opaque directory carries <prefix>opaque=y. Where the
+// kernel refuses either (mknod before Linux 5.8 unprivileged, no xattr support), the OCI marker file
+// stays instead, which fuse-overlayfs reads as well.
+//
+// A layer is extracted into <root>/layers/.tmp-<hex>-<rand> (flocked while in use) and renamed into
+// place, so a torn extraction is never used; a per-layer flock under <root>/locks lets concurrent
+// builders share one extraction, and a lost rename race simply adopts the winner's copy.
+type layerStore struct {
+	dir     string // <root>/layers
+	locks   string // <root>/locks
+	prefix  string // "trusted.overlay." or "user.overlay."
+	extract ApplyOptions
+}
+
+// formatFile records the xattr namespace of the store's opaque markers: a store written as real
+// root cannot serve a user namespace (trusted.* is invisible there), nor the other way round.
+const formatFile = ".overlay-xattr-prefix"
+
+func openLayerStore(root, prefix string, extract ApplyOptions, log *slog.Logger) (*layerStore, error) {
+	s := &layerStore{dir: filepath.Join(root, "layers"), locks: filepath.Join(root, "locks"), prefix: prefix, extract: extract}
+	for _, d := range []string{s.dir, s.locks} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("layer store: %w", err)
+		}
+	}
+	if err := s.checkFormat(); err != nil {
+		return nil, err
+	}
+	sweepStale(s.dir, ".tmp-", nil, log)
+	return s, nil
+}
+
+func (s *layerStore) checkFormat() error {
+	p := filepath.Join(s.dir, formatFile)
+	tmp := p + "." + randomID()
+	if err := os.WriteFile(tmp, []byte(s.prefix), 0o600); err != nil {
+		return fmt.Errorf("layer store: %w", err)
+	}
+	err := os.Link(tmp, p) // atomic create-if-absent, even across processes
+	os.Remove(tmp)
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("layer store: %w", err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("layer store: %w", err)
+	}
+	if string(got) != s.prefix {
+		return fmt.Errorf("layer store %s keeps overlay markers in %q xattrs but this process needs %q (real root and user namespaces cannot share a snapshot root)", s.dir, got, s.prefix)
+	}
+	return nil
+}
+
+func (s *layerStore) path(d digest.Digest) (string, error) {
+	h, err := layerHex(d)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, h), nil
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.IsDir()
+}
+
+// get returns the directory of layer l, extracting it first if no one has.
+func (s *layerStore) get(ctx context.Context, l Layer) (string, error) {
+	final, err := s.path(l.DiffID)
+	if err != nil || dirExists(final) {
+		return final, err
+	}
+	unlock, err := flockPath(ctx, filepath.Join(s.locks, filepath.Base(final)))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if dirExists(final) {
+		return final, nil // extracted while we waited
+	}
+	if l.Open == nil {
+		return "", fmt.Errorf("layer %s is not extracted and has no content to extract", l.DiffID)
+	}
+	tmp, err := newLockedDir(s.dir, ".tmp-"+filepath.Base(final)+"-")
+	if err != nil {
+		return "", fmt.Errorf("layer store: %w", err)
+	}
+	defer tmp.unlock()
+	if err := s.extractInto(ctx, tmp.path, l); err != nil {
+		removeTree(tmp.path)
+		return "", fmt.Errorf("extract layer %s: %w", l.DiffID, err)
+	}
+	if err := s.publish(tmp.path, final); err != nil {
+		removeTree(tmp.path)
+		return "", fmt.Errorf("layer store: %w", err)
+	}
+	return final, nil
+}
+
+func (s *layerStore) extractInto(ctx context.Context, dir string, l Layer) error {
+	rc, err := l.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = extractOverlay(ctx, dir, rc, s.extract, s.prefix)
+	return err
+}
+
+// publish makes a complete tree (extracted, or a committed upper dir) the layer at final.
+func (s *layerStore) publish(tmp, final string) error {
+	if err := os.Chmod(tmp, 0o755); err != nil { // lockedDir made it 0700; overlay lowers need search access
+		return err
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	return publishDir(tmp, final)
+}
+
+// adopt makes dir (an upper dir already in store format) the layer diffID.
+func (s *layerStore) adopt(dir string, diffID digest.Digest) error {
+	final, err := s.path(diffID)
+	if err != nil {
+		return err
+	}
+	if err := s.publish(dir, final); err != nil {
+		return fmt.Errorf("commit layer %s: %w", diffID, err)
+	}
+	return nil
+}
+
+// extractOverlay extracts a layer tar alone into the empty directory dir, in overlay format.
+//
+// It reuses Apply for all the safety (paths stay inside dir, names are checked) with NoWhiteouts,
+// so ".wh." entries land as plain files, while a second reader of the same bytes lists them; then
+// each becomes what overlayfs expects. Whiteouts only hide lower layers, so in an empty dir there is
+// nothing to remove. TODO: replace with ApplyOptions.Overlay when Apply grows it (one pass).
+func extractOverlay(ctx context.Context, dir string, r io.Reader, opts ApplyOptions, prefix string) (int64, error) {
+	opts.NoWhiteouts = true
+	pr, pw := io.Pipe()
+	found := make(chan whiteoutList, 1)
+	go func() {
+		wl := collectWhiteouts(pr)
+		io.Copy(io.Discard, pr) // never block Apply, whatever the parser thought
+		found <- wl
+	}()
+	n, err := Apply(ctx, dir, io.TeeReader(r, pw), opts)
+	pw.CloseWithError(err)
+	wl := <-found
+	if err != nil {
+		return n, err
+	}
+	if wl.err != nil {
+		return n, wl.err
+	}
+	return n, convertWhiteouts(dir, wl.entries, prefix)
+}
+
+type whiteoutEntry struct{ dir, base string }
+
+type whiteoutList struct {
+	entries []whiteoutEntry
+	err     error
+}
+
+func collectWhiteouts(r io.Reader) (wl whiteoutList) {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			return wl // EOF, or a broken stream Apply reports itself
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		name, err := cleanName(hdr.Name)
+		if err != nil || name == "" {
+			continue // Apply refuses or skips it
+		}
+		d, base := splitName(name)
+		if strings.HasPrefix(d, whiteoutPrefix) || strings.Contains(d, "/"+whiteoutPrefix) {
+			if wl.err == nil {
+				wl.err = fmt.Errorf("entry %q: %w: whiteout name used as a directory", hdr.Name, errUnsafeName)
+			}
+			continue
+		}
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			wl.entries = append(wl.entries, whiteoutEntry{d, base})
+		}
+	}
+}
+
+// convertWhiteouts turns the ".wh." files Apply left into overlay whiteouts and opaque markers.
+func convertWhiteouts(dir string, entries []whiteoutEntry, prefix string) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ir, err := openInRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer ir.Close()
+	for _, w := range entries {
+		ir.sweep()
+		pfd, err := ir.dir(w.dir, false)
+		if err != nil {
+			return fmt.Errorf("whiteout %s: %w", joinName(w.dir, w.base), err)
+		}
+		if err := convertWhiteout(pfd, w.base, prefix); err != nil {
+			return fmt.Errorf("whiteout %s: %w", joinName(w.dir, w.base), err)
+		}
+	}
+	return nil
+}
+
+// convertWhiteout converts one marker in the directory pfd, whose times it then restores: Apply
+// set them from the archive, and a layer dir's times show through the overlay.
+func convertWhiteout(pfd int, base, prefix string) error {
+	if _, err := lstatAt(pfd, base); errors.Is(err, unix.ENOENT) {
+		return nil // listed twice
+	}
+	fd, err := openAt(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if err := convertMarker(fd, base, prefix); err != nil {
+		return err
+	}
+	return futimens(fd, &[2]unix.Timespec{st.Atim, st.Mtim})
+}
+
+func convertMarker(pfd int, base, prefix string) error {
+	switch {
+	case base == whiteoutOpaque:
+		err := unix.Fsetxattr(pfd, prefix+"opaque", []byte("y"), 0)
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) {
+			return nil // keep the marker file: fuse-overlayfs honours it
+		}
+		if err != nil {
+			return fmt.Errorf("set opaque xattr: %w", err)
+		}
+	case strings.HasPrefix(base, whiteoutMetaPrefix):
+		// other AUFS metadata (.wh..wh.plnk...): meaningless to overlay, dropped as Apply does
+	default:
+		victim := base[len(whiteoutPrefix):]
+		if victim == "" || victim == "." || victim == ".." {
+			return fmt.Errorf("%w: whiteout of %q", errUnsafeName, victim)
+		}
+		if _, err := lstatAt(pfd, victim); err == nil {
+			break // this layer also has the entry: it already hides whatever is below
+		}
+		err := retry(func() error { return unix.Mknodat(pfd, victim, unix.S_IFCHR, 0) })
+		if errors.Is(err, unix.EPERM) {
+			return nil // keep the ".wh." file: fuse-overlayfs honours it
+		}
+		if err != nil {
+			return fmt.Errorf("create whiteout: %w", err)
+		}
+	}
+	return removeAllAt(pfd, base)
+}
