@@ -244,7 +244,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 			popts.Tags = o.tags[1:]
 		}
 		if !o.quiet {
-			fmt.Fprintf(progress, "COMMIT %s\n", strings.Join(o.tags, " "))
+			fmt.Fprintln(progress, strings.TrimSpace("COMMIT "+strings.Join(o.tags, " ")))
 		}
 		if _, err := pushers.Push(ctx, img, dest, popts); err != nil {
 			return fmt.Errorf("commit to local store: %w", err)
