@@ -48,6 +48,7 @@ D
   for i in $(seq 1 10); do echo "RUN echo step $i > /tmp/step$i"; done
 } > "$work/run10/Dockerfile"
 chmod -R a+rX "$work"
+mkdir -p "$work/results" && chown $user: "$work/results"
 as "$work/builder" bud -q -t localhost/busybox:latest "$work/base" >/dev/null
 
 builder_cmd() { echo "$work/builder bud -q -t localhost/bench-$1 $work/$1"; }
@@ -58,9 +59,9 @@ IFS=, read -ra list <<< "$cases"
 for c in "${list[@]}"; do
   for tool in builder buildah; do
     cmd=$(${tool}_cmd "$c")
-    as hyperfine --style none --warmup 1 --runs "$repeat" --export-json "$work/$tool-$c.json" "$cmd" >/dev/null 2>&1 \
+    as hyperfine --style none --warmup 1 --runs "$repeat" --export-json "$work/results/$tool-$c.json" "$cmd" >/dev/null 2>&1 \
       || { echo "bench: $tool $c failed:"; as sh -c "$cmd"; exit 1; }
-    med[$tool-$c]=$(jq -r '.results[0].median' "$work/$tool-$c.json")
+    med[$tool-$c]=$(jq -r '.results[0].median' "$work/results/$tool-$c.json")
   done
 done
 

@@ -18,9 +18,9 @@ import (
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/sandbox"
-	"github.com/builder-dev/builder/snapshot"
 	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/snapshot"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 

@@ -12,10 +12,10 @@ import (
 // store owned by subordinate ids show as their container ids there.
 func newUnshareCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "unshare [COMMAND [ARG...]]",
-		Short: "Run a command in builder's user namespace",
+		Use:                "unshare [COMMAND [ARG...]]",
+		Short:              "Run a command in builder's user namespace",
 		DisableFlagParsing: true,
-		Args:  cobra.ArbitraryArgs,
+		Args:               cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				sh := os.Getenv("SHELL")
