@@ -228,7 +228,8 @@ func TestRunIsolation(t *testing.T) {
 }
 
 // TestSnapshotDriversAgree builds the same Dockerfile with each snapshot
-// driver, and with chroot isolation: the layers must be identical.
+// driver, with chroot isolation and with runc and crun handed the bundle:
+// the layers must be identical.
 func TestSnapshotDriversAgree(t *testing.T) {
 	ctx := runCtx(t, "layers")
 	var first []string
@@ -241,6 +242,8 @@ func TestSnapshotDriversAgree(t *testing.T) {
 		{"fuse-overlayfs", []string{"--snapshotter", "fuse-overlayfs"}},
 		{"copy", []string{"--snapshotter", "copy"}},
 		{"chroot", []string{"--isolation", "chroot"}},
+		{"runc", []string{"--runtime", "runc"}},
+		{"crun", []string{"--runtime", "crun"}},
 	} {
 		out := outDir(t, "")
 		args := append([]string{"bud", "-q", "--timestamp", "0", "-o", "type=oci,dest=" + out}, v.args...)
