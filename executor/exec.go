@@ -78,6 +78,10 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 	out := &prefixWriter{w: e.cfg.Out, prefix: prefix}
 	err = e.cfg.Sandbox.Run(ctx, spec, nil, out, out)
 	out.Flush()
+	if err != nil && e.cfg.Out == io.Discard && e.cfg.ErrOut != nil {
+		// --quiet hides RUN output; a failing RUN still shows its last lines.
+		e.cfg.ErrOut.Write(out.tail)
+	}
 	if err != nil {
 		var ee *sandbox.ExitError
 		var se *sandbox.StartError
@@ -158,7 +162,10 @@ type prefixWriter struct {
 	w      io.Writer
 	prefix string
 	buf    []byte
+	tail   []byte // the last tailMax bytes written, prefixed
 }
+
+const tailMax = 16 << 10
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.mu.Lock()
@@ -169,9 +176,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i]); err != nil {
-			return 0, err
-		}
+		p.emit(p.buf[:i])
 		p.buf = p.buf[i+1:]
 	}
 	return len(b), nil
@@ -182,7 +187,16 @@ func (p *prefixWriter) Flush() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.buf) > 0 {
-		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.emit(p.buf)
 		p.buf = nil
+	}
+}
+
+func (p *prefixWriter) emit(line []byte) {
+	l := fmt.Sprintf("%s%s\n", p.prefix, line)
+	io.WriteString(p.w, l)
+	p.tail = append(p.tail, l...)
+	if len(p.tail) > tailMax {
+		p.tail = append([]byte(nil), p.tail[len(p.tail)-tailMax:]...)
 	}
 }

@@ -56,8 +56,12 @@ type Config struct {
 	// the upper bound of every mtime in new layers (--timestamp,
 	// SOURCE_DATE_EPOCH), making digests reproducible.
 	Timestamp *time.Time
-	// Out receives progress lines (STEP n/N: ...); nil discards them.
+	// Out receives progress lines (STEP n/N: ...) and RUN output; nil
+	// discards them.
 	Out io.Writer
+	// ErrOut receives the last output lines of a failing RUN when Out
+	// discards output (--quiet).
+	ErrOut io.Writer
 	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
 	HTTP *http.Client
 	Log  *slog.Logger

@@ -215,7 +215,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	}
 	ex, err := executor.New(executor.Config{
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
-		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, Log: g.log,
+		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,
 		Snapshots: run.snapshots, Sandbox: run.sandbox, Network: o.network,
 		Secrets: run.secrets, CacheMounts: filepath.Join(store.GraphRoot(), "builder", "cache-mounts"),
 	})
