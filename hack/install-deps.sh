@@ -2,7 +2,7 @@
 # Installs the Debian packages builder's build, demo and tests use, only if
 # missing, and fetches Go modules. Safe to run repeatedly.
 set -euo pipefail
-pkgs=(busybox-static uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq)
+pkgs=(busybox-static uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/registry"
 	"github.com/builder-dev/builder/internal/store"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
@@ -41,9 +42,17 @@ type Options struct {
 	// RemoveSignatures drops signatures (our images have none; kept for
 	// parity with copy.Options).
 	RemoveSignatures bool
-	// ReportWriter, if set, receives containers/image progress lines
-	// ("Copying blob ...").
+	// ReportWriter, if set, receives containers/image progress: a bar per
+	// blob on a TTY, one "Copying blob ..." line per blob otherwise.
 	ReportWriter io.Writer
+	// Variants, when set, makes each layer bound for a registry or an OCI
+	// layout compressed once in its life: see compressLayers. Without it
+	// containers/image compresses uncompressed layers on every push.
+	Variants *registry.Variants
+	// Compression of layers compressed for a push (default gzip).
+	Compression Compression
+	// Retry retries registry pushes that fail for a transient reason.
+	Retry registry.Retrier
 }
 
 // kind is the class of a destination.
@@ -91,9 +100,17 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	case kindDockerArchive:
 		format = image.FormatDocker
 	}
+	if (k == kindRegistry || k == kindOCI) && o.Variants != nil {
+		if img, err = compressLayers(ctx, img, format, o.Compression, o.Variants); err != nil {
+			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+		}
+	}
 	src, err := newBuiltRef(img, format)
 	if err != nil {
 		return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+	}
+	if k == kindRegistry {
+		return pushRegistry(ctx, src, dst.ref, format, o)
 	}
 	destRef, tags := dst.ref, []string(nil)
 	if k == kindStore {

@@ -46,6 +46,7 @@ type budOptions struct {
 	runtime       string
 	secrets       []string
 	snapshotter   string
+	registry      budRegistryOptions // --push, --compression, registry flags (budpush.go)
 }
 
 func newBudCmd(g *globalOptions) *cobra.Command {
@@ -79,6 +80,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.layers, "layers", true, "cache intermediate layers")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers")
 	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
+	o.registry.addFlags(f)
 	f.StringVar(&o.network, "network", "host", "RUN network: host or none")
 	f.StringVar(&o.isolation, "isolation", os.Getenv("BUILDER_ISOLATION"), "RUN isolation: rootless (user namespaces, default), chroot, or oci (with --runtime)")
 	f.StringVar(&o.runtime, "runtime", "", "hand RUN steps to this OCI runtime (runc, crun) instead of the built-in sandbox")
@@ -195,8 +197,17 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if err != nil {
 		return err
 	}
-	resolver := &image.Resolver{Store: store}
+	resolver := &image.Resolver{Store: store, Log: g.log}
 	defer resolver.Close()
+	progress := g.stdout
+	if o.quiet {
+		progress = io.Discard
+	}
+	reg, err := o.registry.setup(g, store, blobs, resolver, o.pull, o.tags, progress)
+	if err != nil {
+		os.RemoveAll(work)
+		return err
+	}
 
 	run, err := o.runConfig(g, store.GraphRoot(), work)
 	if err != nil {
@@ -209,10 +220,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 			comp.Kind = compress.Gzip
 		}
 	}
-	progress := g.stdout
-	if o.quiet {
-		progress = io.Discard
-	}
+	comp = reg.layerCompression(comp)
 	ex, err := executor.New(executor.Config{
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,
@@ -236,6 +244,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	id := digestOf(cfgJSON)
 
 	popts := pushers.Options{Store: store, Format: format}
+	reg.configure(&popts)
 	toStore := len(o.tags) > 0 || len(outs) == 0
 	if toStore {
 		dest := "containers-storage:@" + id.Encoded()
@@ -269,6 +278,9 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 				return fmt.Errorf("--output type=local: %w", err)
 			}
 		}
+	}
+	if err := reg.pushAll(ctx, img, format, progress); err != nil {
+		return err
 	}
 	if !o.quiet {
 		fmt.Fprintf(progress, "--> %s\n", id.Encoded()[:12])

@@ -88,6 +88,10 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newInspectCmd(g),
 		newVersionCmd(g),
 		newUnshareCmd(g),
+		newPushCmd(g),
+		newPullCmd(g),
+		newLoginCmd(g),
+		newLogoutCmd(g),
 	)
 	return root
 }

@@ -33,6 +33,14 @@ type Image struct {
 	// ManifestDigest is the source manifest digest for resolved images
 	// (the FROM cache root); empty for images built here.
 	ManifestDigest digest.Digest
+
+	// raw is a resolved image's config exactly as its source holds it, and
+	// rawCanon what the parsed config marshalled to then: ConfigJSON
+	// returns raw while Config still marshals to rawCanon, so pushing an
+	// image nobody changed keeps its image ID (fields our types do not
+	// know survive too). Copies of the struct carry them along; any change
+	// to Config or Layers makes the comparison fail and drops them.
+	raw, rawCanon []byte
 }
 
 // Format selects the manifest and media-type family written for an image.

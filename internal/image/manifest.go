@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -144,10 +145,24 @@ type dockerManifest struct {
 	Layers        []dockerDescriptor `json:"layers"`
 }
 
-// ConfigJSON returns the canonical config JSON of img: compact, with
-// rootfs.type "layers" and rootfs.diff_ids taken from the layers. A config
-// whose diff_ids are set but disagree with the layers is an error.
+// ConfigJSON returns the config JSON of img: for a resolved image whose
+// config is unchanged, the source's own bytes; otherwise the canonical
+// form: compact, with rootfs.type "layers" and rootfs.diff_ids taken from
+// the layers. A config whose diff_ids are set but disagree with the layers
+// is an error.
 func (img *Image) ConfigJSON() ([]byte, error) {
+	b, err := img.canonicalConfig()
+	if err != nil {
+		return nil, err
+	}
+	if img.raw != nil && bytes.Equal(b, img.rawCanon) {
+		return img.raw, nil
+	}
+	return b, nil
+}
+
+// canonicalConfig is ConfigJSON without the raw-config shortcut.
+func (img *Image) canonicalConfig() ([]byte, error) {
 	cfg := img.Config
 	diffIDs := make([]digest.Digest, len(img.Layers))
 	for i, l := range img.Layers {

@@ -29,8 +29,7 @@ import (
 )
 
 // ErrNotKnownLocally is returned (wrapped) when a plain name is not in the
-// local store. Pulling plain names from registries is not implemented yet;
-// "docker://NAME" reads from a registry.
+// local store and the pull policy (or the lack of a Puller) forbids pulling.
 var ErrNotKnownLocally = errors.New("image not known locally")
 
 // transports are the reference prefixes Resolve accepts; anything else is a
@@ -52,10 +51,17 @@ type Resolver struct {
 	// Log, if set, receives warnings (e.g. a single-platform base image
 	// for another platform).
 	Log *slog.Logger
+	// Puller, if set, pulls plain names and docker:// references into the
+	// local store as Pull says; without it plain names are local-only and
+	// docker:// references are read from the registry without storing.
+	Puller Puller
+	// Pull is the pull policy for plain names (--pull).
+	Pull PullPolicy
 
 	mu      sync.Mutex
 	sources []types.ImageSource
 	closed  bool
+	pulled  map[string]pullResult // by name + platform: what this resolver's pulls gave
 }
 
 // Resolve opens ref for platform p (the runtime platform when p.OS or
@@ -76,7 +82,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, p ocispec.Platform) 
 	if p.OS == "" || p.Architecture == "" {
 		p = ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
 	}
-	iref, err := r.parse(ref)
+	iref, err := r.parse(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
@@ -115,15 +121,10 @@ func (r *Resolver) Close() error {
 	return errors.Join(errs...)
 }
 
-func (r *Resolver) parse(ref string) (types.ImageReference, error) {
+func (r *Resolver) parse(ctx context.Context, ref string, p ocispec.Platform) (types.ImageReference, error) {
 	name, rest, hasPrefix := strings.Cut(ref, ":")
-	if !hasPrefix || !transports[name] {
-		return r.storeRef(ref, func(err error) error {
-			if errors.Is(err, storage.ErrImageUnknown) {
-				return fmt.Errorf("%w: %s", ErrNotKnownLocally, ref)
-			}
-			return err
-		})
+	if !hasPrefix || !transports[name] || (name == "docker" && r.Puller != nil) {
+		return r.resolveName(ctx, ref, p)
 	}
 	if name == "containers-storage" && !strings.HasPrefix(rest, "[") {
 		return r.storeRef(rest, func(err error) error { return err })
@@ -256,7 +257,11 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p ocispec.Pl
 			diffID: cfg.RootFS.DiffIDs[i],
 		}
 	}
-	return &Image{Config: cfg, Layers: layers, ManifestDigest: manDigest}, nil
+	img := &Image{Config: cfg, Layers: layers, ManifestDigest: manDigest}
+	if canon, err := img.canonicalConfig(); err == nil {
+		img.raw, img.rawCanon = rawConfig, canon
+	}
+	return img, nil
 }
 
 // uncompressedMediaType is the uncompressed layer type of mediaType's

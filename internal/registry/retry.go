@@ -1,0 +1,246 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+)
+
+// Retrier retries registry operations that failed for a transient reason.
+type Retrier struct {
+	Max   int           // further tries after the first
+	Delay time.Duration // fixed delay; 0: 2s, 4s, 8s... (capped at maxBackoff)
+	Log   *slog.Logger  // receives one line per retry; nil: silent
+	// sleep is time.Sleep with cancellation, replaceable in tests.
+	sleep func(context.Context, time.Duration) error
+}
+
+const (
+	firstBackoff = 2 * time.Second
+	maxBackoff   = 30 * time.Second
+)
+
+// Do runs op until it succeeds, fails for a reason a retry cannot fix, or
+// has been tried r.Max+1 times. It returns op's last error and the number
+// of tries made.
+func (r Retrier) Do(ctx context.Context, what string, op func(ctx context.Context) error) (int, error) {
+	sleep := r.sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	for try := 1; ; try++ {
+		err := op(ctx)
+		if err == nil || try > r.Max || !Retryable(err) || ctx.Err() != nil {
+			return try, err
+		}
+		d := r.delay(try)
+		if r.Log != nil {
+			r.Log.Warn("retrying after a transient failure", "operation", what, "try", try, "of", r.Max+1, "delay", d, "error", err)
+		}
+		if serr := sleep(ctx, d); serr != nil {
+			return try, err
+		}
+	}
+}
+
+func (r Retrier) delay(try int) time.Duration {
+	if r.Delay > 0 {
+		return r.Delay
+	}
+	d := firstBackoff << (try - 1)
+	if d > maxBackoff || d <= 0 {
+		d = maxBackoff
+	}
+	return d
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+var (
+	// permanentText marks failures no retry can fix: bad credentials,
+	// permissions, missing images, TLS trust.
+	permanentText = regexp.MustCompile(`(?i)unauthorized|authentication required|invalid username/password|denied|forbidden|manifest unknown|name unknown|not found|x509:|certificate|no such host|short-name`)
+	// transientText marks failures worth another try when the error value
+	// itself was flattened to text somewhere in containers/image.
+	transientText = regexp.MustCompile(`(?i)status(code)?:? ?(5\d\d|429)|\b(500|502|503|504) |connection reset|broken pipe|unexpected eof|\beof\b|timeout|timed out|tls handshake|server closed|connection refused|http2:|did not match|blob upload unknown|too many requests`)
+)
+
+// Retryable reports whether err may go away on another try: 5xx and 429
+// answers, resets, refused connections, timeouts, truncated bodies and
+// bodies whose digest did not match (a truncated or damaged transfer). Bad
+// credentials and other 4xx answers are final, so a wrong password fails
+// at once instead of hammering the registry.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var unauth docker.ErrUnauthorizedForCredentials
+	if errors.As(err, &unauth) {
+		return false
+	}
+	var status docker.UnexpectedHTTPStatusError
+	if errors.As(err, &status) {
+		return status.StatusCode >= 500 || status.StatusCode == 429
+	}
+	if errors.Is(err, docker.ErrTooManyRequests) {
+		return true
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return !dnsErr.IsNotFound
+	}
+	msg := err.Error()
+	if permanentText.MatchString(msg) {
+		return false
+	}
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	return transientText.MatchString(msg)
+}
+
+// Op names a registry operation for error messages.
+type Op struct {
+	Verb     string // "push", "pull"
+	Registry string // host[:port]
+	Ref      string // the reference as the user wrote it
+}
+
+// Copy runs copy.Image from src to dst with r's retries. Blobs already in
+// place are not sent again on a later try (containers/image checks the
+// destination first), and interrupted downloads resume with range
+// requests, so a retry continues where the last try stopped. The final
+// error names the operation, the registry and the blobs that failed.
+func Copy(ctx context.Context, r Retrier, op Op, dst, src types.ImageReference, o copy.Options) ([]byte, error) {
+	policy, err := signature.NewPolicyContext(&signature.Policy{
+		Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer policy.Destroy() //nolint:errcheck // in-memory policy
+
+	var copied []byte
+	var failed []string
+	tries, err := r.Do(ctx, op.Verb+" "+op.Ref, func(ctx context.Context) error {
+		t := newTracker()
+		opts := o
+		opts.Progress, opts.ProgressInterval = t.ch, time.Second
+		var err error
+		copied, err = copy.Image(ctx, policy, dst, src, &opts)
+		failed = t.stop()
+		return err
+	})
+	if err != nil {
+		return nil, op.wrap(err, tries, failed)
+	}
+	return copied, nil
+}
+
+// Do runs fn with r's retries; the final error names op.
+func (op Op) Do(ctx context.Context, r Retrier, fn func(context.Context) error) error {
+	tries, err := r.Do(ctx, op.Verb+" "+op.Ref, fn)
+	if err != nil {
+		return op.wrap(err, tries, nil)
+	}
+	return nil
+}
+
+// wrap phrases err for the user.
+func (op Op) wrap(err error, tries int, blobs []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s (registry %s)", op.Verb, op.Ref, op.Registry)
+	var named []string
+	for _, d := range blobs {
+		if !strings.Contains(err.Error(), d) {
+			named = append(named, d)
+		}
+	}
+	if len(named) > 0 {
+		fmt.Fprintf(&b, ": blob %s", strings.Join(named, ", "))
+	}
+	if tries > 1 {
+		fmt.Fprintf(&b, ": failed after %d tries", tries)
+	}
+	return fmt.Errorf("%s: %w", b.String(), err)
+}
+
+// tracker follows containers/image's progress events to learn which blobs
+// started and never finished: the ones a failure is about.
+type tracker struct {
+	ch   chan types.ProgressProperties
+	done chan struct{}
+	mu   sync.Mutex
+	open map[digest.Digest]bool
+}
+
+func newTracker() *tracker {
+	t := &tracker{ch: make(chan types.ProgressProperties), done: make(chan struct{}), open: map[digest.Digest]bool{}}
+	go func() {
+		defer close(t.done)
+		for p := range t.ch {
+			t.mu.Lock()
+			switch p.Event {
+			case types.ProgressEventNewArtifact:
+				t.open[p.Artifact.Digest] = true
+			case types.ProgressEventDone, types.ProgressEventSkipped:
+				delete(t.open, p.Artifact.Digest)
+			}
+			t.mu.Unlock()
+		}
+	}()
+	return t
+}
+
+// stop ends tracking (copy.Image has returned, so nothing sends any more)
+// and returns the blobs still open, sorted.
+func (t *tracker) stop() []string {
+	close(t.ch)
+	<-t.done
+	var out []string
+	for d := range t.open {
+		out = append(out, d.String())
+	}
+	slices.Sort(out)
+	return out
+}
