@@ -81,7 +81,8 @@ func setCredentials(p *specs.Process, chroot, noSetgroups bool) *wireError {
 		masks[i] = m
 	}
 	bounding, effective, permitted, inheritable, ambient := masks[0], masks[1], masks[2], masks[3], masks[4]
-	for c := 0; c <= lastCap() && c < 64; c++ {
+	last := lastCap()
+	for c := 0; c <= last && c < 64; c++ {
 		if bounding&(1<<uint(c)) == 0 {
 			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 				return fail(codeSetup, "dropping capability", capName(c), err)
