@@ -417,21 +417,23 @@ func (j *copyJob) copyDir(ctx context.Context, src *srcRoot, rel, target string)
 		if err != nil {
 			return err
 		}
-		t := path.Join(target, n)
-		if fi.IsDir() {
-			if err := j.mkdirOne(t, fi, src); err != nil {
-				return err
-			}
-			if err := j.copyDir(ctx, src, srel, t); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := j.copyEntry(src, srel, t, fi); err != nil {
+		if err := j.copyChild(ctx, src, srel, path.Join(target, n), fi); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// copyChild copies one directory entry: a directory recursively, anything
+// else as itself.
+func (j *copyJob) copyChild(ctx context.Context, src *srcRoot, srel, t string, fi fs.FileInfo) error {
+	if !fi.IsDir() {
+		return j.copyEntry(src, srel, t, fi)
+	}
+	if err := j.mkdirOne(t, fi, src); err != nil {
+		return err
+	}
+	return j.copyDir(ctx, src, srel, t)
 }
 
 // copyDirFiltered walks an excluded directory for re-included paths and
@@ -462,16 +464,7 @@ func (j *copyJob) copyDirFiltered(ctx context.Context, src *srcRoot, rel, target
 		if err := j.mkdirParents(t); err != nil {
 			return err
 		}
-		if fi.IsDir() {
-			if err := j.mkdirOne(t, fi, src); err != nil {
-				return err
-			}
-			if err := j.copyDir(ctx, src, srel, t); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := j.copyEntry(src, srel, t, fi); err != nil {
+		if err := j.copyChild(ctx, src, srel, t, fi); err != nil {
 			return err
 		}
 	}

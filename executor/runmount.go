@@ -149,18 +149,7 @@ func (e *Executor) cacheMount(m dockerfile.Mount) (*specs.Mount, func(), error) 
 	}
 	// First use: apply uid/gid/mode (defaults 0:0 0755).
 	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
-		uid, gid, mode := 0, 0, fs.FileMode(0o755)
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
-		if m.Mode != nil {
-			mode = fs.FileMode(*m.Mode) & fs.ModePerm
-		}
-		os.Lchown(dir, uid, gid)
-		os.Chmod(dir, mode)
+		applyOwnerMode(dir, m, 0o755)
 	}
 	opts := []string{"rbind"}
 	if m.ReadOnly {
@@ -181,18 +170,7 @@ func (e *Executor) secretMount(m dockerfile.Mount, tmp string, u userInfo) (*spe
 	if err := os.WriteFile(p, data, 0o400); err != nil {
 		return nil, nil, err
 	}
-	uid, gid, mode := 0, 0, fs.FileMode(0o400)
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	if m.Mode != nil {
-		mode = fs.FileMode(*m.Mode) & fs.ModePerm
-	}
-	os.Lchown(p, uid, gid)
-	os.Chmod(p, mode)
+	applyOwnerMode(p, m, 0o400)
 	release := func() { os.Remove(p) }
 	return &specs.Mount{Destination: m.Target, Type: "bind", Source: p, Options: []string{"bind", "ro"}}, release, nil
 }
@@ -220,6 +198,23 @@ func (e *Executor) secretValue(m dockerfile.Mount) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("secret %q: environment variable %s is not set", id, sec.Env)
 	}
 	return []byte(v), true, nil
+}
+
+// applyOwnerMode gives p the mount's uid, gid and mode (default 0:0 and
+// def). Best effort: without a subordinate range other ids cannot be set.
+func applyOwnerMode(p string, m dockerfile.Mount, def fs.FileMode) {
+	uid, gid, mode := 0, 0, def
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if m.Mode != nil {
+		mode = fs.FileMode(*m.Mode) & fs.ModePerm
+	}
+	os.Lchown(p, uid, gid)
+	os.Chmod(p, mode)
 }
 
 func shortHash(s string) string {

@@ -84,22 +84,8 @@ func (l *layout) layerEntries(t *testing.T, i int) []entry {
 	}
 	defer f.Close()
 	blobHash := sha256.New()
-	var r io.Reader = bufio.NewReader(io.TeeReader(f, blobHash))
-	switch {
-	case strings.HasSuffix(desc.MediaType, "gzip"):
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			t.Fatalf("layer %d: %v", i, err)
-		}
-		r = zr
-	case strings.HasSuffix(desc.MediaType, "zstd"):
-		zr, err := zstd.NewReader(r)
-		if err != nil {
-			t.Fatalf("layer %d: %v", i, err)
-		}
-		defer zr.Close()
-		r = zr
-	}
+	r, done := decompress(t, desc.MediaType, io.TeeReader(f, blobHash))
+	defer done()
 	diffHash := sha256.New()
 	tr := tar.NewReader(io.TeeReader(r, diffHash))
 	var out []entry
@@ -182,22 +168,8 @@ func (l *layout) walkLayer(t *testing.T, i int, fn func(*tar.Header, io.Reader))
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReader(f)
-	switch {
-	case strings.HasSuffix(desc.MediaType, "gzip"):
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = zr
-	case strings.HasSuffix(desc.MediaType, "zstd"):
-		zr, err := zstd.NewReader(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer zr.Close()
-		r = zr
-	}
+	r, done := decompress(t, desc.MediaType, f)
+	defer done()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -209,4 +181,25 @@ func (l *layout) walkLayer(t *testing.T, i int, fn func(*tar.Header, io.Reader))
 		}
 		fn(h, tr)
 	}
+}
+
+// decompress wraps a layer blob reader per its media type.
+func decompress(t *testing.T, mediaType string, blob io.Reader) (io.Reader, func()) {
+	t.Helper()
+	r := bufio.NewReader(blob)
+	switch {
+	case strings.HasSuffix(mediaType, "gzip"):
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatalf("%s: %v", mediaType, err)
+		}
+		return zr, func() {}
+	case strings.HasSuffix(mediaType, "zstd"):
+		zr, err := zstd.NewReader(r)
+		if err != nil {
+			t.Fatalf("%s: %v", mediaType, err)
+		}
+		return zr, zr.Close
+	}
+	return r, func() {}
 }
