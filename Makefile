@@ -28,6 +28,9 @@ test: deps build
 test-unit:
 	$(GO) test $(GOFLAGS_B) -short -count=1 ./...
 
+# builder against Debian's buildah, rootless, same user, same base image, same
+# run; checks both build the same trees, prints a table, writes
+# bench/results.json. E.g. make bench BENCH_ARGS="--repeat 5 --cases run10,copy-big"
 bench: deps build
 	bench/run.sh $(BENCH_ARGS)
 

@@ -1,91 +1,59 @@
 #!/usr/bin/env bash
 # make bench: builder against Debian's buildah, same machine, same run, same
-# unprivileged user, same base image (a busybox image in that user's store,
-# made from Debian's busybox-static). Rootless, overlay storage for both.
+# unprivileged user, same base image (an OCI layout the suite writes from
+# Debian's busybox-static). Rootless, overlay storage, a fresh store for
+# every cold build, a local registry on 127.0.0.1 for pushes.
 #
-#   bench/run.sh [--repeat N] [--cases meta,run10]
+#   bench/run.sh [--repeat N] [--cases meta,run10,...] [--base oci|registry] [-v]
 #
-# Prints a table and writes bench/results.json. Timings are hyperfine
-# medians of N runs (default 5); builds are cold for both tools (no layer
-# reuse: buildah --no-cache --layers=false; builder has no cache yet).
+# Run as root: it installs what it needs, creates the unprivileged user
+# builderbench, then runs bench/cmd/bench as that user. That program
+# generates the contexts, measures the floors, checks that both tools build
+# the same file tree for every case (and stops if not), times everything,
+# prints a Markdown table and writes bench/results.json. See README.md,
+# "Performance".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repeat=5
-cases=meta,run10
-while [ $# -gt 0 ]; do
-  case $1 in
-    --repeat) repeat=$2; shift 2 ;;
-    --cases) cases=$2; shift 2 ;;
-    *) echo "usage: $0 [--repeat N] [--cases a,b]" >&2; exit 2 ;;
-  esac
-done
+case " $* " in *" -h "*|*" --help "*)
+  echo "usage: $0 [--repeat N] [--cases a,b] [--base oci|registry] [-v]"; exit 0 ;;
+esac
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates its unprivileged bench user)" >&2; exit 2; }
-for p in buildah hyperfine jq; do command -v $p >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; done
+
+pkgs=(buildah runc uidmap busybox-static docker-registry skopeo time)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's registry package starts a service on :5000; the bench starts its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
+
+tags="containers_image_openpgp exclude_graphdriver_btrfs"
+[ -x bin/builder ] || go build -tags "$tags" -o bin/builder ./cmd/builder
 
 user=builderbench
 id $user >/dev/null 2>&1 || useradd -m -s /bin/sh $user
 uid=$(id -u $user)
 home=$(getent passwd $user | cut -d: -f6)
 mkdir -p /run/user/$uid && chown $user: /run/user/$uid && chmod 700 /run/user/$uid
-as() { runuser -u $user -- env HOME="$home" XDG_RUNTIME_DIR=/run/user/$uid USER=$user "$@"; }
+as() { runuser -u $user -- env HOME="$home" XDG_RUNTIME_DIR=/run/user/$uid USER=$user LOGNAME=$user PATH="$PATH" "$@"; }
 as sh -c 'mkdir -p ~/.config/containers && printf "[storage]\ndriver = \"overlay\"\n" > ~/.config/containers/storage.conf'
 
-work=$(mktemp -d /tmp/builder-bench.XXXXXX)
+# Lower case only: buildah 1.28 names the FROM oci:DIR container after DIR.
+work=/tmp/builder-bench-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+mkdir -m 700 "$work"
 trap 'rm -rf "$work"' EXIT
-chmod 755 "$work"
+go build -tags "$tags" -o "$work/bench" ./bench/cmd/bench
 cp bin/builder "$work/builder"
-hack/mkbase-context.sh "$work/base" >/dev/null
-mkdir -p "$work/meta" "$work/run10"
-cat > "$work/meta/Dockerfile" <<'D'
-FROM localhost/busybox:latest
-ENV A=1 B=2
-LABEL bench=meta
-WORKDIR /srv
-CMD ["/bin/sh"]
-D
-{
-  echo "FROM localhost/busybox:latest"
-  for i in $(seq 1 10); do echo "RUN echo step $i > /tmp/step$i"; done
-} > "$work/run10/Dockerfile"
-chmod -R a+rX "$work"
-mkdir -p "$work/results" && chown $user: "$work/results"
-as "$work/builder" bud -q -t localhost/busybox:latest "$work/base" >/dev/null
+chmod 755 "$work"
+chown -R $user: "$work"
 
-builder_cmd() { echo "$work/builder bud -q -t localhost/bench-$1 $work/$1"; }
-buildah_cmd() { echo "buildah --storage-driver=overlay bud --runtime=runc --network=host --layers=false --no-cache -q -t localhost/bench-$1 $work/$1"; }
-
-declare -A med
-IFS=, read -ra list <<< "$cases"
-for c in "${list[@]}"; do
-  for tool in builder buildah; do
-    cmd=$(${tool}_cmd "$c")
-    as hyperfine --style none --warmup 1 --runs "$repeat" --export-json "$work/results/$tool-$c.json" "$cmd" >/dev/null 2>&1 \
-      || { echo "bench: $tool $c failed:"; as sh -c "$cmd"; exit 1; }
-    med[$tool-$c]=$(jq -r '.results[0].median' "$work/results/$tool-$c.json")
-  done
-done
-
-row() { printf '%-24s %12s %12s %10s\n' "$@"; }
-echo
-echo "builder bench — $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), median of $repeat runs"
-row case builder buildah ratio
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
-secs() { awk -v a="$1" 'BEGIN { printf "%.3fs", a }'; }
-json="{\"machine\": {\"cores\": $(nproc), \"kernel\": \"$(uname -r)\", \"repeat\": $repeat}, \"cases\": {"
-sep=""
-for c in "${list[@]}"; do
-  b=${med[builder-$c]} h=${med[buildah-$c]}
-  row "$c" "$(secs "$b")" "$(secs "$h")" "$(ratio "$b" "$h")"
-  json+="$sep\"$c\": {\"builder\": $b, \"buildah\": $h}"
-  sep=", "
-done
-json+="}"
-if [ -n "${med[builder-run10]:-}" ] && [ -n "${med[builder-meta]:-}" ]; then
-  pb=$(awk -v r="${med[builder-run10]}" -v m="${med[builder-meta]}" 'BEGIN { printf "%.4f", (r - m) / 10 }')
-  ph=$(awk -v r="${med[buildah-run10]}" -v m="${med[buildah-meta]}" 'BEGIN { printf "%.4f", (r - m) / 10 }')
-  row "per-RUN overhead" "$(secs "$pb")" "$(secs "$ph")" "$(ratio "$pb" "$ph")"
-  json+=", \"per_run_overhead\": {\"builder\": $pb, \"buildah\": $ph, \"ratio\": $(ratio "$pb" "$ph")}"
-fi
-json+="}"
-echo "$json" | jq . > bench/results.json
+(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --out "$work/results.json" "$@")
+cp "$work/results.json" bench/results.json
 echo "wrote bench/results.json"

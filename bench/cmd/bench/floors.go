@@ -1,0 +1,276 @@
+package main
+
+// Floors: what the hardware needs for the same data, measured in the same
+// run. No builder can be faster than reading its context, compressing what
+// it pushes, or starting a sandbox.
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/builder-dev/builder/internal/compress"
+)
+
+// tarDir writes a tar of dir (contents read) to w; it returns the bytes of
+// file content.
+func tarDir(dir string, w io.Writer) (int64, error) {
+	tw := tar.NewWriter(w)
+	var content int64
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return 0, err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return 0, err
+			}
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return 0, err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h.Name = filepath.ToSlash(rel)
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return 0, err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return 0, err
+			}
+			n, err := io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return 0, err
+			}
+			content += n
+		}
+	}
+	return content, tw.Close()
+}
+
+// stat is min and median of repeated measurements (seconds or bytes).
+type stat struct {
+	Min    float64   `json:"min"`
+	Median float64   `json:"median"`
+	Runs   []float64 `json:"runs"`
+}
+
+func mkStat(v []float64) stat {
+	if len(v) == 0 {
+		return stat{}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stat{Min: s[0], Median: med, Runs: v}
+}
+
+func timeN(n int, f func() error) (stat, error) {
+	var v []float64
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		if err := f(); err != nil {
+			return stat{}, err
+		}
+		v = append(v, time.Since(t).Seconds())
+	}
+	return mkStat(v), nil
+}
+
+// compressFloor times compressing data with kind (builder's own writer
+// settings: pgzip -6 with 1 MiB blocks on every core, zstd -3).
+func compressFloor(n int, data []byte, kind compress.Kind) (stat, int64, error) {
+	var out int64
+	s, err := timeN(n, func() error {
+		cw := &countW{}
+		w, err := compress.NewWriter(cw, kind, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		out = cw.n
+		return nil
+	})
+	return s, out, err
+}
+
+type countW struct{ n int64 }
+
+func (c *countW) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// caseFloors are one case's floors.
+type caseFloors struct {
+	ContextBytes  int64   `json:"context_bytes"` // file content in the context
+	ContextTar    int64   `json:"context_tar_bytes"`
+	TarContext    stat    `json:"tar_context_s"` // tar of the context to /dev/null
+	PgzipContext  stat    `json:"pgzip_context_s"`
+	ZstdContext   stat    `json:"zstd_context_s"`
+	PgzipMBps     float64 `json:"pgzip_mb_per_s"`
+	ZstdMBps      float64 `json:"zstd_mb_per_s"`
+	LayerBytes    int64   `json:"layer_bytes"`    // uncompressed size of the image's own layers (builder's image)
+	WriteLayers   stat    `json:"write_layers_s"` // writing them to a file in the work dir (page cache, no fsync)
+	PgzipLayers   stat    `json:"pgzip_layers_s"` // compressing them: the push floor
+	PgzipLayersTo int64   `json:"pgzip_layers_bytes"`
+	Runs          int     `json:"run_steps"`
+	EditRuns      int     `json:"run_steps_after_edit"`
+}
+
+func measureContextFloors(dir string, n int) (caseFloors, error) {
+	var f caseFloors
+	s, err := timeN(n, func() error {
+		c, err := tarDir(dir, io.Discard)
+		f.ContextBytes = c
+		return err
+	})
+	if err != nil {
+		return f, err
+	}
+	f.TarContext = s
+	var buf bytes.Buffer
+	if _, err := tarDir(dir, &buf); err != nil {
+		return f, err
+	}
+	f.ContextTar = int64(buf.Len())
+	if f.PgzipContext, _, err = compressFloor(n, buf.Bytes(), compress.Gzip); err != nil {
+		return f, err
+	}
+	if f.ZstdContext, _, err = compressFloor(n, buf.Bytes(), compress.Zstd); err != nil {
+		return f, err
+	}
+	mb := float64(buf.Len()) / 1e6
+	if f.PgzipContext.Median > 0 {
+		f.PgzipMBps = mb / f.PgzipContext.Median
+	}
+	if f.ZstdContext.Median > 0 {
+		f.ZstdMBps = mb / f.ZstdContext.Median
+	}
+	return f, nil
+}
+
+// measureLayerFloor decompresses the image's own layers into memory and
+// times writing them to a file in dir (what any build must store) and
+// compressing them with pgzip (what a push must do).
+func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers, n int, dir string) error {
+	layers, err := ownLayers(layout, tag, baseLayers)
+	if err != nil {
+		return err
+	}
+	var all [][]byte
+	for _, l := range layers {
+		rc, err := openLayer(layout, l)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		all = append(all, data)
+		f.LayerBytes += int64(len(data))
+	}
+	tmp := filepath.Join(dir, "floor-write.tmp")
+	defer os.Remove(tmp)
+	var times []float64
+	for i := 0; i < n; i++ {
+		os.Remove(tmp)
+		syscall.Sync()
+		t := time.Now()
+		w, err := os.Create(tmp)
+		if err != nil {
+			return err
+		}
+		for _, d := range all {
+			if _, err := w.Write(d); err != nil {
+				w.Close()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		times = append(times, time.Since(t).Seconds())
+	}
+	os.Remove(tmp)
+	syscall.Sync()
+	f.WriteLayers = mkStat(times)
+	f.PgzipLayers, err = timeN(n, func() error {
+		f.PgzipLayersTo = 0
+		for _, d := range all {
+			cw := &countW{}
+			w, err := compress.NewWriter(cw, compress.Gzip, 0)
+			if err != nil {
+				return err
+			}
+			w.Write(d)
+			if err := w.Close(); err != nil {
+				return err
+			}
+			f.PgzipLayersTo += cw.n
+		}
+		return nil
+	})
+	return err
+}
+
+// sandboxFloor times an empty user-namespace sandbox: unshare of a user
+// and mount namespace, an overlay mount over the base rootfs, chroot and
+// exec of /bin/true (busybox), n times.
+func sandboxFloor(work, lower string, n int) (stat, error) {
+	dir := filepath.Join(work, "sandbox-floor")
+	os.RemoveAll(dir)
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return stat{}, err
+		}
+	}
+	script := fmt.Sprintf("mount -t overlay overlay -o lowerdir=%s,upperdir=%s/upper,workdir=%s/work %s/merged && exec chroot %s/merged /bin/true",
+		lower, dir, dir, dir, dir)
+	run := func() error {
+		out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "sh", "-c", script).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("sandbox floor: %v: %s", err, out)
+		}
+		return nil
+	}
+	if err := run(); err != nil { // warm-up, and the check that it works
+		return stat{}, err
+	}
+	return timeN(n, run)
+}

@@ -1,0 +1,420 @@
+package main
+
+// Deterministic inputs: the base image (an OCI layout written here, by
+// neither tool under test) and one build context per case. The same seed
+// gives the same bytes on every machine, so every run builds the same data.
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// epoch is the mtime of every generated file.
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// words make the compressible half of generated content (text compresses
+// about 3:1 with gzip -6, the random half not at all: about 1.5:1 overall).
+var words = strings.Fields(`alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike
+november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu layer image build
+cache store overlay digest manifest config rootfs tar gzip zstd push pull registry context copy run`)
+
+// fill writes n deterministic bytes from rng to w: 64 KiB blocks that
+// alternate between random bytes and lines of words.
+func fill(w io.Writer, rng *rand.Rand, n int64) error {
+	const block = 64 << 10
+	buf := make([]byte, 0, block+128)
+	for i := int64(0); n > 0; i++ {
+		buf = buf[:0]
+		size := min(n, block)
+		if i%2 == 0 {
+			for int64(len(buf)) < size {
+				var b [8]byte
+				v := rng.Uint64()
+				for j := range b {
+					b[j] = byte(v >> (8 * j))
+				}
+				buf = append(buf, b[:]...)
+			}
+		} else {
+			for int64(len(buf)) < size {
+				buf = append(buf, words[rng.IntN(len(words))]...)
+				if rng.IntN(10) == 0 {
+					buf = append(buf, '\n')
+				} else {
+					buf = append(buf, ' ')
+				}
+			}
+		}
+		if _, err := w.Write(buf[:size]); err != nil {
+			return err
+		}
+		n -= size
+	}
+	return nil
+}
+
+func writeFile(path string, rng *rand.Rand, n int64) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fill(f, rng, n); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chtimes(path, epoch, epoch)
+}
+
+// benchCase is one build of the suite.
+type benchCase struct {
+	name     string
+	desc     string
+	runs     int // RUN steps (for the sandbox floor)
+	editRuns int // RUN steps an edit invalidates
+	// edit is the file (relative to the context) touched and edited.
+	// "Dockerfile" means the edit changes the last instruction's "rev=0" to
+	// "rev=1"; other files get their first 8 bytes overwritten.
+	edit string
+	// dockerfile is the Dockerfile; BASE is replaced by the FROM reference.
+	dockerfile string
+	// gen writes the context's files (besides the Dockerfile).
+	gen func(dir string, rng *rand.Rand) error
+}
+
+var allCases = []benchCase{
+	{
+		name: "meta", desc: "ENV/LABEL/WORKDIR/CMD only", edit: "Dockerfile",
+		dockerfile: `FROM BASE
+ENV APP_HOME=/srv APP_MODE=bench
+LABEL org.example.bench=meta org.example.version=1
+WORKDIR /srv
+EXPOSE 8080
+USER root
+CMD ["/bin/sh", "-c", "echo rev=0"]
+`,
+	},
+	{
+		name: "run10", desc: "ten one-line RUN steps", runs: 10, editRuns: 1, edit: "Dockerfile",
+		dockerfile: "FROM BASE\n" + func() string {
+			var b strings.Builder
+			for i := 1; i <= 10; i++ {
+				rev := ""
+				if i == 10 {
+					rev = " rev=0"
+				}
+				fmt.Fprintf(&b, "RUN echo step %d%s > /tmp/step%d\n", i, rev, i)
+			}
+			return b.String()
+		}(),
+	},
+	{
+		name: "copy-big", desc: "COPY of 200 MiB in 4 files", edit: "big/b.bin",
+		dockerfile: "FROM BASE\nCOPY big/ /data/\n",
+		gen: func(dir string, rng *rand.Rand) error {
+			for i, mib := range []int64{80, 60, 40, 20} {
+				if err := writeFile(filepath.Join(dir, "big", fmt.Sprintf("%c.bin", 'a'+i)), rng, mib<<20); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
+		name: "copy-many", desc: "COPY of 20,000 files (~98 MiB)", edit: "many/d100/f050.txt",
+		dockerfile: "FROM BASE\nCOPY many/ /srv/many/\n",
+		gen: func(dir string, rng *rand.Rand) error {
+			for d := 0; d < 200; d++ {
+				for f := 0; f < 100; f++ {
+					p := filepath.Join(dir, "many", fmt.Sprintf("d%03d", d), fmt.Sprintf("f%03d.txt", f))
+					if err := writeFile(p, rng, int64(1+rng.IntN(9))<<10); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	},
+	{
+		name: "multistage", desc: "two stages joined by COPY --from", runs: 1, editRuns: 1, edit: "src/part-07.txt",
+		dockerfile: `FROM BASE AS build
+COPY src/ /src/
+RUN mkdir -p /out && cat /src/*.txt > /out/app.bin && sha256sum /out/app.bin > /out/app.sha256
+FROM BASE
+COPY --from=build /out/ /app/
+CMD ["/bin/cat", "/app/app.sha256"]
+`,
+		gen: func(dir string, rng *rand.Rand) error {
+			for i := 0; i < 40; i++ {
+				if err := writeFile(filepath.Join(dir, "src", fmt.Sprintf("part-%02d.txt", i)), rng, 512<<10); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
+		name: "run-heavy", desc: "one RUN writing 300 MiB", runs: 1, editRuns: 1, edit: "Dockerfile",
+		dockerfile: `FROM BASE
+RUN mkdir -p /data && for i in $(seq 1 300); do cat /usr/share/bench/seed; done > /data/blob.bin && echo rev=0 > /data/version
+`,
+	},
+	{
+		name: "rm-whiteout", desc: "RUN deleting files of earlier layers", runs: 1, editRuns: 1, edit: "tree/d02/f007.txt",
+		dockerfile: `FROM BASE
+COPY tree/ /data/
+RUN rm -rf /data/d01 /data/d03 /usr/share/bench/doc && rm -f /data/d00/f00*.txt /bin/wget && rm -rf /data/d05 && mkdir /data/d05 && echo new > /data/d05/only
+`,
+		gen: func(dir string, rng *rand.Rand) error {
+			for d := 0; d < 10; d++ {
+				for f := 0; f < 200; f++ {
+					p := filepath.Join(dir, "tree", fmt.Sprintf("d%02d", d), fmt.Sprintf("f%03d.txt", f))
+					if err := writeFile(p, rng, int64(1+rng.IntN(9))<<10); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	},
+}
+
+func caseByName(name string) (benchCase, bool) {
+	for _, c := range allCases {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return benchCase{}, false
+}
+
+// genContext writes case c's context into dir (removed first).
+func genContext(c benchCase, dir, from string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	df := strings.Replace(c.dockerfile, "BASE", from, -1)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chtimes(filepath.Join(dir, "Dockerfile"), epoch, epoch); err != nil {
+		return err
+	}
+	if c.gen != nil {
+		h := sha256.Sum256([]byte(c.name))
+		rng := rand.New(rand.NewPCG(0x6275696c646572, uint64(h[0])<<8|uint64(h[1])))
+		if err := c.gen(dir, rng); err != nil {
+			return err
+		}
+	}
+	// Directories get the fixed mtime too (bottom-up, after their files).
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return err
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Chtimes(dirs[i], epoch, epoch)
+	}
+	return nil
+}
+
+// baseEntry is one file of the base image's single layer.
+type baseEntry struct {
+	hdr  tar.Header
+	data []byte
+}
+
+// baseRootfs lists the base image: Debian's static busybox with every
+// applet linked in /bin, passwd/group, a 1 MiB seed file for run-heavy and
+// a file rm-whiteout deletes.
+func baseRootfs() ([]baseEntry, error) {
+	bb := "/bin/busybox"
+	if _, err := os.Stat(bb); err != nil {
+		if bb, err = exec.LookPath("busybox"); err != nil {
+			return nil, fmt.Errorf("busybox-static is needed for the base image: %w", err)
+		}
+	}
+	bin, err := os.ReadFile(bb)
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("busybox --list: %w", err)
+	}
+	var ents []baseEntry
+	dir := func(name string, mode int64, uid int) {
+		ents = append(ents, baseEntry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, Uid: uid, Gid: uid}})
+	}
+	file := func(name string, mode int64, data []byte) {
+		ents = append(ents, baseEntry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}, data: data})
+	}
+	for _, d := range []string{"bin", "etc", "home", "usr", "usr/share", "usr/share/bench", "usr/share/bench/doc", "var", "var/log"} {
+		dir(d, 0o755, 0)
+	}
+	dir("root", 0o700, 0)
+	dir("tmp", 0o1777, 0)
+	dir("home/app", 0o755, 1000)
+	file("bin/busybox", 0o755, bin)
+	for _, a := range strings.Fields(string(out)) {
+		if a == "busybox" || strings.Contains(a, "/") {
+			continue
+		}
+		ents = append(ents, baseEntry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}})
+	}
+	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
+	file("etc/group", 0o644, []byte("root:x:0:\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n"))
+	var seed bytes.Buffer
+	if err := fill(&seed, rand.New(rand.NewPCG(1, 2)), 1<<20); err != nil {
+		return nil, err
+	}
+	file("usr/share/bench/seed", 0o644, seed.Bytes())
+	for i := 0; i < 20; i++ {
+		file(fmt.Sprintf("usr/share/bench/doc/page%02d.txt", i), 0o644, bytes.Repeat([]byte(fmt.Sprintf("page %d\n", i)), 100))
+	}
+	sort.SliceStable(ents, func(i, j int) bool { return ents[i].hdr.Name < ents[j].hdr.Name })
+	for i := range ents {
+		h := &ents[i].hdr
+		h.ModTime, h.Format = epoch, tar.FormatPAX
+		h.Uname, h.Gname = "", ""
+	}
+	return ents, nil
+}
+
+// writeRootfsDir lays the base rootfs out in dir (for the sandbox floor).
+func writeRootfsDir(ents []baseEntry, dir string) error {
+	for _, e := range ents {
+		p := filepath.Join(dir, e.hdr.Name)
+		switch e.hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.WriteFile(p, e.data, os.FileMode(e.hdr.Mode)&0o777); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(e.hdr.Linkname, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeBaseLayout writes the base image as an OCI layout with tag "latest".
+func writeBaseLayout(ents []baseEntry, dir string) error {
+	return writeLayout(dir, "builder bench base (busybox-static)", ents)
+}
+
+// writeLayout writes an image of the given layers (gzip) as an OCI layout
+// with tag "latest".
+func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return err
+	}
+	putBlob := func(data []byte) (string, int64, error) {
+		sum := sha256.Sum256(data)
+		d := hex.EncodeToString(sum[:])
+		return "sha256:" + d, int64(len(data)), os.WriteFile(filepath.Join(blobs, d), data, 0o644)
+	}
+	var diffIDs []string
+	var descs []map[string]any
+	var history []map[string]any
+	for _, ents := range layers {
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		for _, e := range ents {
+			h := e.hdr
+			if err := tw.WriteHeader(&h); err != nil {
+				return err
+			}
+			if _, err := tw.Write(e.data); err != nil {
+				return err
+			}
+		}
+		if err := tw.Close(); err != nil {
+			return err
+		}
+		diffSum := sha256.Sum256(tb.Bytes())
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+		zw.Write(tb.Bytes())
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		layerDigest, layerSize, err := putBlob(gz.Bytes())
+		if err != nil {
+			return err
+		}
+		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(diffSum[:]))
+		descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layerDigest, "size": layerSize})
+		history = append(history, map[string]any{"created": epoch.Format(time.RFC3339), "created_by": createdBy})
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"created":      epoch.Format(time.RFC3339),
+		"architecture": runtime.GOARCH,
+		"os":           "linux",
+		"config": map[string]any{
+			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			"Cmd": []string{"/bin/sh"},
+		},
+		"rootfs":  map[string]any{"type": "layers", "diff_ids": diffIDs},
+		"history": history,
+	})
+	cfgDigest, cfgSize, err := putBlob(cfg)
+	if err != nil {
+		return err
+	}
+	man, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgDigest, "size": cfgSize},
+		"layers":        descs,
+	})
+	manDigest, manSize, err := putBlob(man)
+	if err != nil {
+		return err
+	}
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"manifests": []map[string]any{{
+			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manDigest, "size": manSize,
+			"annotations": map[string]string{"org.opencontainers.image.ref.name": "latest"},
+		}},
+	})
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+}

@@ -1,0 +1,945 @@
+// Command bench is builder's benchmark suite: it builds a fixed set of
+// cases with builder and with buildah in the same run, as the same
+// (unprivileged) user, from the same base image, checks that both tools
+// produce the same file tree, then times cold builds, rebuilds, pushes and
+// the CI flow against each other and against floors measured on the same
+// data. bench/run.sh (make bench) prepares the machine and runs it.
+//
+//	bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--out results.json] [--table results.md]
+//	bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B   compare two images' merged trees
+//	bench du DIR                               apparent size of a tree (run inside the user namespace)
+//	bench gen DIR [CASE...]                    write the base layout and contexts only (to try things by hand)
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "diff":
+		err = cmdDiff(os.Args[2:])
+	case "du":
+		err = cmdDu(os.Args[2:])
+	case "gen":
+		err = cmdGen(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--out FILE] [--table FILE]\n       bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B\n       bench du DIR")
+	os.Exit(2)
+}
+
+func cmdDu(args []string) error {
+	var total int64
+	seen := map[uint64]bool{}
+	for _, dir := range args {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && !fi.IsDir() {
+				if seen[st.Ino] {
+					return nil
+				}
+				seen[st.Ino] = true
+			}
+			total += fi.Size()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Println(total)
+	return nil
+}
+
+func cmdGen(args []string) error {
+	if len(args) < 1 {
+		usage()
+	}
+	dir, _ := filepath.Abs(args[0])
+	ents, err := baseRootfs()
+	if err != nil {
+		return err
+	}
+	if err := writeBaseLayout(ents, filepath.Join(dir, "base-oci")); err != nil {
+		return err
+	}
+	for _, c := range allCases {
+		if len(args) > 1 && !slices.Contains(args[1:], c.name) {
+			continue
+		}
+		if err := genContext(c, filepath.Join(dir, "ctx", c.name), "oci:"+filepath.Join(dir, "base-oci")+":latest"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdDiff(args []string) error {
+	if len(args) != 4 {
+		usage()
+	}
+	a, err := mergedTree(args[0], args[1])
+	if err != nil {
+		return err
+	}
+	b, err := mergedTree(args[2], args[3])
+	if err != nil {
+		return err
+	}
+	d, tol := diffTrees("", a, b)
+	for _, l := range tol {
+		fmt.Println("tolerated:", l)
+	}
+	for _, l := range d {
+		fmt.Println(l)
+	}
+	if len(d) > 0 {
+		return fmt.Errorf("%d differences", len(d))
+	}
+	fmt.Printf("same tree (%d entries)\n", len(a))
+	return nil
+}
+
+// measurement is one timed command.
+type measurement struct {
+	Wall       float64 `json:"wall_s"`
+	User       float64 `json:"user_s"`
+	Sys        float64 `json:"sys_s"`
+	MaxRSSKiB  int64   `json:"max_rss_kib"`
+	WriteBytes int64   `json:"write_bytes"` // /proc io write_bytes of the process tree
+	ReadBytes  int64   `json:"read_bytes"`
+	WChar      int64   `json:"wchar"`
+}
+
+type ioCounters struct{ read, write, wchar int64 }
+
+// selfIO reads this process's /proc io counters. When a child is reaped,
+// the kernel adds its counters (and those of the children it reaped) to
+// ours, so the difference around one waited-for command is that command's
+// whole process tree (builder's re-exec into a user namespace, buildah's
+// runc, ...).
+func selfIO() ioCounters {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return ioCounters{}
+	}
+	var c ioCounters
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(l, ": ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "read_bytes":
+			c.read = n
+		case "write_bytes":
+			c.write = n
+		case "wchar":
+			c.wchar = n
+		}
+	}
+	return c
+}
+
+type bench struct {
+	work     string
+	builder  string
+	self     string
+	registry string // 127.0.0.1:PORT, "" when none
+	log      io.Writer
+	verbose  bool
+	timedSum float64            // seconds spent in timed commands
+	overhead map[string]float64 // seconds spent around them, by kind
+}
+
+// spent adds the time since t to overhead kind k.
+func (b *bench) spent(k string, t time.Time) {
+	if b.overhead == nil {
+		b.overhead = map[string]float64{}
+	}
+	b.overhead[k] += time.Since(t).Seconds()
+}
+
+// run runs argv (untimed) and returns its stdout; failures include output.
+func (b *bench) run(argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s: %v\n%s%s", strings.Join(argv, " "), err, tail(out.String()), tail(errb.String()))
+	}
+	return out.String(), nil
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		s = "…" + s[len(s)-4000:]
+	}
+	return s
+}
+
+// timed runs argv once under GNU time and measures it: wall time, CPU,
+// peak RSS of the process tree (time -f %M: the largest resident set among
+// the command and the descendants it waited for, so builder's re-exec into
+// a user namespace and buildah's runc count) and bytes written. GNU time
+// forks; Go's own exec would start the child from this process's memory
+// high-water mark, which would leak into the figure.
+func (b *bench) timed(argv ...string) (measurement, error) {
+	t0 := time.Now()
+	syscall.Sync() // start every measurement without someone else's dirty pages
+	b.spent("sync", t0)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	tf := filepath.Join(b.work, "time.out")
+	os.Remove(tf)
+	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-o", tf, "-f", "%M"}, argv...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	before := selfIO()
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start).Seconds()
+	after := selfIO()
+	b.timedSum += wall
+	if b.verbose {
+		fmt.Fprintf(b.log, "  %.3fs %s\n", wall, strings.Join(argv, " "))
+	}
+	if err != nil {
+		return measurement{}, fmt.Errorf("%s: %v\n%s%s", strings.Join(argv, " "), err, tail(out.String()), tail(errb.String()))
+	}
+	m := measurement{Wall: wall, WriteBytes: after.write - before.write, ReadBytes: after.read - before.read, WChar: after.wchar - before.wchar}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.User = time.Duration(ru.Utime.Nano()).Seconds()
+		m.Sys = time.Duration(ru.Stime.Nano()).Seconds()
+	}
+	data, err := os.ReadFile(tf)
+	if err != nil {
+		return m, fmt.Errorf("/usr/bin/time output: %w", err)
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return m, fmt.Errorf("/usr/bin/time output %q", data)
+	}
+	if m.MaxRSSKiB, err = strconv.ParseInt(fields[len(fields)-1], 10, 64); err != nil {
+		return m, fmt.Errorf("/usr/bin/time output %q: %w", data, err)
+	}
+	return m, nil
+}
+
+// store is one tool's fresh containers/storage store.
+type store struct{ root, runroot string }
+
+func (b *bench) newStore(name string) (store, error) {
+	s := store{filepath.Join(b.work, "stores", name, "root"), filepath.Join(b.work, "stores", name, "run")}
+	b.removeStore(s)
+	for _, d := range []string{s.root, s.runroot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// removeStore deletes a store; its files belong to subordinate ids, so
+// inside the user namespace.
+func (b *bench) removeStore(s store) {
+	defer b.spent("rm", time.Now())
+	if _, err := os.Stat(filepath.Dir(s.root)); err != nil {
+		return
+	}
+	if _, err := b.run("buildah", "unshare", "rm", "-rf", filepath.Dir(s.root)); err != nil {
+		fmt.Fprintln(b.log, "warning:", err)
+	}
+}
+
+// du is the apparent size of a store, measured inside the user namespace.
+func (b *bench) du(s store) int64 {
+	defer b.spent("du", time.Now())
+	out, err := b.run("buildah", "unshare", b.self, "du", s.root, s.runroot)
+	if err != nil {
+		fmt.Fprintln(b.log, "warning:", err)
+		return -1
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	return n
+}
+
+// tool knows how to drive one builder.
+type tool struct {
+	name string
+	// bud returns the build command; push the push command (nil: none).
+	bud  func(s store, tag, ctxDir string, extra ...string) []string
+	push func(s store, tag, dest string) []string
+	// ciPush builds and pushes in one command (nil: bud, then push).
+	ciPush func(s store, ref, ctxDir string) []string
+	// export writes the image tagged tag to an OCI layout (the
+	// correctness check).
+	export func(s store, tag, ctxDir, dest string) [][]string
+}
+
+func (b *bench) tools(f features, tlsFlag bool) []tool {
+	g := func(s store) []string {
+		return []string{"--root", s.root, "--runroot", s.runroot, "--storage-driver", "overlay"}
+	}
+	tls := func(on bool) []string {
+		if on {
+			return []string{"--tls-verify=false"}
+		}
+		return nil
+	}
+	builder := tool{
+		name: "builder",
+		bud: func(s store, tag, ctxDir string, extra ...string) []string {
+			a := append([]string{b.builder}, g(s)...)
+			a = append(a, "bud", "-q", "--network=host")
+			a = append(a, tls(tlsFlag)...)
+			a = append(a, extra...)
+			return append(a, "-t", tag, ctxDir)
+		},
+		// Without builder push: the same build again, with an OCI output.
+		export: func(s store, tag, ctxDir, dest string) [][]string {
+			a := append([]string{b.builder}, g(s)...)
+			a = append(a, "bud", "-q", "--network=host")
+			a = append(a, tls(tlsFlag)...)
+			return [][]string{append(a, "-t", tag, "-o", "type=oci,dest="+dest, ctxDir)}
+		},
+	}
+	if f.push {
+		builder.push = func(s store, tag, dest string) []string {
+			return append(append([]string{b.builder}, g(s)...), "push", "--tls-verify=false", "-q", tag, dest)
+		}
+		builder.export = func(s store, tag, ctxDir, dest string) [][]string {
+			return [][]string{append(append([]string{b.builder}, g(s)...), "push", "-q", tag, "oci:"+dest+":latest")}
+		}
+	}
+	if f.budPush {
+		builder.ciPush = func(s store, ref, ctxDir string) []string {
+			a := append([]string{b.builder}, g(s)...)
+			return append(a, "bud", "-q", "--network=host", "--tls-verify=false", "--push", "-t", ref, ctxDir)
+		}
+	}
+	buildah := tool{
+		name: "buildah",
+		bud: func(s store, tag, ctxDir string, extra ...string) []string {
+			a := append([]string{"buildah"}, g(s)...)
+			a = append(a, "bud", "--runtime=runc", "--network=host", "--layers", "-q")
+			a = append(a, tls(tlsFlag)...)
+			a = append(a, extra...)
+			return append(a, "-t", tag, ctxDir)
+		},
+		push: func(s store, tag, dest string) []string {
+			return append(append([]string{"buildah"}, g(s)...), "push", "--tls-verify=false", "-q", tag, dest)
+		},
+	}
+	buildah.export = func(s store, tag, ctxDir, dest string) [][]string {
+		return [][]string{append(append([]string{"buildah"}, g(s)...), "push", "-q", tag, "oci:"+dest+":latest")}
+	}
+	return []tool{builder, buildah}
+}
+
+// features of the builder binary under test.
+type features struct {
+	push, budPush, budTLS bool
+	version               string
+}
+
+func (b *bench) probe() features {
+	var f features
+	if _, err := b.run(b.builder, "push", "--help"); err == nil {
+		f.push = true
+	}
+	if out, err := b.run(b.builder, "bud", "--help"); err == nil {
+		f.budPush = strings.Contains(out, "--push")
+		f.budTLS = strings.Contains(out, "--tls-verify")
+	}
+	if out, err := b.run(b.builder, "version"); err == nil {
+		f.version = strings.TrimSpace(out)
+	}
+	return f
+}
+
+// startRegistry starts Debian's docker-registry on a free 127.0.0.1 port.
+func (b *bench) startRegistry() (func(), error) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := filepath.Join(b.work, "registry")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	}
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				b.registry = addr
+				return stop, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	data, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+	return nil, fmt.Errorf("registry on %s did not start: %s", addr, data)
+}
+
+// clearBlobInfoCache removes the user's containers/image blob-info cache,
+// so no push learns from an earlier one that a registry has a blob.
+func clearBlobInfoCache() {
+	if home, err := os.UserHomeDir(); err == nil {
+		os.RemoveAll(filepath.Join(home, ".local/share/containers/cache"))
+	}
+}
+
+// editor touches and edits one file of a context and restores it.
+type editor struct {
+	path    string
+	dockerf bool
+	orig    []byte
+	mtime   time.Time
+}
+
+func newEditor(ctxDir string, c benchCase) (*editor, error) {
+	e := &editor{path: filepath.Join(ctxDir, c.edit), dockerf: c.edit == "Dockerfile"}
+	fi, err := os.Stat(e.path)
+	if err != nil {
+		return nil, err
+	}
+	e.mtime = fi.ModTime()
+	if e.dockerf {
+		if e.orig, err = os.ReadFile(e.path); err != nil {
+			return nil, err
+		}
+		if !bytes.Contains(e.orig, []byte("rev=0")) {
+			return nil, fmt.Errorf("%s: no rev=0 to edit", e.path)
+		}
+	} else {
+		f, err := os.Open(e.path)
+		if err != nil {
+			return nil, err
+		}
+		e.orig = make([]byte, 8)
+		_, err = io.ReadFull(f, e.orig)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (e *editor) touch() error {
+	t := time.Now()
+	if !t.After(e.mtime) {
+		t = e.mtime.Add(time.Second)
+	}
+	return os.Chtimes(e.path, t, t)
+}
+
+func (e *editor) edit() error {
+	if e.dockerf {
+		return os.WriteFile(e.path, bytes.Replace(e.orig, []byte("rev=0"), []byte("rev=1"), 1), 0o644)
+	}
+	return e.overwrite([]byte("EDITED!\n"))
+}
+
+func (e *editor) overwrite(p []byte) error {
+	f, err := os.OpenFile(e.path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(p, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (e *editor) restore() error {
+	var err error
+	if e.dockerf {
+		err = os.WriteFile(e.path, e.orig, 0o644)
+	} else {
+		err = e.overwrite(e.orig)
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chtimes(e.path, e.mtime, e.mtime)
+}
+
+// Result files.
+
+type toolResult struct {
+	Measures  map[string][]measurement `json:"measures"` // cold, push, warm, touch, edit, ci
+	StoreCold []int64                  `json:"store_bytes_after_cold"`
+	StoreEnd  []int64                  `json:"store_bytes_after_edit"`
+	CIMode    string                   `json:"ci_mode"`
+}
+
+type caseResult struct {
+	Desc    string                 `json:"description"`
+	Floors  caseFloors             `json:"floors"`
+	Tools   map[string]*toolResult `json:"tools"`
+	Summary map[string]summaryRow  `json:"summary"`
+}
+
+type summaryRow struct {
+	Unit           string   `json:"unit"`
+	Builder        *stat    `json:"builder,omitempty"`
+	Buildah        *stat    `json:"buildah,omitempty"`
+	BuilderBuildah *float64 `json:"builder_over_buildah,omitempty"`
+	Floor          *float64 `json:"floor,omitempty"`
+	BuilderFloor   *float64 `json:"builder_over_floor,omitempty"`
+	BuildahFloor   *float64 `json:"buildah_over_floor,omitempty"`
+}
+
+type results struct {
+	Machine     map[string]any         `json:"machine"`
+	Config      map[string]any         `json:"config"`
+	Sandbox     stat                   `json:"floor_sandbox_start_s"`
+	Cases       map[string]*caseResult `json:"cases"`
+	Order       []string               `json:"case_order"`
+	PerRun      map[string]any         `json:"per_run_overhead,omitempty"`
+	Acceptance  map[string]any         `json:"acceptance"`
+	WallSeconds float64                `json:"wall_seconds"`
+}
+
+func cmdRun(args []string) error {
+	fl := flag.NewFlagSet("run", flag.ExitOnError)
+	work := fl.String("work", "", "scratch directory (required)")
+	builderBin := fl.String("builder", "", "builder binary (required)")
+	repeat := fl.Int("repeat", 2, "repetitions of every measurement (min and median are reported)")
+	casesFlag := fl.String("cases", "", "comma-separated cases (default: all)")
+	out := fl.String("out", "results.json", "results JSON")
+	table := fl.String("table", "", "also write the Markdown table here")
+	base := fl.String("base", "oci", "base image source: oci (an OCI layout on disk) or registry (the local registry)")
+	verbose := fl.Bool("v", false, "print every timed command")
+	fl.Parse(args)
+	if *work == "" || *builderBin == "" || *repeat < 1 {
+		usage()
+	}
+	start := time.Now()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	b := &bench{work: *work, builder: *builderBin, self: self, log: os.Stderr, verbose: *verbose}
+	var cases []benchCase
+	if *casesFlag == "" {
+		cases = allCases
+	} else {
+		for _, n := range strings.Split(*casesFlag, ",") {
+			c, ok := caseByName(strings.TrimSpace(n))
+			if !ok {
+				var names []string
+				for _, c := range allCases {
+					names = append(names, c.name)
+				}
+				return fmt.Errorf("unknown case %q (cases: %s)", n, strings.Join(names, ", "))
+			}
+			cases = append(cases, c)
+		}
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(b.log, "[%5.0fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+	}
+
+	feat := b.probe()
+	buildahVersion, _ := b.run("buildah", "--version")
+	logf("builder %s (push: %v, bud --push: %v); %s", feat.version, feat.push, feat.budPush, strings.TrimSpace(buildahVersion))
+
+	stop, err := b.startRegistry()
+	if err != nil {
+		logf("no local registry (%v): push and CI flow are n/a", err)
+		feat.push, feat.budPush = false, false
+	} else {
+		defer stop()
+		logf("registry on %s", b.registry)
+	}
+
+	// Inputs.
+	ents, err := baseRootfs()
+	if err != nil {
+		return err
+	}
+	baseLayout := filepath.Join(b.work, "base-oci")
+	if err := writeBaseLayout(ents, baseLayout); err != nil {
+		return err
+	}
+	lower := filepath.Join(b.work, "base-rootfs")
+	os.RemoveAll(lower)
+	if err := writeRootfsDir(ents, lower); err != nil {
+		return err
+	}
+	from := "oci:" + baseLayout + ":latest"
+	tlsFlag := false
+	switch *base {
+	case "oci":
+	case "registry":
+		if b.registry == "" || !feat.budTLS {
+			return fmt.Errorf("--base registry needs the local registry and builder bud --tls-verify (registry pull)")
+		}
+		ref := b.registry + "/bench/base:latest"
+		if _, err := b.run("skopeo", "copy", "-q", "--dest-tls-verify=false", "oci:"+baseLayout+":latest", "docker://"+ref); err != nil {
+			return err
+		}
+		from, tlsFlag = ref, true
+	default:
+		return fmt.Errorf("--base %q: want oci or registry", *base)
+	}
+	ctxDir := func(c benchCase) string { return filepath.Join(b.work, "ctx", c.name) }
+	for _, c := range cases {
+		if err := genContext(c, ctxDir(c), from); err != nil {
+			return fmt.Errorf("generate %s: %w", c.name, err)
+		}
+	}
+	logf("contexts generated; base image %s", from)
+
+	res := &results{
+		Machine: machineInfo(),
+		Config: map[string]any{
+			"repeat": *repeat, "base": from, "base_source": *base, "builder_version": feat.version,
+			"buildah_version": strings.TrimSpace(buildahVersion), "builder_push": feat.push,
+			"builder_bud_push": feat.budPush,
+		},
+		Cases: map[string]*caseResult{}, Acceptance: map[string]any{},
+	}
+	for _, c := range cases {
+		res.Order = append(res.Order, c.name)
+		res.Cases[c.name] = &caseResult{Desc: c.desc, Tools: map[string]*toolResult{}}
+	}
+
+	// Floors.
+	t0 := time.Now()
+	n := max(*repeat, 3)
+	if res.Sandbox, err = sandboxFloor(b.work, lower, max(20, n)); err != nil {
+		return err
+	}
+	for _, c := range cases {
+		f, err := measureContextFloors(ctxDir(c), n)
+		if err != nil {
+			return err
+		}
+		f.Runs, f.EditRuns = c.runs, c.editRuns
+		res.Cases[c.name].Floors = f
+	}
+	logf("floors: sandbox start %.3fs", res.Sandbox.Median)
+	b.spent("floors", t0)
+
+	tools := b.tools(feat, tlsFlag)
+
+	// Timing: every repetition, every case, both tools (alternating which
+	// goes first), a fresh store for each sequence. The first repetition
+	// also checks correctness: each tool's image is exported to an OCI
+	// layout (untimed) and the merged file trees are compared; a difference
+	// stops the run before any timing is reported.
+	for rep := 1; rep <= *repeat; rep++ {
+		for _, c := range cases {
+			order := tools
+			if rep%2 == 0 {
+				order = []tool{tools[1], tools[0]}
+			}
+			layouts := map[string]string{}
+			for _, t := range order {
+				tr := res.Cases[c.name].Tools[t.name]
+				if tr == nil {
+					tr = &toolResult{Measures: map[string][]measurement{}}
+					res.Cases[c.name].Tools[t.name] = tr
+				}
+				export := ""
+				if rep == 1 {
+					export = filepath.Join(b.work, "export", c.name, t.name)
+					layouts[t.name] = export
+				}
+				if err := b.sequence(t, c, ctxDir(c), rep, tr, export); err != nil {
+					return err
+				}
+				logf("rep %d/%d %-11s %-7s cold %.2fs", rep, *repeat, c.name, t.name, tr.Measures["cold"][len(tr.Measures["cold"])-1].Wall)
+			}
+			if rep == 1 {
+				t0 := time.Now()
+				if err := b.check(c, layouts, logf); err != nil {
+					res.Acceptance["correctness"] = "FAILED: " + c.name
+					writeJSON(*out, res)
+					return err
+				}
+				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, n, b.work); err != nil {
+					return err
+				}
+				debug.FreeOSMemory() // the harness stays small while the tools run
+				b.spent("check+layer floors", t0)
+			}
+		}
+	}
+	res.Acceptance["correctness"] = "same file tree from builder and buildah for every case"
+	res.WallSeconds = time.Since(start).Seconds()
+	res.Machine["loadavg_end"] = loadavg()
+	var ov []string
+	for _, k := range slices.Sorted(maps.Keys(b.overhead)) {
+		ov = append(ov, fmt.Sprintf("%s %.0f s", k, b.overhead[k]))
+	}
+	logf("done: %.0f s in timed commands, %.0f s in all (around them: %s)", b.timedSum, res.WallSeconds, strings.Join(ov, ", "))
+	summarize(res)
+	md := renderTable(res)
+	fmt.Print(md)
+	if *table != "" {
+		os.WriteFile(*table, []byte(md), 0o644)
+	}
+	if err := writeJSON(*out, res); err != nil {
+		return err
+	}
+	if ok, _ := res.Acceptance["ok"].(bool); !ok {
+		fmt.Fprintln(b.log, "bench: an acceptance check failed (see above)")
+	}
+	return nil
+}
+
+// check compares the merged trees of the two tools' images of case c.
+func (b *bench) check(c benchCase, layouts map[string]string, logf func(string, ...any)) error {
+	ta, err := mergedTree(layouts["builder"], "latest")
+	if err != nil {
+		return fmt.Errorf("%s: builder's image: %w", c.name, err)
+	}
+	tb, err := mergedTree(layouts["buildah"], "latest")
+	if err != nil {
+		return fmt.Errorf("%s: buildah's image: %w", c.name, err)
+	}
+	d, tol := diffTrees(c.name, ta, tb)
+	for _, l := range tol {
+		logf("%s: tolerated difference %s", c.name, l)
+	}
+	if len(d) == 0 {
+		logf("correct: %s (%d entries, same tree from both tools)", c.name, len(ta))
+		return nil
+	}
+	fmt.Fprintf(b.log, "CORRECTNESS FAILURE: %s: builder's and buildah's images differ (%d differences):\n", c.name, len(d))
+	for i, l := range d {
+		if i == 40 {
+			fmt.Fprintf(b.log, "  … %d more\n", len(d)-i)
+			break
+		}
+		fmt.Fprintln(b.log, "  "+l)
+	}
+	return fmt.Errorf("correctness check failed for %s (layouts kept in %s): no timing reported", c.name, filepath.Dir(layouts["builder"]))
+}
+
+// sequence is one repetition of one case with one tool: cold build, push,
+// (export, untimed, when export is set), warm rebuild, rebuild after touch,
+// rebuild after edit; then the CI flow.
+func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolResult, export string) error {
+	name := fmt.Sprintf("%s-%s-%d", t.name, c.name, rep)
+	s, err := b.newStore(name)
+	if err != nil {
+		return err
+	}
+	defer b.removeStore(s)
+	tag := "localhost/bench-" + c.name
+	add := func(k string, m measurement) { tr.Measures[k] = append(tr.Measures[k], m) }
+	clearBlobInfoCache()
+	cold, err := b.timed(t.bud(s, tag, ctxDir)...)
+	if err != nil {
+		return err
+	}
+	add("cold", cold)
+	tr.StoreCold = append(tr.StoreCold, b.du(s))
+	var push measurement
+	if t.push != nil && b.registry != "" {
+		push, err = b.timed(t.push(s, tag, fmt.Sprintf("docker://%s/bench/%s-%s-%d", b.registry, c.name, t.name, rep))...)
+		if err != nil {
+			return err
+		}
+		add("push", push)
+	}
+	if export != "" {
+		t0 := time.Now()
+		// After the push: builder keeps the layers it compresses, and an
+		// export before the push would hand the timed push that work.
+		os.RemoveAll(export)
+		os.MkdirAll(filepath.Dir(export), 0o755)
+		for _, argv := range t.export(s, tag, ctxDir, export) {
+			if _, err := b.run(argv...); err != nil {
+				return fmt.Errorf("export %s's image of %s: %w", t.name, c.name, err)
+			}
+		}
+		b.spent("export", t0)
+	}
+	for _, k := range []string{"warm", "touch", "edit"} {
+		e, err := newEditor(ctxDir, c)
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "touch":
+			err = e.touch()
+		case "edit":
+			err = e.edit()
+		}
+		if err != nil {
+			return err
+		}
+		m, err := b.timed(t.bud(s, tag, ctxDir)...)
+		if rerr := e.restore(); rerr != nil && err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		add(k, m)
+	}
+	tr.StoreEnd = append(tr.StoreEnd, b.du(s))
+	// The CI flow: a cold build followed by a push.
+	switch {
+	case t.ciPush != nil && b.registry != "":
+		tr.CIMode = "bud --push (one command, fresh store)"
+		s2, err := b.newStore(name + "-ci")
+		if err != nil {
+			return err
+		}
+		defer b.removeStore(s2)
+		clearBlobInfoCache()
+		m, err := b.timed(t.ciPush(s2, fmt.Sprintf("%s/bench/%s-%s-ci-%d", b.registry, c.name, t.name, rep), ctxDir)...)
+		if err != nil {
+			return err
+		}
+		add("ci", m)
+	case t.push != nil && b.registry != "":
+		tr.CIMode = "bud + push (cold build and push above, summed)"
+		add("ci", measurement{
+			Wall: cold.Wall + push.Wall, User: cold.User + push.User, Sys: cold.Sys + push.Sys,
+			MaxRSSKiB: max(cold.MaxRSSKiB, push.MaxRSSKiB), WriteBytes: cold.WriteBytes + push.WriteBytes,
+			ReadBytes: cold.ReadBytes + push.ReadBytes, WChar: cold.WChar + push.WChar,
+		})
+	default:
+		tr.CIMode = "n/a (no push)"
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// loadavg is /proc/loadavg's 1, 5 and 15 minute figures: a busy machine
+// makes a noisy run.
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func machineInfo() map[string]any {
+	m := map[string]any{"cores": runtime.NumCPU(), "date": time.Now().UTC().Format("2006-01-02T15:04Z"), "go": runtime.Version()}
+	m["arch"] = runtime.GOARCH
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(data), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		m["memory_gib"] = float64(kb) / (1 << 20)
+	}
+	m["loadavg_start"] = loadavg()
+	if data, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				m["os"] = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return m
+}

@@ -1,0 +1,270 @@
+package main
+
+// Summary rows, ratios and the Markdown table.
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// measure is one row of the table per case.
+type measure struct {
+	key   string // summary key
+	label string
+	unit  string // s, MiB, MB
+	src   string // measurement kind (cold, push, ...)
+	get   func(m measurement) float64
+}
+
+var measures = []measure{
+	{"cold", "cold build", "s", "cold", wall},
+	{"warm", "warm rebuild (no change)", "s", "warm", wall},
+	{"touch", "rebuild, one file touched", "s", "touch", wall},
+	{"edit", "rebuild, one file edited", "s", "edit", wall},
+	{"push", "push to local registry", "s", "push", wall},
+	{"ci", "CI flow (cold build + push)", "s", "ci", wall},
+	{"rss_cold", "peak RSS, cold build", "MiB", "cold", rss},
+	{"rss_push", "peak RSS, push", "MiB", "push", rss},
+	{"written_cold", "bytes written, cold build", "MB", "cold", written},
+	{"store_cold", "store growth, cold build", "MB", "", nil},
+}
+
+func wall(m measurement) float64    { return m.Wall }
+func rss(m measurement) float64     { return float64(m.MaxRSSKiB) / 1024 }
+func written(m measurement) float64 { return float64(m.WriteBytes) / 1e6 }
+
+func ptr(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// floorOf is the floor of a summary row (NaN: none).
+//
+//	cold build       tar of the context + one empty sandbox start per RUN + writing the image's own layers
+//	warm, touched    tar of the context (reading it once is what noticing no change costs)
+//	edited           tar of the context + a sandbox start per RUN the edit invalidates + writing the own layers
+//	push             pgzip of the image's own layers (what a push must compress)
+//	CI flow          cold floor + push floor
+//	bytes written    uncompressed size of the image's own layers (what a store must hold once)
+func floorOf(key string, f caseFloors, sandbox float64) float64 {
+	switch key {
+	case "cold":
+		return f.TarContext.Median + float64(f.Runs)*sandbox + f.WriteLayers.Median
+	case "warm", "touch":
+		return f.TarContext.Median
+	case "edit":
+		return f.TarContext.Median + float64(f.EditRuns)*sandbox + f.WriteLayers.Median
+	case "push":
+		return f.PgzipLayers.Median
+	case "ci":
+		return f.TarContext.Median + float64(f.Runs)*sandbox + f.WriteLayers.Median + f.PgzipLayers.Median
+	case "written_cold", "store_cold":
+		return float64(f.LayerBytes) / 1e6
+	}
+	return math.NaN()
+}
+
+func summarize(r *results) {
+	sandbox := r.Sandbox.Median
+	for _, name := range r.Order {
+		c := r.Cases[name]
+		c.Summary = map[string]summaryRow{}
+		for _, m := range measures {
+			row := summaryRow{Unit: m.unit}
+			for _, tn := range []string{"builder", "buildah"} {
+				tr := c.Tools[tn]
+				if tr == nil {
+					continue
+				}
+				var v []float64
+				if m.key == "store_cold" {
+					for _, n := range tr.StoreCold {
+						v = append(v, float64(n)/1e6)
+					}
+				} else {
+					for _, x := range tr.Measures[m.src] {
+						v = append(v, m.get(x))
+					}
+				}
+				if len(v) == 0 {
+					continue
+				}
+				s := mkStat(v)
+				if tn == "builder" {
+					row.Builder = &s
+				} else {
+					row.Buildah = &s
+				}
+			}
+			fl := floorOf(m.key, c.Floors, sandbox)
+			row.Floor = ptr(fl)
+			if row.Builder != nil && row.Buildah != nil && row.Buildah.Median > 0 {
+				row.BuilderBuildah = ptr(row.Builder.Median / row.Buildah.Median)
+			}
+			if row.Builder != nil && row.Floor != nil && fl > 0 {
+				row.BuilderFloor = ptr(row.Builder.Median / fl)
+			}
+			if row.Buildah != nil && row.Floor != nil && fl > 0 {
+				row.BuildahFloor = ptr(row.Buildah.Median / fl)
+			}
+			c.Summary[m.key] = row
+		}
+	}
+	// Per-RUN overhead: (run10 - meta) / 10, cold builds, medians.
+	meta, run10 := r.Cases["meta"], r.Cases["run10"]
+	if meta != nil && run10 != nil {
+		per := map[string]float64{}
+		for _, tn := range []string{"builder", "buildah"} {
+			a, b := run10.Summary["cold"], meta.Summary["cold"]
+			x, y := a.Builder, b.Builder
+			if tn == "buildah" {
+				x, y = a.Buildah, b.Buildah
+			}
+			if x != nil && y != nil {
+				per[tn] = (x.Median - y.Median) / 10
+			}
+		}
+		if len(per) == 2 {
+			ratio := per["builder"] / per["buildah"]
+			r.PerRun = map[string]any{"builder_s": per["builder"], "buildah_s": per["buildah"], "ratio": ratio,
+				"floor_s": sandbox, "builder_over_floor": per["builder"] / sandbox}
+			r.Acceptance["per_run_ratio_le_0.25"] = ratio <= 0.25
+		}
+	}
+	// Peak memory of builder on copy-big, over every command it ran.
+	ok := true
+	if c := r.Cases["copy-big"]; c != nil && c.Tools["builder"] != nil {
+		var peak int64
+		for _, ms := range c.Tools["builder"].Measures {
+			for _, m := range ms {
+				peak = max(peak, m.MaxRSSKiB)
+			}
+		}
+		mib := float64(peak) / 1024
+		r.Acceptance["copy_big_builder_peak_rss_mib"] = mib
+		r.Acceptance["copy_big_builder_peak_rss_under_256mib"] = mib < 256
+		ok = ok && mib < 256
+	}
+	if v, found := r.Acceptance["per_run_ratio_le_0.25"]; found {
+		ok = ok && v.(bool)
+	}
+	r.Acceptance["ok"] = ok
+}
+
+func fmtNum(v float64, unit string) string {
+	switch {
+	case unit == "MiB" || unit == "MB":
+		if v >= 100 {
+			return fmt.Sprintf("%.0f", v)
+		}
+		return fmt.Sprintf("%.1f", v)
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+func fmtStat(s *stat, unit string) string {
+	if s == nil {
+		return "n/a"
+	}
+	return fmtNum(s.Min, unit) + " / " + fmtNum(s.Median, unit)
+}
+
+func fmtRatio(p *float64) string {
+	if p == nil {
+		return "–"
+	}
+	v := *p
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func renderTable(r *results) string {
+	var b strings.Builder
+	m := r.Machine
+	base := "an OCI layout on disk"
+	if r.Config["base_source"] == "registry" {
+		base = "the local registry"
+	}
+	fmt.Fprintf(&b, "builder bench — %v cores, %v, %.0f GiB, kernel %v, %v; %v; load average at start %v, at end %v; base image from %s; repeat %v (min / median)\n\n",
+		m["cores"], m["cpu"], m["memory_gib"], m["kernel"], m["os"], m["date"], m["loadavg_start"], m["loadavg_end"], base, r.Config["repeat"])
+	fmt.Fprintf(&b, "| case | measure | unit | builder | buildah | builder/buildah | floor | builder/floor |\n")
+	fmt.Fprintf(&b, "|---|---|---|---:|---:|---:|---:|---:|\n")
+	for _, name := range r.Order {
+		c := r.Cases[name]
+		for _, ms := range measures {
+			row := c.Summary[ms.key]
+			fl := "–"
+			if row.Floor != nil {
+				fl = fmtNum(*row.Floor, ms.unit)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, ms.label, ms.unit,
+				fmtStat(row.Builder, ms.unit), fmtStat(row.Buildah, ms.unit), fmtRatio(row.BuilderBuildah), fl, fmtRatio(row.BuilderFloor))
+		}
+	}
+	if r.PerRun != nil {
+		fmt.Fprintf(&b, "\nPer-RUN overhead, (run10 − meta) / 10, cold medians: builder %.4f s, buildah %.4f s, builder/buildah %.3f (target ≤ 0.25), builder/floor %.2f (empty sandbox start %.4f s).\n",
+			r.PerRun["builder_s"], r.PerRun["buildah_s"], r.PerRun["ratio"], r.PerRun["builder_over_floor"], r.Sandbox.Median)
+	}
+	fmt.Fprintf(&b, "\nFloors, same data, same run (medians):\n\n")
+	fmt.Fprintf(&b, "| case | context MB | tar of context | pgzip of that tar | zstd of that tar | own layers MB | write own layers | pgzip own layers | RUN steps |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, name := range r.Order {
+		f := r.Cases[name].Floors
+		fmt.Fprintf(&b, "| %s | %.1f | %s s | %s s%s | %s s%s | %.1f | %s s | %s s | %d |\n", name,
+			float64(f.ContextBytes)/1e6, fmtNum(f.TarContext.Median, "s"),
+			fmtNum(f.PgzipContext.Median, "s"), mbps(f.ContextTar, f.PgzipContext.Median),
+			fmtNum(f.ZstdContext.Median, "s"), mbps(f.ContextTar, f.ZstdContext.Median),
+			float64(f.LayerBytes)/1e6, fmtNum(f.WriteLayers.Median, "s"), fmtNum(f.PgzipLayers.Median, "s"), f.Runs)
+	}
+	fmt.Fprintf(&b, "\nEmpty user-namespace sandbox start (unshare + overlay mount + chroot + exec /bin/true): %.4f s median, %.4f s min.\n", r.Sandbox.Median, r.Sandbox.Min)
+	var modes []string
+	for _, tn := range []string{"builder", "buildah"} {
+		for _, name := range r.Order {
+			if tr := r.Cases[name].Tools[tn]; tr != nil {
+				modes = append(modes, tn+": "+tr.CIMode)
+				break
+			}
+		}
+	}
+	fmt.Fprintf(&b, "CI flow — %s.\n", strings.Join(modes, "; "))
+	fmt.Fprintf(&b, "Acceptance: correctness: %v", r.Acceptance["correctness"])
+	if v, ok := r.Acceptance["copy_big_builder_peak_rss_mib"]; ok {
+		fmt.Fprintf(&b, "; builder peak RSS on copy-big %.0f MiB (limit 256 MiB: %s)", v, passFail(r.Acceptance["copy_big_builder_peak_rss_under_256mib"]))
+	}
+	if v, ok := r.Acceptance["per_run_ratio_le_0.25"]; ok {
+		fmt.Fprintf(&b, "; per-RUN ratio ≤ 0.25: %s", passFail(v))
+	}
+	fmt.Fprintf(&b, ".\nTotal bench wall time: %.0f s.\n", r.WallSeconds)
+	return b.String()
+}
+
+// mbps is " (N MB/s)", or nothing for inputs too small to mean a throughput.
+func mbps(bytes int64, secs float64) string {
+	if bytes < 1<<20 || secs <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%.0f MB/s)", float64(bytes)/1e6/secs)
+}
+
+func passFail(v any) string {
+	if ok, _ := v.(bool); ok {
+		return "pass"
+	}
+	return "FAIL"
+}
