@@ -54,6 +54,12 @@ cp bin/builder "$work/builder"
 chmod 755 "$work"
 chown -R $user: "$work"
 
-(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --out "$work/results.json" "$@")
+status=0
+(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --out "$work/results.json" "$@") || status=$?
+if [ $status -ne 0 ]; then
+  trap - EXIT
+  echo "bench failed; its inputs and exported images are kept in $work (rm -rf it when done)" >&2
+  exit $status
+fi
 cp "$work/results.json" bench/results.json
 echo "wrote bench/results.json"
