@@ -29,6 +29,7 @@ type copyJob struct {
 	mode   *fs.FileMode
 	links  map[[2]uint64]string // source (dev, ino) → upper path, to keep hard links
 	dirs   []dirTimes           // directory mtimes, applied after their contents
+	buf    []byte               // copy buffer, reused for every file of the job
 }
 
 type dirTimes struct {
@@ -563,7 +564,10 @@ func (j *copyJob) writeFile(target string, r io.Reader, mode fs.FileMode, owner 
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", target, err)
 	}
-	if _, err := io.CopyBuffer(f, r, make([]byte, 256<<10)); err != nil {
+	if j.buf == nil {
+		j.buf = make([]byte, 256<<10) // one buffer per COPY, not per file
+	}
+	if _, err := io.CopyBuffer(f, r, j.buf); err != nil {
 		f.Close()
 		return fmt.Errorf("write /%s: %w", target, err)
 	}

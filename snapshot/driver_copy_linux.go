@@ -71,17 +71,7 @@ func (d *copyDriver) Name() string { return "copy" }
 
 // Close releases the snapshots still prepared; the on-disk cache stays for the next build.
 func (d *copyDriver) Close() error {
-	d.mu.Lock()
-	ms := make([]*copyMount, 0, len(d.active))
-	for m := range d.active {
-		ms = append(ms, m)
-	}
-	d.mu.Unlock()
-	var errs []error
-	for _, m := range ms {
-		errs = append(errs, m.Release())
-	}
-	return errors.Join(errs...)
+	return releaseActive(&d.mu, d.active)
 }
 
 // materialize fills md/rootfs with layers and returns the inventory if a memo had it.

@@ -91,17 +91,7 @@ func (d *overlayDriver) Name() string { return d.name }
 
 // Close releases the mounts still prepared by this driver (the caller's Release is the norm).
 func (d *overlayDriver) Close() error {
-	d.mu.Lock()
-	ms := make([]*overlayMount, 0, len(d.active))
-	for m := range d.active {
-		ms = append(ms, m)
-	}
-	d.mu.Unlock()
-	var errs []error
-	for _, m := range ms {
-		errs = append(errs, m.Release())
-	}
-	return errors.Join(errs...)
+	return releaseActive(&d.mu, d.active)
 }
 
 // lowers returns the layer dirs top first, as lowerdir wants them. A layer repeated in the stack

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -393,4 +394,23 @@ func clampTimes(ctx context.Context, dir string, rels []string, clamp time.Time)
 		return nil
 	}
 	return walk(rootfd)
+}
+
+// releaseActive releases every mount still in active (a driver's Close).
+// The set is copied under mu first because Release removes itself from it.
+func releaseActive[M interface {
+	comparable
+	Release() error
+}](mu *sync.Mutex, active map[M]struct{}) error {
+	mu.Lock()
+	ms := make([]M, 0, len(active))
+	for m := range active {
+		ms = append(ms, m)
+	}
+	mu.Unlock()
+	var errs []error
+	for _, m := range ms {
+		errs = append(errs, m.Release())
+	}
+	return errors.Join(errs...)
 }
