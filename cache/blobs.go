@@ -78,17 +78,25 @@ func (b *Blobs) Ingest() (*Ingester, error) {
 
 // Ingester writes one blob.
 type Ingester struct {
-	b    *Blobs
-	f    *os.File
-	h    hash.Hash
-	n    int64
-	done bool
+	b       *Blobs
+	f       *os.File
+	h       hash.Hash
+	n       int64
+	flushed int64 // bytes handed to writeback so far
+	done    bool
 }
+
+// writebackChunk is how much a blob grows between writeback requests.
+const writebackChunk = 8 << 20
 
 func (w *Ingester) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
+	if w.n-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, w.n-w.flushed)
+		w.flushed = w.n
+	}
 	return n, err
 }
 

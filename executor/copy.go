@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -384,11 +385,25 @@ func (j *copyJob) copyItem(ctx context.Context, src *srcRoot, it item, dest stri
 	if err := j.mkdirParents(target); err != nil {
 		return err
 	}
-	return j.copyEntry(src, it.rel, target, fi)
+	return j.copyEntry(src.root, it.rel, it.rel, j.up, target, target, src, fi)
 }
 
+// copyDir copies the contents of directory rel to the existing directory
+// target. Both are opened once, and every entry is reached from them by its
+// name alone: one *at call per operation instead of a walk from the root
+// for each (20,000 files made ~22 openat each otherwise).
 func (j *copyJob) copyDir(ctx context.Context, src *srcRoot, rel, target string) error {
-	f, err := src.root.Open(rel)
+	sd, err := src.root.OpenRoot(rel)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	dd, err := j.up.OpenRoot(cmp.Or(target, "."))
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	f, err := sd.Open(".")
 	if err != nil {
 		return err
 	}
@@ -414,11 +429,17 @@ func (j *copyJob) copyDir(ctx context.Context, src *srcRoot, rel, target string)
 			}
 			continue
 		}
-		fi, err := src.root.Lstat(srel)
+		fi, err := sd.Lstat(n)
 		if err != nil {
 			return err
 		}
-		if err := j.copyChild(ctx, src, srel, path.Join(target, n), fi); err != nil {
+		t := path.Join(target, n)
+		if !fi.IsDir() {
+			err = j.copyEntry(sd, n, srel, dd, n, t, src, fi)
+		} else if err = j.mkdirOne(dd, n, t, fi, src); err == nil {
+			err = j.copyDir(ctx, src, srel, t)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -429,9 +450,9 @@ func (j *copyJob) copyDir(ctx context.Context, src *srcRoot, rel, target string)
 // else as itself.
 func (j *copyJob) copyChild(ctx context.Context, src *srcRoot, srel, t string, fi fs.FileInfo) error {
 	if !fi.IsDir() {
-		return j.copyEntry(src, srel, t, fi)
+		return j.copyEntry(src.root, srel, srel, j.up, t, t, src, fi)
 	}
-	if err := j.mkdirOne(t, fi, src); err != nil {
+	if err := j.mkdirOne(j.up, t, t, fi, src); err != nil {
 		return err
 	}
 	return j.copyDir(ctx, src, srel, t)
@@ -494,35 +515,37 @@ func (j *copyJob) excluded(srel, base string) bool {
 	return false
 }
 
-// copyEntry copies a non-directory entry.
-func (j *copyJob) copyEntry(src *srcRoot, srel, target string, fi fs.FileInfo) error {
+// copyEntry copies a non-directory entry: sname in sd (srel in the source,
+// for messages) to name in dd (target in the upper dir). The directories
+// may be the roots themselves, with full relative paths as names.
+func (j *copyJob) copyEntry(sd *os.Root, sname, srel string, dd *os.Root, name, target string, src *srcRoot, fi fs.FileInfo) error {
 	owner := j.ownerFor(src, fi)
 	switch {
 	case fi.Mode().IsRegular():
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
 			key := [2]uint64{uint64(st.Dev), st.Ino}
 			if first, ok := j.links[key]; ok {
-				j.up.RemoveAll(target)
+				dd.RemoveAll(name)
 				return j.up.Link(first, target)
 			}
 			j.links[key] = target
 		}
-		f, err := src.root.Open(srel)
+		f, err := sd.Open(sname)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		return j.writeFile(target, f, fi.Mode(), owner, fi.ModTime())
+		return j.writeFileAt(dd, name, target, f, fi.Mode(), owner, fi.ModTime())
 	case fi.Mode()&fs.ModeSymlink != 0:
-		link, err := src.root.Readlink(srel)
+		link, err := sd.Readlink(sname)
 		if err != nil {
 			return err
 		}
-		j.up.RemoveAll(target)
-		if err := j.up.Symlink(link, target); err != nil {
+		dd.RemoveAll(name)
+		if err := dd.Symlink(link, name); err != nil {
 			return err
 		}
-		j.chown(target, owner, true)
+		j.chown(dd, name, target, owner, true)
 		return nil
 	case fi.Mode()&(fs.ModeSocket) != 0:
 		return nil // sockets never enter a layer
@@ -555,12 +578,17 @@ func (j *copyJob) writeFile(target string, r io.Reader, mode fs.FileMode, owner 
 	if err := j.mkdirParents(target); err != nil {
 		return err
 	}
-	if fi, err := j.up.Lstat(target); err == nil && (fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0) {
-		if err := j.up.RemoveAll(target); err != nil {
+	return j.writeFileAt(j.up, target, target, r, mode, owner, mtime)
+}
+
+// writeFileAt creates name in dd (target in the upper dir) with r's content.
+func (j *copyJob) writeFileAt(dd *os.Root, name, target string, r io.Reader, mode fs.FileMode, owner idPair, mtime time.Time) error {
+	if fi, err := dd.Lstat(name); err == nil && (fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0) {
+		if err := dd.RemoveAll(name); err != nil {
 			return err
 		}
 	}
-	f, err := j.up.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := dd.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", target, err)
 	}
@@ -574,17 +602,19 @@ func (j *copyJob) writeFile(target string, r io.Reader, mode fs.FileMode, owner 
 	if err := f.Close(); err != nil {
 		return err
 	}
-	j.chown(target, owner, false)
-	if err := j.up.Chmod(target, j.permFor(mode)); err != nil {
+	j.chown(dd, name, target, owner, false)
+	if err := dd.Chmod(name, j.permFor(mode)); err != nil {
 		return err
 	}
 	if mtime.IsZero() {
 		mtime = j.e.now()
 	}
-	return j.up.Chtimes(target, mtime, mtime)
+	return dd.Chtimes(name, mtime, mtime)
 }
 
-func (j *copyJob) chown(target string, o idPair, link bool) {
+// chown sets the owner of name in dd (target in the upper dir, for
+// messages); without an id range it warns once instead.
+func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 	if !j.e.chownOK {
 		if (o.UID != 0 || o.GID != 0) && !j.e.warnedIDs {
 			j.e.warnedIDs = true
@@ -594,9 +624,9 @@ func (j *copyJob) chown(target string, o idPair, link bool) {
 	}
 	var err error
 	if link {
-		err = j.up.Lchown(target, o.UID, o.GID)
+		err = dd.Lchown(name, o.UID, o.GID)
 	} else {
-		err = j.up.Chown(target, o.UID, o.GID)
+		err = dd.Chown(name, o.UID, o.GID)
 	}
 	if err != nil && !j.e.warnedIDs {
 		j.e.warnedIDs = true
@@ -612,20 +642,22 @@ func (j *copyJob) mkdirAll(target string, fi fs.FileInfo, src *srcRoot) error {
 	if err := j.mkdirParents(target); err != nil {
 		return err
 	}
-	return j.mkdirOne(target, fi, src)
+	return j.mkdirOne(j.up, target, target, fi, src)
 }
 
-func (j *copyJob) mkdirOne(target string, fi fs.FileInfo, src *srcRoot) error {
-	if cur, err := j.up.Lstat(target); err == nil && !cur.IsDir() {
-		if err := j.up.RemoveAll(target); err != nil {
+// mkdirOne makes name in dd (target in the upper dir) the copy of the
+// source directory fi.
+func (j *copyJob) mkdirOne(dd *os.Root, name, target string, fi fs.FileInfo, src *srcRoot) error {
+	if cur, err := dd.Lstat(name); err == nil && !cur.IsDir() {
+		if err := dd.RemoveAll(name); err != nil {
 			return err
 		}
 	}
-	if err := j.up.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := dd.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	j.chown(target, j.ownerFor(src, fi), false)
-	if err := j.up.Chmod(target, j.permFor(fi.Mode())); err != nil {
+	j.chown(dd, name, target, j.ownerFor(src, fi), false)
+	if err := dd.Chmod(name, j.permFor(fi.Mode())); err != nil {
 		return err
 	}
 	j.dirs = append(j.dirs, dirTimes{target, fi.ModTime()})
@@ -670,7 +702,7 @@ func (j *copyJob) mkdirParents(target string) error {
 	if err := j.up.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("mkdir /%s: %w", dir, err)
 	}
-	j.chown(dir, owner, false)
+	j.chown(j.up, dir, dir, owner, false)
 	if err := j.up.Chmod(dir, mode); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/internal/layer"
 	"github.com/builder-dev/builder/internal/registry"
 	"github.com/builder-dev/builder/internal/store"
 	digest "github.com/opencontainers/go-digest"
@@ -104,6 +105,9 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 		if img, err = compressLayers(ctx, img, format, o.Compression, o.Variants); err != nil {
 			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
 		}
+	}
+	if k == kindStore {
+		img = rawLayers(img)
 	}
 	src, err := newBuiltRef(img, format)
 	if err != nil {
@@ -251,4 +255,16 @@ func displayDest(dest string) string {
 		return "containers-storage"
 	}
 	return dest
+}
+
+// rawLayers gives the store the uncompressed scratch copies of layers
+// compressed in this build: containers/storage would only decompress them
+// again, and keeps uncompressed layers (as it does for buildah) anyway.
+func rawLayers(img *image.Image) *image.Image {
+	out := *img
+	out.Layers = append([]image.Layer(nil), img.Layers...)
+	for i, l := range out.Layers {
+		out.Layers[i], _ = layer.RawForm(l)
+	}
+	return &out
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -26,8 +27,10 @@ type overlayDriver struct {
 	empty     string // <root>/empty: the lower of an empty stack
 	prefix    string // overlay xattr namespace of this process
 	userxattr bool
-	fuseBin   string // fuse-overlayfs binary; "" for the kernel
-	log       *slog.Logger
+	// noVolatile: the kernel refused the "volatile" option once.
+	noVolatile atomic.Bool
+	fuseBin    string // fuse-overlayfs binary; "" for the kernel
+	log        *slog.Logger
 
 	mu     sync.Mutex
 	active map[*overlayMount]struct{} // for Close
@@ -215,6 +218,11 @@ func (d *overlayDriver) kernelOptions(lowers []string, upper, work string) strin
 		b.WriteString(",redirect_dir=off")
 	}
 	b.WriteString(",index=off,metacopy=off")
+	if upper != "" && !d.noVolatile.Load() {
+		// volatile: unmounting an overlay otherwise syncs the whole upper filesystem (every dirty
+		// page of it, not just this layer); the layer store's unsynced markers give durability.
+		b.WriteString(",volatile")
+	}
 	return b.String()
 }
 
@@ -240,7 +248,12 @@ func (d *overlayDriver) mountKernel(lowers []string, upper, work, target string)
 			return fmt.Errorf("%d layers do not fit in one overlay mount", len(lowers))
 		}
 	}
-	if err := unix.Mount("overlay", target, "overlay", flags, opts); err != nil {
+	err := unix.Mount("overlay", target, "overlay", flags, opts)
+	if errors.Is(err, unix.EINVAL) && upper != "" && !d.noVolatile.Load() {
+		d.noVolatile.Store(true) // before Linux 5.10
+		return d.mountKernel(lowers, upper, work, target)
+	}
+	if err != nil {
 		return fmt.Errorf("mount overlay (%s): %w", opts, err)
 	}
 	return nil

@@ -406,3 +406,47 @@ func TestEmptyStack(t *testing.T) {
 		})
 	}
 }
+
+// A layer published without a flush is dropped when its marker names another boot (the machine
+// went down, its tree may be torn) and re-extracted on demand; this boot's layers stay.
+func TestLayerStoreUnsyncedAfterRestart(t *testing.T) {
+	root := t.TempDir()
+	l1, l2 := baseLayers(t)
+	open := func() *layerStore {
+		s, err := openLayerStore(root, "user.overlay.", ApplyOptions{NoChown: !isRoot()}, Options{}.logger())
+		mustDo(t, err)
+		return s
+	}
+	s := open()
+	p1, err := s.get(context.Background(), l1.Layer)
+	mustDo(t, err)
+	p2, err := s.get(context.Background(), l2.Layer)
+	mustDo(t, err)
+	markers := filepath.Join(root, "layers", unsyncedDir)
+	this := filepath.Join(markers, filepath.Base(p1)+"."+bootID())
+	if _, err := os.Stat(this); err != nil {
+		t.Fatalf("no marker for a published layer: %v", err)
+	}
+	// l2's marker becomes another boot's.
+	mustDo(t, os.Rename(filepath.Join(markers, filepath.Base(p2)+"."+bootID()), filepath.Join(markers, filepath.Base(p2)+".0123456789abcdef")))
+	s = open()
+	if _, err := os.Stat(p2); !os.IsNotExist(err) {
+		t.Errorf("layer from before a restart kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p1, "etc/passwd")); err != nil {
+		t.Errorf("this boot's layer dropped: %v", err)
+	}
+	if _, err := s.get(context.Background(), l2.Layer); err != nil || l2.opens.Load() != 2 {
+		t.Errorf("dropped layer not extracted again (%d opens): %v", l2.opens.Load(), err)
+	}
+	// Old markers of this boot are cleared after one flush; the layer stays.
+	old := time.Now().Add(-2 * markerAge)
+	mustDo(t, os.Chtimes(this, old, old))
+	open()
+	if _, err := os.Stat(this); !os.IsNotExist(err) {
+		t.Errorf("old marker of this boot kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p1, "etc/passwd")); err != nil {
+		t.Errorf("flushed layer dropped: %v", err)
+	}
+}

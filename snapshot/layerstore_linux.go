@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -44,8 +45,91 @@ func openLayerStore(root, prefix string, extract ApplyOptions, log *slog.Logger)
 	if err := s.checkFormat(); err != nil {
 		return nil, err
 	}
+	s.dropTorn(log)
 	sweepStale(s.dir, ".tmp-", nil, log)
 	return s, nil
+}
+
+// Durability without syncfs. A published layer tree is not flushed to disk: a syncfs per layer
+// flushes every dirty page of the filesystem (the layer blob, the store's own writes, other
+// builds) and cost more than the rest of a large COPY. Instead publish first creates an empty
+// marker <root>/layers/.unsynced/<hex>.<boot-id>. Journaling filesystems order name operations,
+// so a rename that survived a crash implies its marker did. Within one boot the page cache is
+// authoritative and the tree is whole; a marker from another boot means the machine went down
+// before writeback may have finished, so that tree is dropped (re-extracted from its blob when
+// next needed). Markers of this boot are cleared after one syncfs, once they are old enough that
+// writeback has normally done its work, so the flush is nearly free.
+const unsyncedDir = ".unsynced"
+
+// markerAge is how old this boot's markers must be before a store open syncs and clears them
+// (the kernel writes dirty pages back after 30 s by default).
+const markerAge = 2 * time.Minute
+
+func (s *layerStore) dropTorn(log *slog.Logger) {
+	dir := filepath.Join(s.dir, unsyncedDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	boot := bootID()
+	var old []string
+	synced := false
+	for _, e := range ents {
+		hex, id, ok := strings.Cut(e.Name(), ".")
+		if _, err := layerHex(digest.NewDigestFromEncoded(digest.SHA256, hex)); !ok || err != nil {
+			continue
+		}
+		marker := filepath.Join(dir, e.Name())
+		if id == boot && boot != "" {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > markerAge {
+				old = append(old, marker)
+			}
+			continue
+		}
+		// Another boot: the tree may be torn. Move it aside atomically (a reader never sees it
+		// half-deleted), then remove it as a stale temp dir.
+		final := filepath.Join(s.dir, hex)
+		trash := filepath.Join(s.dir, ".tmp-torn-"+hex+"-"+randomID())
+		if err := os.Rename(final, trash); err == nil {
+			log.Debug("dropped a layer tree not flushed before a restart", "layer", hex)
+			removeTree(trash)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			continue // keep the marker: try again next time
+		}
+		os.Remove(marker)
+	}
+	for _, m := range old {
+		if !synced {
+			if syncDir(s.dir) != nil {
+				return
+			}
+			synced = true
+		}
+		os.Remove(m)
+	}
+}
+
+// bootID names this boot of the kernel ("" when unknown, and then every marker counts as another
+// boot's: safe, at the cost of re-extraction).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
+}
+
+// markUnsynced records, before final is renamed into place, that its tree is not yet on disk.
+func (s *layerStore) markUnsynced(final string) error {
+	dir := filepath.Join(s.dir, unsyncedDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, filepath.Base(final)+"."+bootID()), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func (s *layerStore) checkFormat() error {
@@ -130,7 +214,7 @@ func (s *layerStore) publish(tmp, final string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil { // lockedDir made it 0700; overlay lowers need search access
 		return err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := s.markUnsynced(final); err != nil {
 		return err
 	}
 	return publishDir(tmp, final)

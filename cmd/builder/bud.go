@@ -20,6 +20,7 @@ import (
 	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
 	"github.com/builder-dev/builder/pushers"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
@@ -221,6 +222,9 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		}
 	}
 	comp = reg.layerCompression(comp)
+	if len(o.tags) > 0 || len(outs) == 0 {
+		comp.RawDir = work // the store commit reads these instead of decompressing
+	}
 	ex, err := executor.New(executor.Config{
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,
@@ -245,8 +249,34 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 
 	popts := pushers.Options{Store: store, Format: format}
 	reg.configure(&popts)
-	toStore := len(o.tags) > 0 || len(outs) == 0
-	if toStore {
+	// The registry pushes read only the built layers' blobs, so they run
+	// while the local store and the other outputs are written: with --push
+	// the CI flow costs the longer of the two, not their sum.
+	pushDone := make(chan error, 1)
+	go func() { pushDone <- reg.pushAll(ctx, img, format, progress) }()
+	outErr := o.writeOutputs(ctx, ex, img, id, outs, popts, progress)
+	if err := errors.Join(outErr, <-pushDone); err != nil {
+		return err
+	}
+	if !o.quiet {
+		fmt.Fprintf(progress, "--> %s\n", id.Encoded()[:12])
+		for _, t := range o.tags {
+			fmt.Fprintf(progress, "Successfully tagged %s\n", t)
+		}
+	}
+	fmt.Fprintln(g.stdout, id.Encoded())
+	if o.iidfile != "" {
+		if err := writeFileAtomic(o.iidfile, []byte(id.String())); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeOutputs commits img to the local store (when tagged or when no
+// --output is given) and writes every --output.
+func (o *budOptions) writeOutputs(ctx context.Context, ex *executor.Executor, img *image.Image, id digest.Digest, outs []output, popts pushers.Options, progress io.Writer) error {
+	if len(o.tags) > 0 || len(outs) == 0 {
 		dest := "containers-storage:@" + id.Encoded()
 		if len(o.tags) > 0 {
 			dest = "containers-storage:" + o.tags[0]
@@ -258,6 +288,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		if _, err := pushers.Push(ctx, img, dest, popts); err != nil {
 			return fmt.Errorf("commit to local store: %w", err)
 		}
+		popts.Tags = nil
 	}
 	for _, out := range outs {
 		switch out.kind {
@@ -277,21 +308,6 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 			if err := ex.ExportRootfs(ctx, img, out.dest); err != nil {
 				return fmt.Errorf("--output type=local: %w", err)
 			}
-		}
-	}
-	if err := reg.pushAll(ctx, img, format, progress); err != nil {
-		return err
-	}
-	if !o.quiet {
-		fmt.Fprintf(progress, "--> %s\n", id.Encoded()[:12])
-		for _, t := range o.tags {
-			fmt.Fprintf(progress, "Successfully tagged %s\n", t)
-		}
-	}
-	fmt.Fprintln(g.stdout, id.Encoded())
-	if o.iidfile != "" {
-		if err := writeFileAtomic(o.iidfile, []byte(id.String())); err != nil {
-			return fmt.Errorf("--iidfile: %w", err)
 		}
 	}
 	return nil

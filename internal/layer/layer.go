@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/internal/compress"
@@ -19,6 +20,10 @@ import (
 type Compression struct {
 	Kind  compress.Kind // compress.None, compress.Gzip or compress.Zstd
 	Level int           // 0 = the compressor's default
+	// RawDir, when set and Kind compresses, also keeps the uncompressed
+	// tar in a scratch file there (Stored.Raw), so a local store commit in
+	// the same build needs no decompression. The caller removes RawDir.
+	RawDir string
 }
 
 // MediaType is the OCI layer media type for blobs written with c.
@@ -47,7 +52,21 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 	}
 	diffHash := sha256.New()
 	var size int64
-	cw := &countWriter{w: io.MultiWriter(diffHash, zw), n: &size}
+	sinks := []io.Writer{diffHash, zw}
+	var raw *os.File
+	if c.RawDir != "" && c.Kind != compress.None {
+		if raw, err = os.CreateTemp(c.RawDir, "layer-*.tar"); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if raw != nil {
+				raw.Close()
+				os.Remove(raw.Name())
+			}
+		}()
+		sinks = append(sinks, raw)
+	}
+	cw := &countWriter{w: io.MultiWriter(sinks...), n: &size}
 	if err := produce(cw); err != nil {
 		zw.Close()
 		return nil, err
@@ -62,12 +81,19 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 	if err != nil {
 		return nil, err
 	}
-	return &Stored{
+	st := &Stored{
 		Blobs:  blobs,
 		Desc:   ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: n},
 		Diff:   digest.NewDigest(digest.SHA256, diffHash),
 		TarLen: size,
-	}, nil
+	}
+	if raw != nil {
+		if err := raw.Close(); err != nil {
+			return nil, err
+		}
+		st.Raw, raw = raw.Name(), nil
+	}
+	return st, nil
 }
 
 // Stored is a layer whose blob lives in the local blob store.
@@ -76,12 +102,39 @@ type Stored struct {
 	Desc   ocispec.Descriptor
 	Diff   digest.Digest
 	TarLen int64 // uncompressed size, when known
+	// Raw is a scratch file holding the uncompressed tar (see
+	// Compression.RawDir), or empty.
+	Raw string
 }
 
 func (l *Stored) Descriptor() ocispec.Descriptor { return l.Desc }
 func (l *Stored) DiffID() digest.Digest          { return l.Diff }
 func (l *Stored) Open(context.Context) (io.ReadCloser, error) {
 	return l.Blobs.Open(l.Desc.Digest)
+}
+
+// RawForm returns the layer as its uncompressed tar when a scratch copy of
+// it exists (Stored.Raw), for destinations that would only decompress it.
+func RawForm(l image.Layer) (image.Layer, bool) {
+	st, ok := l.(*Stored)
+	if !ok || st.Raw == "" || st.TarLen <= 0 {
+		return l, false
+	}
+	return &rawFile{path: st.Raw, diff: st.Diff, size: st.TarLen}, true
+}
+
+type rawFile struct {
+	path string
+	diff digest.Digest
+	size int64
+}
+
+func (r *rawFile) Descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: r.diff, Size: r.size}
+}
+func (r *rawFile) DiffID() digest.Digest { return r.diff }
+func (r *rawFile) Open(context.Context) (io.ReadCloser, error) {
+	return os.Open(r.path)
 }
 
 // Uncompressed opens l and returns its tar stream.

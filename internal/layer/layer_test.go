@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 
 	"github.com/builder-dev/builder/cache"
@@ -90,5 +91,58 @@ func TestWriteProducerErrorLeavesNoBlob(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("want error")
+	}
+}
+
+// With RawDir, a compressed layer also leaves its tar in a scratch file, and RawForm serves
+// that file as an uncompressed layer with the same diff ID.
+func TestWriteKeepsRawCopy(t *testing.T) {
+	tarBytes := sampleTar(t)
+	blobs, err := cache.OpenBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := t.TempDir()
+	l, err := Write(context.Background(), blobs, Compression{Kind: compress.Gzip, RawDir: raw}, func(w io.Writer) error {
+		_, err := w.Write(tarBytes)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := RawForm(l)
+	if !ok {
+		t.Fatal("no raw form")
+	}
+	d := r.Descriptor()
+	if d.MediaType != ocispec.MediaTypeImageLayer || d.Digest != l.DiffID() || d.Size != int64(len(tarBytes)) {
+		t.Errorf("raw descriptor %+v, diff ID %s", d, l.DiffID())
+	}
+	rc, err := r.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, tarBytes) {
+		t.Error("raw copy differs from the tar")
+	}
+	// A failed write leaves no scratch file; an uncompressed layer needs none.
+	Write(context.Background(), blobs, Compression{Kind: compress.Gzip, RawDir: raw}, func(w io.Writer) error {
+		w.Write([]byte("half"))
+		return fmt.Errorf("walk failed")
+	})
+	if ents, _ := os.ReadDir(raw); len(ents) != 1 {
+		t.Errorf("%d files in the raw dir, want 1", len(ents))
+	}
+	u, err := Write(context.Background(), blobs, Compression{Kind: compress.None, RawDir: raw}, func(w io.Writer) error {
+		_, err := w.Write(tarBytes)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := RawForm(u); ok {
+		t.Error("an uncompressed layer got a raw copy")
 	}
 }
