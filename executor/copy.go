@@ -592,10 +592,7 @@ func (j *copyJob) writeFileAt(dd *os.Root, name, target string, r io.Reader, mod
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", target, err)
 	}
-	if j.buf == nil {
-		j.buf = make([]byte, 256<<10) // one buffer per COPY, not per file
-	}
-	if _, err := io.CopyBuffer(f, r, j.buf); err != nil {
+	if err := j.copyData(f, r); err != nil {
 		f.Close()
 		return fmt.Errorf("write /%s: %w", target, err)
 	}
@@ -610,6 +607,24 @@ func (j *copyJob) writeFileAt(dd *os.Root, name, target string, r io.Reader, mod
 		mtime = j.e.now()
 	}
 	return dd.Chtimes(name, mtime, mtime)
+}
+
+// copyData writes r into f. Small files go through the job's one buffer:
+// os.File's ReadFrom would first try copy_file_range (refused between the
+// context's file system and an overlay) and then allocate 32 KiB per file.
+// Large ones take ReadFrom, which copies in the kernel where it can.
+func (j *copyJob) copyData(f *os.File, r io.Reader) error {
+	if j.buf == nil {
+		j.buf = make([]byte, 256<<10) // one buffer per COPY, not per file
+	}
+	if src, ok := r.(*os.File); ok {
+		if fi, err := src.Stat(); err == nil && fi.Size() > int64(len(j.buf)) {
+			_, err := f.ReadFrom(src)
+			return err
+		}
+	}
+	_, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{r}, j.buf)
+	return err
 }
 
 // chown sets the owner of name in dd (target in the upper dir, for

@@ -3,6 +3,7 @@
 package layer
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -66,8 +67,15 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 		}()
 		sinks = append(sinks, raw)
 	}
-	cw := &countWriter{w: io.MultiWriter(sinks...), n: &size}
+	// Tar writers make three small writes per file; a syscall for each
+	// would cost more than the file on a layer of many small files.
+	bw := bufio.NewWriterSize(io.MultiWriter(sinks...), 1<<20)
+	cw := &countWriter{w: bw, n: &size}
 	if err := produce(cw); err != nil {
+		zw.Close()
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
 		zw.Close()
 		return nil, err
 	}
