@@ -3,6 +3,7 @@
 package cache
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -31,7 +33,52 @@ func OpenBlobs(dir string) (*Blobs, error) {
 			return nil, fmt.Errorf("blob store: %w", err)
 		}
 	}
+	sweepTemps(filepath.Join(dir, "tmp"), 24*time.Hour) // left by killed writers
 	return &Blobs{dir: dir}, nil
+}
+
+// removeUnused deletes every blob not in used and returns how many and
+// how many bytes. The caller holds the cache's exclusive lock.
+func (b *Blobs) removeUnused(ctx context.Context, used map[digest.Digest]bool) (int, int64, error) {
+	dir := filepath.Join(b.dir, "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n int
+	var bytes int64
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return n, bytes, err
+		}
+		if used[digest.NewDigestFromEncoded(digest.SHA256, e.Name())] {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+			n++
+			bytes += fi.Size()
+		}
+	}
+	return n, bytes, nil
+}
+
+// Size is the total size of the blobs in the store.
+func (b *Blobs) Size() (int64, int, error) {
+	ents, err := os.ReadDir(filepath.Join(b.dir, "sha256"))
+	if err != nil {
+		return 0, 0, err
+	}
+	var total int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total, len(ents), nil
 }
 
 // Path is where the blob with digest d lives (whether or not it exists).

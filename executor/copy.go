@@ -31,6 +31,20 @@ type copyJob struct {
 	links  map[[2]uint64]string // source (dev, ino) → upper path, to keep hard links
 	dirs   []dirTimes           // directory mtimes, applied after their contents
 	buf    []byte               // copy buffer, reused for every file of the job
+	// portable: --portable-modes for a copy from the context (git's modes).
+	portable bool
+	// fromContext: the sources are build context files, whose mtimes
+	// are not kept (see copyTime).
+	fromContext bool
+}
+
+// mtimeOf is the mtime a copied entry gets: its own for stage and image
+// sources (part of their content), copyTime for context files.
+func (j *copyJob) mtimeOf(fi fs.FileInfo) time.Time {
+	if j.fromContext {
+		return j.e.copyTime()
+	}
+	return fi.ModTime()
 }
 
 type dirTimes struct {
@@ -43,6 +57,7 @@ type srcRoot struct {
 	root      *os.Root
 	ignore    *dockerfile.Ignore // context only
 	keepOwner bool               // stage/image sources keep their ownership
+	context   bool               // the build context
 	what      string             // for errors: "build context" or "stage X"
 }
 
@@ -84,6 +99,8 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 		return err
 	}
 	defer cleanup()
+	job.portable = e.cfg.PortableModes && src.context
+	job.fromContext = src.context
 	if err := job.run(ctx, src); err != nil {
 		return err
 	}
@@ -95,7 +112,7 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 func (e *Executor) copySource(ctx context.Context, c *dockerfile.Copy, done map[int]*stageState) (*srcRoot, func(), error) {
 	switch c.From.Kind {
 	case dockerfile.SourceContext:
-		return &srcRoot{root: e.ctxRoot, ignore: e.cfg.Ignore, what: "build context"}, func() {}, nil
+		return &srcRoot{root: e.ctxRoot, ignore: e.cfg.Ignore, context: true, what: "build context"}, func() {}, nil
 	case dockerfile.SourceStage:
 		st, ok := done[c.From.Stage]
 		if !ok {
@@ -496,11 +513,15 @@ func (j *copyJob) copyDirFiltered(ctx context.Context, src *srcRoot, rel, target
 // excluded applies COPY --exclude patterns, matched against the path
 // relative to the copied directory and against the base name.
 func (j *copyJob) excluded(srel, base string) bool {
-	if len(j.step.Excludes) == 0 {
+	return matchExcludes(j.step.Excludes, srel, base)
+}
+
+func matchExcludes(excludes []string, srel, base string) bool {
+	if len(excludes) == 0 {
 		return false
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(srel, base), "/")
-	for _, p := range j.step.Excludes {
+	for _, p := range excludes {
 		p = strings.TrimPrefix(path.Clean("/"+p), "/")
 		for _, cand := range []string{rel, srel, path.Base(srel)} {
 			if ok, _ := path.Match(p, cand); ok {
@@ -535,7 +556,7 @@ func (j *copyJob) copyEntry(sd *os.Root, sname, srel string, dd *os.Root, name, 
 			return err
 		}
 		defer f.Close()
-		return j.writeFileAt(dd, name, target, f, fi.Mode(), owner, fi.ModTime())
+		return j.writeFileAt(dd, name, target, f, fi.Mode(), owner, j.mtimeOf(fi))
 	case fi.Mode()&fs.ModeSymlink != 0:
 		link, err := sd.Readlink(sname)
 		if err != nil {
@@ -569,6 +590,9 @@ func (j *copyJob) ownerFor(src *srcRoot, fi fs.FileInfo) idPair {
 func (j *copyJob) permFor(m fs.FileMode) fs.FileMode {
 	if j.mode != nil {
 		return *j.mode
+	}
+	if j.portable {
+		return portableMode(m)
 	}
 	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 }
@@ -604,7 +628,7 @@ func (j *copyJob) writeFileAt(dd *os.Root, name, target string, r io.Reader, mod
 		return err
 	}
 	if mtime.IsZero() {
-		mtime = j.e.now()
+		mtime = j.e.copyTime()
 	}
 	return dd.Chtimes(name, mtime, mtime)
 }
@@ -675,7 +699,7 @@ func (j *copyJob) mkdirOne(dd *os.Root, name, target string, fi fs.FileInfo, src
 	if err := dd.Chmod(name, j.permFor(fi.Mode())); err != nil {
 		return err
 	}
-	j.dirs = append(j.dirs, dirTimes{target, fi.ModTime()})
+	j.dirs = append(j.dirs, dirTimes{target, j.mtimeOf(fi)})
 	return nil
 }
 
@@ -701,7 +725,7 @@ func (j *copyJob) mkdirParents(target string) error {
 			return err
 		}
 	}
-	mode, owner, mtime := fs.FileMode(0o755), idPair{}, j.e.now()
+	mode, owner, mtime := fs.FileMode(0o755), idPair{}, j.e.copyTime()
 	if j.owner != nil {
 		owner = *j.owner
 	}

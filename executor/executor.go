@@ -62,6 +62,19 @@ type Config struct {
 	// ErrOut receives the last output lines of a failing RUN when Out
 	// discards output (--quiet).
 	ErrOut io.Writer
+	// Cache is the layer cache index; nil disables the cache (--layers=false).
+	Cache *cache.Index
+	// NoCache skips lookups but still records entries (--no-cache).
+	NoCache bool
+	// CacheTTL ignores entries older than this (0: no limit).
+	CacheTTL time.Duration
+	// FileHashes reuses context file digests across builds (nil: hash all).
+	FileHashes *cache.FileHashes
+	// PortableModes gives context files git's modes (0644/0755).
+	PortableModes bool
+	// ExplainCache prints, for each miss, the input that differs from the
+	// nearest cached entry.
+	ExplainCache bool
 	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
 	HTTP *http.Client
 	Log  *slog.Logger
@@ -75,6 +88,7 @@ type Executor struct {
 	warnedIDs bool
 	images    map[string]*stageState // COPY --from=IMAGE roots, by reference
 	platform  ocispec.Platform       // of the build in progress
+	times     []stepTime             // cached or run steps, for the summary line
 }
 
 // New validates cfg and returns an Executor.
@@ -138,6 +152,9 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 	if last == nil {
 		return nil, errors.New("empty plan")
 	}
+	if line := e.cacheSummary(); line != "" {
+		e.stepf("%s", line)
+	}
 	img := last.img
 	return &img, nil
 }
@@ -160,6 +177,18 @@ func (e *Executor) now() time.Time {
 		return e.cfg.Timestamp.UTC()
 	}
 	return time.Now().UTC()
+}
+
+// copyTime is the mtime of what COPY and ADD create from the context,
+// inline files and new parent directories: --timestamp when given, else
+// the Unix epoch. Never the context's own mtimes or the build time, so a
+// layer depends only on what its cache key covers: touching a file changes
+// neither, and a cache hit gives the layer a fresh build would.
+func (e *Executor) copyTime() time.Time {
+	if e.cfg.Timestamp != nil {
+		return e.cfg.Timestamp.UTC()
+	}
+	return time.Unix(0, 0).UTC()
 }
 
 func (e *Executor) stepf(format string, a ...any) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
@@ -20,6 +21,7 @@ import (
 // layers; a snapshot driver materializes it when a step needs files.
 type stageState struct {
 	img image.Image
+	key cache.Key // cache key of the state so far (zero: not cacheable)
 }
 
 func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
@@ -53,7 +55,7 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 			continue
 		}
 		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+1+shown, len(steps)+shown, step.String())
-		if err := e.runStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total)); err != nil {
+		if err := e.cachedStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total)); err != nil {
 			return nil, stepErr(step, err)
 		}
 	}
@@ -86,17 +88,20 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM: stage %d has not been built", st.Base.Stage)}
 		}
 		s.img = cloneImage(parent.img)
+		s.key = parent.key
 	case strings.EqualFold(st.Base.Image, "scratch"):
 		s.img = image.Image{Config: dockerspec.DockerOCIImage{Image: ocispec.Image{
 			Platform: ocispec.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
 			RootFS:   ocispec.RootFS{Type: "layers"},
 		}}}
+		s.key = e.rootKey(&s.img, "scratch", platform)
 	default:
 		img, err := e.cfg.Resolver.Resolve(ctx, st.Base.Image, platform)
 		if err != nil {
 			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM %s: %w", st.Base.Image, err)}
 		}
 		s.img = cloneImage(*img)
+		s.key = e.rootKey(img, st.Base.Image, platform)
 	}
 	if s.img.Config.RootFS.Type == "" {
 		s.img.Config.RootFS.Type = "layers"

@@ -40,6 +40,9 @@ type budOptions struct {
 	quiet         bool
 	layers        bool
 	noCache       bool
+	cacheTTL      time.Duration
+	portableModes bool
+	explainCache  bool
 	pull          string
 	timestampSet  bool
 	network       string
@@ -78,8 +81,11 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci,dest=DIR | type=docker-archive,dest=FILE | type=local,dest=DIR")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the image ID")
-	f.BoolVar(&o.layers, "layers", true, "cache intermediate layers")
-	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers")
+	f.BoolVar(&o.layers, "layers", true, "use and fill the layer cache (false: neither)")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers (the cache is still filled)")
+	f.DurationVar(&o.cacheTTL, "cache-ttl", 0, "ignore cache entries older than this (e.g. 72h; 0: no limit)")
+	f.BoolVar(&o.portableModes, "portable-modes", false, "give context files git's modes (0644, or 0755 when executable) in layers and cache keys")
+	f.BoolVar(&o.explainCache, "explain-cache", false, "for every cache miss, print the first input that differs from the nearest cached entry")
 	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
 	o.registry.addFlags(f)
 	f.StringVar(&o.network, "network", "host", "RUN network: host or none")
@@ -225,7 +231,25 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if len(o.tags) > 0 || len(outs) == 0 {
 		comp.RawDir = work // the store commit reads these instead of decompressing
 	}
+	var index *cache.Index
+	var hashes *cache.FileHashes
+	if o.layers {
+		cacheDir := filepath.Join(store.GraphRoot(), "builder", "cache")
+		if index, err = cache.OpenIndex(cacheDir, blobs); err != nil {
+			os.RemoveAll(work)
+			return err
+		}
+		defer index.Close()
+		hashes = cache.LoadFileHashes(filepath.Join(cacheDir, "filehashes", digestOf([]byte(contextAbs(contextDir))).Encoded()))
+		defer func() {
+			if err := hashes.Save(); err != nil {
+				g.log.Debug("cannot save the context file-hash index", "err", err)
+			}
+		}()
+	}
 	ex, err := executor.New(executor.Config{
+		Cache: index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: hashes,
+		PortableModes: o.portableModes, ExplainCache: o.explainCache,
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,
 		Snapshots: run.snapshots, Sandbox: run.sandbox, Network: o.network,
@@ -311,6 +335,18 @@ func (o *budOptions) writeOutputs(ctx context.Context, ex *executor.Executor, im
 		}
 	}
 	return nil
+}
+
+// contextAbs is the context's absolute, symlink-free path: the name its
+// file-hash index is kept under.
+func contextAbs(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	return dir
 }
 
 // ociTag gives the OCI layout tag for --output type=oci: the first -t's tag.

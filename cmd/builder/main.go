@@ -94,6 +94,8 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newPullCmd(g),
 		newLoginCmd(g),
 		newLogoutCmd(g),
+		newPruneCmd(g),
+		newCacheCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,161 @@
+package main
+
+// builder prune and builder cache ls/du: the layer cache beside the store
+// (<graphroot>/builder/cache, blobs in <graphroot>/builder/blobs).
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/builder-dev/builder/cache"
+	"github.com/docker/go-units"
+	"github.com/spf13/cobra"
+	"go.podman.io/storage"
+)
+
+type cacheDirs struct{ index, blobs string }
+
+func cacheDirsOf(s storage.Store) cacheDirs {
+	base := filepath.Join(s.GraphRoot(), "builder")
+	return cacheDirs{index: filepath.Join(base, "cache"), blobs: filepath.Join(base, "blobs")}
+}
+
+func newPruneCmd(g *globalOptions) *cobra.Command {
+	var all bool
+	var olderThan time.Duration
+	var keep string
+	cmd := &cobra.Command{
+		Use:   "prune [flags]",
+		Short: "Remove layer cache entries (by age and size) and the blobs only they used",
+		Long: "Remove layer cache entries unused for longer than --older-than, then the least recently\n" +
+			"used until the cache fits --keep-storage; --all removes every entry. Blobs no remaining\n" +
+			"entry uses are deleted. Images in the store are not touched. Waits for running builds.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := cache.PruneOptions{All: all, MaxAge: olderThan}
+			if keep != "" {
+				n, err := units.RAMInBytes(keep)
+				if err != nil || n < 0 {
+					return usagef("--keep-storage %q: want a size such as 10GB", keep)
+				}
+				o.MaxBytes = n
+			}
+			if !all && olderThan == 0 && o.MaxBytes == 0 {
+				o.All = true // as `buildah prune`: no filter means everything
+			}
+			return g.withStore(func(s storage.Store) error {
+				d := cacheDirsOf(s)
+				blobs, err := cache.OpenBlobs(d.blobs)
+				if err != nil {
+					return err
+				}
+				res, err := cache.Prune(cmd.Context(), d.index, blobs, o)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "removed %d cache entries and %d blobs, %s reclaimed\n", res.Entries, res.Blobs, units.HumanSize(float64(res.Bytes)))
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&all, "all", "a", false, "remove every cache entry")
+	f.DurationVar(&olderThan, "older-than", 0, "remove entries unused for longer than this (e.g. 168h)")
+	f.StringVar(&keep, "keep-storage", "", "then remove the least recently used entries until the cache is at most this size (e.g. 5GB)")
+	return cmd
+}
+
+func newCacheCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "Inspect the layer cache",
+	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List layer cache entries, most recently used first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withIndex(g, func(x *cache.Index, _ *cache.Blobs) error {
+				recs, err := x.List()
+				if err != nil {
+					return err
+				}
+				return printEntries(g.stdout, recs)
+			})
+		},
+	}
+	du := &cobra.Command{
+		Use:   "du",
+		Short: "Show the disk use of the layer cache",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withIndex(g, func(x *cache.Index, b *cache.Blobs) error {
+				recs, err := x.List()
+				if err != nil {
+					return err
+				}
+				var used int64
+				seen := map[string]bool{}
+				for _, r := range recs {
+					if r.Layer != nil && !seen[r.Layer.Digest.String()] {
+						seen[r.Layer.Digest.String()] = true
+						used += r.Layer.Size
+					}
+				}
+				total, n, err := b.Size()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "entries\t%d\nlayers\t%s (%d blobs)\nblob store\t%s (%d blobs)\n",
+					len(recs), units.HumanSize(float64(used)), len(seen), units.HumanSize(float64(total)), n)
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(ls, du)
+	return cmd
+}
+
+func withIndex(g *globalOptions, fn func(*cache.Index, *cache.Blobs) error) error {
+	return g.withStore(func(s storage.Store) error {
+		d := cacheDirsOf(s)
+		blobs, err := cache.OpenBlobs(d.blobs)
+		if err != nil {
+			return err
+		}
+		x, err := cache.OpenIndex(d.index, blobs)
+		if err != nil {
+			return err
+		}
+		defer x.Close()
+		return fn(x, blobs)
+	})
+}
+
+func printEntries(w io.Writer, recs []cache.Record) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tCREATED\tLAST USED\tSIZE\tSTEP")
+	for _, r := range recs {
+		size := "0B (empty)"
+		if r.Layer != nil {
+			size = units.HumanSize(float64(r.Layer.Size))
+		}
+		step := strings.ReplaceAll(r.Step, "\n", " ")
+		if len(step) > 60 {
+			step = step[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Key[:12], ago(r.Created), ago(r.LastUsed), size, step)
+	}
+	return tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return units.HumanDuration(time.Since(t)) + " ago"
+}

@@ -1,0 +1,351 @@
+package executor
+
+// Step cache keys. A key covers exactly what can change a step's layer:
+// its parent key, the expanded step (dockerfile's JSON form, positions and
+// display text excluded), and the content it reads — for COPY/ADD from the
+// context, the names, types, modes, link targets and contents of exactly
+// the files the copy selects (after .dockerignore and --exclude), never
+// their mtimes or owners, which COPY does not carry into the layer.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/internal/image"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// rootKey is the key a stage starts from.
+func (e *Executor) rootKey(img *image.Image, base string, platform ocispec.Platform) cache.Key {
+	id := img.ManifestDigest
+	if id == "" {
+		// A stored image without its manifest: its layers and config are its identity.
+		b, _ := json.Marshal(img.Config)
+		id = cache.DigestOf("image", b)
+	}
+	if base == "scratch" {
+		id = "scratch"
+	}
+	k := cache.Root(id, platform)
+	// Settings that change every layer's bytes are part of every key.
+	if e.cfg.Timestamp != nil {
+		k = k.Next([]byte("timestamp " + strconv.FormatInt(e.cfg.Timestamp.Unix(), 10)))
+	}
+	if e.cfg.PortableModes {
+		k = k.Next([]byte("portable-modes"))
+	}
+	return k
+}
+
+// keyed is a step key and what the explanation of a miss needs.
+type keyed struct {
+	key    cache.Key
+	inputs []cache.Input
+	files  map[string]digest.Digest // COPY from the context: path → entry digest
+}
+
+// stepKey computes the key of step on top of s; the zero key means the
+// step is not cacheable (e.g. ADD of a URL without --checksum).
+func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState) (keyed, error) {
+	if s.key.IsZero() {
+		return keyed{}, nil
+	}
+	def, err := json.Marshal(step)
+	if err != nil {
+		return keyed{}, err
+	}
+	var k keyed
+	switch st := step.(type) {
+	case *dockerfile.Meta:
+		if st.Mkdir == "" {
+			return keyed{}, nil
+		}
+		def, _ = json.Marshal(struct{ Mkdir, User string }{st.Mkdir, st.Config.User})
+		def = append([]byte("WORKDIR "), def...)
+	case *dockerfile.Copy:
+		for _, src := range st.Srcs {
+			if st.Add && (isURL(src) || isGitURL(src)) && st.Checksum == "" {
+				return keyed{}, nil // the remote content is unknown until fetched
+			}
+		}
+		in, files, ok, err := e.sourceInput(ctx, st.From, done, st.Platform, func(src *srcRoot) (digest.Digest, map[string]digest.Digest, error) {
+			return e.hashSelection(ctx, src, st.Srcs, st.Excludes, st.Parents, st.Add)
+		})
+		if err != nil || !ok {
+			return keyed{}, err
+		}
+		k.inputs, k.files = append(k.inputs, in), files
+	case *dockerfile.Exec:
+		// The effective network: --network of the build unless RUN names one.
+		network := st.Network
+		if network == "" || network == "default" {
+			network = e.cfg.Network
+		}
+		k.inputs = append(k.inputs, cache.Input{Name: "network", Digest: cache.DigestOf("network", []byte(network))})
+		// Also in def; named here so a miss can say which variable changed.
+		for _, kv := range st.Env {
+			name, val, _ := strings.Cut(kv, "=")
+			k.inputs = append(k.inputs, cache.Input{Name: "env " + name, Digest: cache.DigestOf("env", []byte(val))})
+		}
+		for i, m := range st.Mounts {
+			if m.Type != "bind" {
+				continue // secrets never count; cache and tmpfs mounts hold no input
+			}
+			in, _, ok, err := e.sourceInput(ctx, m.From, done, st.Platform, func(src *srcRoot) (digest.Digest, map[string]digest.Digest, error) {
+				return e.hashSelection(ctx, src, []string{m.Source}, nil, false, false)
+			})
+			if err != nil || !ok {
+				return keyed{}, err
+			}
+			in.Name = fmt.Sprintf("mount %d %s", i, in.Name)
+			k.inputs = append(k.inputs, in)
+		}
+	}
+	k.key = s.key.Next(def, k.inputs...)
+	return k, nil
+}
+
+// sourceInput is the input a step reads from src: the content of the
+// context files selected (hash), or the key of a stage or base image.
+func (e *Executor) sourceInput(ctx context.Context, src dockerfile.Source, done map[int]*stageState, p ocispec.Platform, hash func(*srcRoot) (digest.Digest, map[string]digest.Digest, error)) (cache.Input, map[string]digest.Digest, bool, error) {
+	switch src.Kind {
+	case dockerfile.SourceContext:
+		d, files, err := hash(&srcRoot{root: e.ctxRoot, ignore: e.cfg.Ignore, context: true, what: "build context"})
+		if err != nil {
+			return cache.Input{}, nil, false, nil // the step itself reports the problem
+		}
+		return cache.Input{Name: "context", Digest: d}, files, true, nil
+	case dockerfile.SourceStage:
+		st, ok := done[src.Stage]
+		if !ok || st.key.IsZero() {
+			return cache.Input{}, nil, false, nil
+		}
+		return cache.Input{Name: "stage " + strconv.Itoa(src.Stage), Digest: st.key.Digest()}, nil, true, nil
+	default:
+		if src.Image == "" || src.Image == "scratch" {
+			return cache.Input{Name: "scratch", Digest: cache.DigestOf("scratch")}, nil, true, nil
+		}
+		st, err := e.imageState(ctx, src.Image, p)
+		if err != nil {
+			return cache.Input{}, nil, false, nil
+		}
+		return cache.Input{Name: "image " + src.Image, Digest: e.rootKey(&st.img, src.Image, p).Digest()}, nil, true, nil
+	}
+}
+
+// hashEntry is one selected path, in copy order.
+type hashEntry struct {
+	name string // item index and path under it, as the layer will place it
+	fi   fs.FileInfo
+	rel  string // in the source root
+	link string
+	sum  digest.Digest
+}
+
+// hashSelection hashes what a COPY of patterns from src selects, walking
+// the source exactly as copyJob does: same matching, same .dockerignore
+// and --exclude rules, symlinks followed only for the named sources.
+func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, excludes []string, parents, add bool) (digest.Digest, map[string]digest.Digest, error) {
+	var ents []hashEntry
+	for _, p := range patterns {
+		if add && (isURL(p) || isGitURL(p)) {
+			continue
+		}
+		items, err := expandSource(src, p, parents)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, it := range items {
+			fi, err := src.root.Stat(it.rel)
+			if err != nil {
+				return "", nil, err
+			}
+			prefix := it.rel + "\x00" + it.keep
+			ents = append(ents, hashEntry{name: prefix, fi: fi, rel: it.rel})
+			if fi.IsDir() {
+				if err := walkForHash(ctx, src, it.rel, prefix, excludes, false, &ents); err != nil {
+					return "", nil, err
+				}
+			}
+		}
+	}
+	if err := e.sumFiles(ctx, src, ents); err != nil {
+		return "", nil, err
+	}
+	h := sha256.New()
+	files := make(map[string]digest.Digest, len(ents))
+	for i := range ents {
+		d := entryDigest(&ents[i], e.cfg.PortableModes && src.context, src.keepOwner)
+		h.Write([]byte(d))
+		files[ents[i].rel] = d
+	}
+	return digest.NewDigest(digest.SHA256, h), files, nil
+}
+
+// walkForHash lists dir's entries as copyDir (filtered=false) and
+// copyDirFiltered (true) would copy them.
+func walkForHash(ctx context.Context, src *srcRoot, rel, prefix string, excludes []string, filtered bool, out *[]hashEntry) error {
+	f, err := src.root.Open(rel)
+	if err != nil {
+		if filtered {
+			return nil
+		}
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		srel := path.Join(rel, n)
+		fi, err := src.root.Lstat(srel)
+		if err != nil {
+			if filtered {
+				continue
+			}
+			return err
+		}
+		skip := src.excluded(srel) || (!filtered && matchExcludes(excludes, srel, rel))
+		if skip {
+			if fi.IsDir() && (filtered || (src.ignore != nil && src.ignore.HasExclusions())) {
+				if err := walkForHash(ctx, src, srel, prefix, excludes, true, out); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		*out = append(*out, hashEntry{name: prefix + "\x00" + srel, fi: fi, rel: srel})
+		if fi.IsDir() {
+			if err := walkForHash(ctx, src, srel, prefix, excludes, false, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sumFiles fills in link targets and content digests, reading files in
+// parallel and reusing digests from the file-hash index for the context.
+func (e *Executor) sumFiles(ctx context.Context, src *srcRoot, ents []hashEntry) error {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	for range max(4, runtime.GOMAXPROCS(0)*2) {
+		wg.Go(func() {
+			for i := range work {
+				en := &ents[i]
+				switch {
+				case en.fi.Mode()&fs.ModeSymlink != 0:
+					l, err := src.root.Readlink(en.rel)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					en.link = l
+				case en.fi.Mode().IsRegular():
+					st, ok := en.fi.Sys().(*syscall.Stat_t)
+					if !ok {
+						fail(fmt.Errorf("%s: no stat", en.rel))
+						continue
+					}
+					open := func() (*os.File, error) { return src.root.Open(en.rel) }
+					var d digest.Digest
+					var err error
+					if e.cfg.FileHashes != nil && src.context {
+						d, err = e.cfg.FileHashes.Sum(e.cfg.Context+"\x00"+en.rel, st, open)
+					} else {
+						d, err = sumOpen(open)
+					}
+					if err != nil {
+						fail(err)
+						continue
+					}
+					en.sum = d
+				}
+			}
+		})
+	}
+	for i := range ents {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+func sumOpen(open func() (*os.File, error)) (digest.Digest, error) {
+	f, err := open()
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return digest.SHA256.FromReader(f)
+}
+
+// entryDigest frames one entry: its place, type, the mode COPY writes, the
+// owner when the copy keeps it, link target and content.
+func entryDigest(en *hashEntry, portable, keepOwner bool) digest.Digest {
+	h := sha256.New()
+	field := func(h hash.Hash, s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
+	field(h, en.name)
+	field(h, en.fi.Mode().Type().String())
+	mode := en.fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	if portable {
+		mode = portableMode(en.fi.Mode())
+	}
+	field(h, strconv.FormatUint(uint64(mode), 8))
+	if keepOwner {
+		if st, ok := en.fi.Sys().(*syscall.Stat_t); ok {
+			field(h, fmt.Sprintf("%d:%d", st.Uid, st.Gid))
+		}
+	}
+	field(h, en.link)
+	if en.fi.Mode().IsRegular() {
+		field(h, strconv.FormatInt(en.fi.Size(), 10))
+	}
+	field(h, string(en.sum))
+	return digest.NewDigest(digest.SHA256, h)
+}
+
+// portableMode is the mode --portable-modes gives a context file, as git
+// records it: 0755 for directories and executables, 0644 otherwise.
+func portableMode(m fs.FileMode) fs.FileMode {
+	if m.IsDir() || m&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
