@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"sort"
@@ -44,10 +45,16 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		return err
 	}
 	if !e.cfg.NoCache {
-		if rec, err := e.cfg.Cache.Get(k.key, e.cfg.CacheTTL); err == nil {
+		rec, err := e.cfg.Cache.Get(k.key, e.cfg.CacheTTL)
+		from := ""
+		if err != nil {
+			rec, from, err = e.fetchRemote(ctx, k.key)
+		}
+		if err == nil {
 			e.applyHit(s, step, rec)
-			e.stepf("--> Using cache %s", k.key.Hex())
+			e.stepf("--> Using cache %s%s", k.key.Hex(), from)
 			s.key = k.key
+			e.export(ctx, rec)
 			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
 			return nil
 		}
@@ -73,9 +80,44 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 	if err := e.cfg.Cache.Put(rec); err != nil {
 		e.cfg.Log.Warn("cannot record the cache entry", "step", step.String(), "err", err)
 	}
+	e.export(ctx, rec)
 	s.key = k.key
 	e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 	return nil
+}
+
+// fetchRemote looks key up in the --cache-from repositories, in order; a
+// hit is verified, kept in the local blob store and index.
+func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record, string, error) {
+	for _, r := range e.cfg.CacheFrom {
+		rec, err := r.Fetch(ctx, key, e.cfg.Blobs)
+		if err != nil {
+			if !errors.Is(err, cache.ErrMiss) {
+				e.cfg.Log.Warn("remote cache lookup failed", "cache", r.String(), "err", err)
+			}
+			continue
+		}
+		if err := e.cfg.Cache.Put(rec); err != nil {
+			e.cfg.Log.Warn("cannot record the cache entry", "err", err)
+		}
+		return rec, " (from " + r.String() + ")", nil
+	}
+	return cache.Record{}, "", cache.ErrMiss
+}
+
+// export uploads rec to --cache-to in the background; Build waits for the
+// uploads at its end and reports failures as warnings (the image is fine).
+func (e *Executor) export(ctx context.Context, rec cache.Record) {
+	if e.cfg.CacheTo == nil {
+		return
+	}
+	e.exports.Go(func() {
+		if err := e.cfg.CacheTo.Export(ctx, rec, e.cfg.Blobs); err != nil {
+			e.exportMu.Lock()
+			e.exportErr = append(e.exportErr, err)
+			e.exportMu.Unlock()
+		}
+	})
 }
 
 // applyHit gives s what running step would have: the cached layer (or an

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/builder-dev/builder/cache"
@@ -66,6 +67,10 @@ type Config struct {
 	Cache *cache.Index
 	// NoCache skips lookups but still records entries (--no-cache).
 	NoCache bool
+	// CacheFrom are registry caches looked in after a local miss;
+	// CacheTo receives every entry of this build (--cache-from, --cache-to).
+	CacheFrom []*cache.Remote
+	CacheTo   *cache.Remote
 	// CacheTTL ignores entries older than this (0: no limit).
 	CacheTTL time.Duration
 	// FileHashes reuses context file digests across builds (nil: hash all).
@@ -89,6 +94,9 @@ type Executor struct {
 	images    map[string]*stageState // COPY --from=IMAGE roots, by reference
 	platform  ocispec.Platform       // of the build in progress
 	times     []stepTime             // cached or run steps, for the summary line
+	exports   sync.WaitGroup         // --cache-to uploads in flight
+	exportMu  sync.Mutex
+	exportErr []error
 }
 
 // New validates cfg and returns an Executor.
@@ -154,6 +162,10 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 	}
 	if line := e.cacheSummary(); line != "" {
 		e.stepf("%s", line)
+	}
+	e.exports.Wait()
+	for _, err := range e.exportErr {
+		e.cfg.Log.Warn("cache export failed", "err", err)
 	}
 	img := last.img
 	return &img, nil

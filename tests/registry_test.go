@@ -286,6 +286,7 @@ func TestRegistry(t *testing.T) {
 	})
 
 	t.Run("faults", func(t *testing.T) { testFaults(t, reg) })
+	t.Run("remote-cache", func(t *testing.T) { testRemoteCache(t, reg) })
 	t.Run("short-names", func(t *testing.T) { testShortNames(t, reg, img) })
 }
 
@@ -451,5 +452,30 @@ func testShortNames(t *testing.T, reg *testRegistry, img string) {
 	_, se, code := runAt(filepath.Join(t.TempDir(), "root"), conf(reg.host, "127.0.0.1:1"), nil, append([]string{"pull"}, append(reg.flags(), "team/app:v1")...)...)
 	if code == 0 || !strings.Contains(se, "ambiguous") || !strings.Contains(se, "127.0.0.1:1/team/app:v1") {
 		t.Errorf("ambiguous short name: exit %d\n%s", code, se)
+	}
+}
+
+// Two stores standing for two CI machines share one cache repository: the
+// second build, with an empty store, hits every step and gives the first's
+// image; a repository with no entries is a plain miss.
+func testRemoteCache(t *testing.T, reg *testRegistry) {
+	repo := reg.host + "/cache/app"
+	ctx := contextDir(t, "FROM "+env.baseOCI+"\nCOPY a.txt /a.txt\nRUN echo RAN-1 && cp /a.txt /b.txt\nRUN echo RAN-2 && true\n",
+		map[string]string{"a.txt": "shared cache\n"})
+	flags := append([]string{"bud", "--timestamp", "1700000000"}, reg.flags()...)
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	idA := must(t, a, nil, nil, append(flags, "--cache-to", repo, "-q", ctx)...)
+	out := must(t, b, nil, nil, append(flags, "--cache-from", repo, ctx)...)
+	if n := strings.Count(out, "--> Using cache"); n != 3 || len(ran(out)) != 0 {
+		t.Errorf("second machine: %d cache hits, ran %v, want 3 and none\n%s", n, ran(out), out)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), strings.TrimSpace(idA)) {
+		t.Errorf("second machine built another image (first %s):\n%s", idA, out)
+	}
+	// A third store against an empty repository: every step runs.
+	c := filepath.Join(t.TempDir(), "c")
+	so, se, code := runAt(c, nil, nil, append(flags, "--cache-from", "docker://"+repo+"-missing", ctx)...)
+	if code != 0 || len(ran(so+se)) != 2 {
+		t.Errorf("build with an empty cache repository: exit %d, ran %v\n%s%s", code, ran(so+se), so, se)
 	}
 }

@@ -43,6 +43,8 @@ type budOptions struct {
 	cacheTTL      time.Duration
 	portableModes bool
 	explainCache  bool
+	cacheFrom     []string
+	cacheTo       string
 	pull          string
 	timestampSet  bool
 	network       string
@@ -85,6 +87,8 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use cached layers (the cache is still filled)")
 	f.DurationVar(&o.cacheTTL, "cache-ttl", 0, "ignore cache entries older than this (e.g. 72h; 0: no limit)")
 	f.BoolVar(&o.portableModes, "portable-modes", false, "give context files git's modes (0644, or 0755 when executable) in layers and cache keys")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "registry repository to find cached layers in after a local miss (repeatable)")
+	f.StringVar(&o.cacheTo, "cache-to", "", "registry repository to store this build's cache entries in")
 	f.BoolVar(&o.explainCache, "explain-cache", false, "for every cache miss, print the first input that differs from the nearest cached entry")
 	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
 	o.registry.addFlags(f)
@@ -247,7 +251,28 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 			}
 		}()
 	}
+	var from []*cache.Remote
+	var to *cache.Remote
+	for _, r := range o.cacheFrom {
+		rem, err := cache.NewRemote(r, reg.env.sys)
+		if err != nil {
+			os.RemoveAll(work)
+			return usagef("--cache-from: %v", err)
+		}
+		from = append(from, rem)
+	}
+	if o.cacheTo != "" {
+		if to, err = cache.NewRemote(o.cacheTo, reg.env.sys); err != nil {
+			os.RemoveAll(work)
+			return usagef("--cache-to: %v", err)
+		}
+	}
+	if index == nil && (from != nil || to != nil) {
+		os.RemoveAll(work)
+		return usagef("--cache-from and --cache-to need the layer cache (not --layers=false)")
+	}
 	ex, err := executor.New(executor.Config{
+		CacheFrom: from, CacheTo: to,
 		Cache: index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: hashes,
 		PortableModes: o.portableModes, ExplainCache: o.explainCache,
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
