@@ -47,63 +47,110 @@ func NewRemote(repo string, sys *types.SystemContext) (*Remote, error) {
 
 func (r *Remote) String() string { return r.repo }
 
-func (r *Remote) ref(k Key) (types.ImageReference, error) {
-	return docker.ParseReference("//" + r.repo + ":" + k.Hex())
+func (r *Remote) ref(tag string) (types.ImageReference, error) {
+	return docker.ParseReference("//" + r.repo + ":" + tag)
+}
+
+// mountMediaType marks a cache-mount entry; its config names the mount.
+const mountMediaType = "application/vnd.builder.cache.mount.v1+json"
+
+// mountTag is the tag of cache mount id's latest contents.
+func mountTag(id string) string { return "mount-" + DigestOf("mount", []byte(id)).Encoded() }
+
+// getEntry reads the entry tagged tag: its config (checked against its
+// digest and media type) and its layers. ErrMiss when there is none.
+func (r *Remote) getEntry(ctx context.Context, tag, mediaType string) (types.ImageSource, []byte, []ocispec.Descriptor, error) {
+	ref, err := r.ref(tag)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	src, err := ref.NewImageSource(ctx, r.sys)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cache %s: %w", r.repo, err)
+	}
+	raw, _, err := src.GetManifest(ctx, nil)
+	if err != nil {
+		src.Close()
+		return nil, nil, nil, ErrMiss // unknown tag (the registry's 404), or unreadable: a miss either way
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil || m.Config.MediaType != mediaType || len(m.Layers) > 1 {
+		src.Close()
+		return nil, nil, nil, ErrMiss
+	}
+	rc, _, err := src.GetBlob(ctx, types.BlobInfo{Digest: m.Config.Digest, Size: m.Config.Size}, none.NoCache)
+	if err != nil {
+		src.Close()
+		return nil, nil, nil, fmt.Errorf("cache %s: entry %s: %w", r.repo, tag, err)
+	}
+	cfg, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	rc.Close()
+	if err == nil && digest.FromBytes(cfg) != m.Config.Digest {
+		err = fmt.Errorf("cache %s: entry %s: config does not match its digest %s", r.repo, tag, m.Config.Digest)
+	}
+	if err != nil {
+		src.Close()
+		return nil, nil, nil, err
+	}
+	return src, cfg, m.Layers, nil
+}
+
+// fetchBlob stores blob d of src in blobs unless it is there, verifying
+// it against its digest (a mismatch keeps nothing and names the digest).
+func (r *Remote) fetchBlob(ctx context.Context, src types.ImageSource, d ocispec.Descriptor, blobs *Blobs) error {
+	if n, err := blobs.Stat(d.Digest); err == nil && n == d.Size {
+		return nil
+	}
+	rc, _, err := src.GetBlob(ctx, types.BlobInfo{Digest: d.Digest, Size: d.Size}, none.NoCache)
+	if err != nil {
+		return fmt.Errorf("cache %s: blob %s: %w", r.repo, d.Digest, err)
+	}
+	defer rc.Close()
+	if _, _, err := blobs.Put(rc, d.Digest); err != nil {
+		return fmt.Errorf("cache %s: blob %s: %w", r.repo, d.Digest, err)
+	}
+	return nil
 }
 
 // Fetch looks k up; on a hit it stores the layer blob in blobs (verified
 // against its digest) and returns the record. ErrMiss when absent.
 func (r *Remote) Fetch(ctx context.Context, k Key, blobs *Blobs) (Record, error) {
-	ref, err := r.ref(k)
+	src, cfg, layers, err := r.getEntry(ctx, k.Hex(), recordMediaType)
 	if err != nil {
 		return Record{}, err
-	}
-	src, err := ref.NewImageSource(ctx, r.sys)
-	if err != nil {
-		return Record{}, fmt.Errorf("cache %s: %w", r.repo, err)
 	}
 	defer src.Close()
-	raw, _, err := src.GetManifest(ctx, nil)
-	if err != nil {
-		return Record{}, ErrMiss // unknown tag (the registry's 404), or unreadable: a miss either way
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil || m.Config.MediaType != recordMediaType || len(m.Layers) > 1 {
-		return Record{}, ErrMiss
-	}
-	rc, _, err := src.GetBlob(ctx, types.BlobInfo{Digest: m.Config.Digest, Size: m.Config.Size}, none.NoCache)
-	if err != nil {
-		return Record{}, fmt.Errorf("cache %s: entry %s: %w", r.repo, k.Short(), err)
-	}
-	cfg, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	rc.Close()
-	if err != nil {
-		return Record{}, err
-	}
-	if digest.FromBytes(cfg) != m.Config.Digest {
-		return Record{}, fmt.Errorf("cache %s: entry %s: record does not match its digest %s", r.repo, k.Short(), m.Config.Digest)
-	}
 	var rec Record
 	if err := json.Unmarshal(cfg, &rec); err != nil || rec.Key != k.Hex() {
 		return Record{}, ErrMiss
 	}
-	if (rec.Layer == nil) != (len(m.Layers) == 0) || (rec.Layer != nil && rec.Layer.Digest != m.Layers[0].Digest) {
+	if (rec.Layer == nil) != (len(layers) == 0) || (rec.Layer != nil && rec.Layer.Digest != layers[0].Digest) {
 		return Record{}, ErrMiss
 	}
 	if rec.Layer != nil {
-		if n, err := blobs.Stat(rec.Layer.Digest); err != nil || n != rec.Layer.Size {
-			rc, _, err := src.GetBlob(ctx, types.BlobInfo{Digest: rec.Layer.Digest, Size: rec.Layer.Size}, none.NoCache)
-			if err != nil {
-				return Record{}, fmt.Errorf("cache %s: layer %s: %w", r.repo, rec.Layer.Digest, err)
-			}
-			_, _, err = blobs.Put(rc, rec.Layer.Digest) // verified: a mismatch is an error, nothing is kept
-			rc.Close()
-			if err != nil {
-				return Record{}, fmt.Errorf("cache %s: layer %s: %w", r.repo, rec.Layer.Digest, err)
-			}
+		if err := r.fetchBlob(ctx, src, *rec.Layer, blobs); err != nil {
+			return Record{}, err
 		}
 	}
 	return rec, nil
+}
+
+// FetchMount finds the exported contents of cache mount id: a tar blob,
+// stored (verified) in blobs. ErrMiss when there is none.
+func (r *Remote) FetchMount(ctx context.Context, id string, blobs *Blobs) (ocispec.Descriptor, error) {
+	src, cfg, layers, err := r.getEntry(ctx, mountTag(id), mountMediaType)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer src.Close()
+	var c struct{ ID string }
+	if json.Unmarshal(cfg, &c) != nil || c.ID != id || len(layers) != 1 {
+		return ocispec.Descriptor{}, ErrMiss
+	}
+	if err := r.fetchBlob(ctx, src, layers[0], blobs); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return layers[0], nil
 }
 
 // Export stores rec (and its layer blob from blobs) under its key.
@@ -112,7 +159,27 @@ func (r *Remote) Export(ctx context.Context, rec Record, blobs *Blobs) error {
 	if err != nil {
 		return err
 	}
-	ref, err := r.ref(k)
+	cfg, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return r.putEntry(ctx, k.Hex(), recordMediaType, cfg, rec.Layer, blobs)
+}
+
+// ExportMount stores layer (a tar of cache mount id's contents, in blobs)
+// as the mount's latest contents.
+func (r *Remote) ExportMount(ctx context.Context, id string, layer ocispec.Descriptor, blobs *Blobs) error {
+	cfg, err := json.Marshal(struct{ ID string }{id})
+	if err != nil {
+		return err
+	}
+	return r.putEntry(ctx, mountTag(id), mountMediaType, cfg, &layer, blobs)
+}
+
+// putEntry pushes an entry: layer (if any) from blobs, the config, then
+// the manifest under tag.
+func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte, layer *ocispec.Descriptor, blobs *Blobs) error {
+	ref, err := r.ref(tag)
 	if err != nil {
 		return err
 	}
@@ -121,36 +188,30 @@ func (r *Remote) Export(ctx context.Context, rec Record, blobs *Blobs) error {
 		return fmt.Errorf("cache %s: %w", r.repo, err)
 	}
 	defer dst.Close()
-	rec.LastUsed = rec.Created
-	cfg, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
 	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: ocispec.Descriptor{MediaType: recordMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
+		Config: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
 		Layers: []ocispec.Descriptor{}}
-	if rec.Layer != nil {
-		f, err := blobs.Open(rec.Layer.Digest)
+	if layer != nil {
+		f, err := blobs.Open(layer.Digest)
 		if err != nil {
 			return err
 		}
-		_, err = dst.PutBlob(ctx, f, types.BlobInfo{Digest: rec.Layer.Digest, Size: rec.Layer.Size}, none.NoCache, false)
+		_, err = dst.PutBlob(ctx, f, types.BlobInfo{Digest: layer.Digest, Size: layer.Size}, none.NoCache, false)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("cache %s: upload layer %s: %w", r.repo, rec.Layer.Digest, err)
+			return fmt.Errorf("cache %s: upload blob %s: %w", r.repo, layer.Digest, err)
 		}
-		m.Layers = append(m.Layers, *rec.Layer)
+		m.Layers = append(m.Layers, *layer)
 	}
 	if _, err := dst.PutBlob(ctx, bytes.NewReader(cfg), types.BlobInfo{Digest: m.Config.Digest, Size: m.Config.Size}, none.NoCache, true); err != nil {
-		return fmt.Errorf("cache %s: upload record: %w", r.repo, err)
+		return fmt.Errorf("cache %s: upload config: %w", r.repo, err)
 	}
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
 	if err := dst.PutManifest(ctx, raw, nil); err != nil {
-		return fmt.Errorf("cache %s: put entry %s: %w", r.repo, k.Short(), err)
+		return fmt.Errorf("cache %s: put entry %s: %w", r.repo, tag, err)
 	}
 	return dst.Commit(ctx, nil)
 }
-

@@ -1,9 +1,14 @@
 package executor
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/snapshot"
+	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -232,4 +237,70 @@ func (e *Executor) cacheSummary() string {
 		parts = append(parts, fmt.Sprintf("%s %.2fs%s", firstWord(t.text), t.d.Seconds(), mark))
 	}
 	return fmt.Sprintf("Cache: %d hit(s), %d miss(es); %s", hits, len(e.times)-hits, strings.Join(parts, ", "))
+}
+
+// importMount fills the new cache mount directory dir with the contents of
+// cache mount id exported to a --cache-from repository, if any: extracted
+// beside dir and renamed into place, so a failure leaves no half cache.
+func (e *Executor) importMount(ctx context.Context, id, dir string) {
+	for _, r := range e.cfg.CacheFrom {
+		desc, err := r.FetchMount(ctx, id, e.cfg.Blobs)
+		if err != nil {
+			if !errors.Is(err, cache.ErrMiss) {
+				e.cfg.Log.Warn("cannot import cache mount", "id", id, "cache", r.String(), "err", err)
+			}
+			continue
+		}
+		err = os.MkdirAll(filepath.Dir(dir), 0o700)
+		var tmp string
+		if err == nil {
+			tmp, err = os.MkdirTemp(filepath.Dir(dir), ".import-")
+		}
+		if err == nil {
+			err = e.applyLayer(ctx, tmp, &layer.Stored{Blobs: e.cfg.Blobs, Desc: desc, Diff: ""})
+		}
+		if err == nil {
+			os.Chmod(tmp, 0o755)
+			err = os.Rename(tmp, dir)
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			e.cfg.Log.Warn("cannot import cache mount", "id", id, "err", err)
+			continue
+		}
+		e.stepf("--> Cache mount %q imported from %s", id, r.String())
+		return
+	}
+}
+
+// exportMounts sends the cache mounts this build used to --cache-to, each
+// as one compressed tar (in the background, like step entries).
+func (e *Executor) exportMounts(ctx context.Context) {
+	if e.cfg.CacheTo == nil {
+		return
+	}
+	ids := make([]string, 0, len(e.mountsUsed))
+	for id := range e.mountsUsed {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		dir := e.mountsUsed[id]
+		l, err := layer.Write(ctx, e.cfg.Blobs, layer.Compression{Kind: compress.Gzip}, func(w io.Writer) error {
+			return snapshot.WriteTar(ctx, w, dir, snapshot.WriteOptions{})
+		})
+		if err != nil {
+			e.exportMu.Lock()
+			e.exportErr = append(e.exportErr, fmt.Errorf("cache mount %q: %w", id, err))
+			e.exportMu.Unlock()
+			continue
+		}
+		e.exports.Go(func() {
+			if err := e.cfg.CacheTo.ExportMount(ctx, id, l.Descriptor(), e.cfg.Blobs); err != nil {
+				e.exportMu.Lock()
+				e.exportErr = append(e.exportErr, fmt.Errorf("cache mount %q: %w", id, err))
+				e.exportMu.Unlock()
+			}
+		})
+	}
 }

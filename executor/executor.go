@@ -97,6 +97,9 @@ type Executor struct {
 	exports   sync.WaitGroup         // --cache-to uploads in flight
 	exportMu  sync.Mutex
 	exportErr []error
+	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
+	// with --cache-to at the end of the build.
+	mountsUsed map[string]string
 }
 
 // New validates cfg and returns an Executor.
@@ -132,7 +135,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	e := &Executor{cfg: cfg, ctxRoot: root, images: map[string]*stageState{}}
+	e := &Executor{cfg: cfg, ctxRoot: root, images: map[string]*stageState{}, mountsUsed: map[string]string{}}
 	e.chownOK = probeChown(cfg.WorkDir)
 	return e, nil
 }
@@ -163,6 +166,7 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 	if line := e.cacheSummary(); line != "" {
 		e.stepf("%s", line)
 	}
+	e.exportMounts(ctx)
 	e.exports.Wait()
 	for _, err := range e.exportErr {
 		e.cfg.Log.Warn("cache export failed", "err", err)

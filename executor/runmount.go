@@ -27,7 +27,7 @@ func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[in
 	case "bind":
 		return e.bindMount(ctx, m, done, tmp)
 	case "cache":
-		return e.cacheMount(m)
+		return e.cacheMount(ctx, m)
 	case "tmpfs":
 		opts := []string{"nosuid", "nodev", "mode=1777"}
 		if m.Size > 0 {
@@ -109,7 +109,7 @@ func copyForBind(ctx context.Context, src, dst string) error {
 }
 
 // cacheMount gives a directory that persists across builds, keyed by id.
-func (e *Executor) cacheMount(m dockerfile.Mount) (*specs.Mount, func(), error) {
+func (e *Executor) cacheMount(ctx context.Context, m dockerfile.Mount) (*specs.Mount, func(), error) {
 	if e.cfg.CacheMounts == "" {
 		return nil, nil, fmt.Errorf("no cache mount directory configured")
 	}
@@ -118,9 +118,13 @@ func (e *Executor) cacheMount(m dockerfile.Mount) (*specs.Mount, func(), error) 
 		id = m.Target
 	}
 	dir := filepath.Join(e.cfg.CacheMounts, shortHash(id))
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		e.importMount(ctx, id, dir) // a fresh machine: start from the registry's copy
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
+	e.mountsUsed[id] = dir
 	var release func()
 	switch m.Sharing {
 	case "locked", "private":
