@@ -349,3 +349,17 @@ func portableMode(m fs.FileMode) fs.FileMode {
 	}
 	return 0o644
 }
+
+// HashContext hashes dir as `COPY . /` would select it (after ignore),
+// reading every file: what hashing a context costs without the file-hash
+// index (`builder cache hash-context`, the bench's floor for rebuilds).
+func HashContext(ctx context.Context, dir string, ignore *dockerfile.Ignore) (digest.Digest, int, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", 0, err
+	}
+	defer root.Close()
+	e := &Executor{cfg: Config{Context: dir}}
+	d, files, err := e.hashSelection(ctx, &srcRoot{root: root, ignore: ignore, context: true, what: "build context"}, []string{"."}, nil, false, false)
+	return d, len(files), err
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/executor"
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
@@ -116,7 +117,30 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(ls, du)
+	var file string
+	hash := &cobra.Command{
+		Use:   "hash-context [CONTEXT]",
+		Short: "Hash a build context as COPY . selects it (after .dockerignore), reading every file",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			ignore, err := loadIgnore(file, dir)
+			if err != nil {
+				return usageError{err}
+			}
+			d, n, err := executor.HashContext(cmd.Context(), dir, ignore)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s\t%d entries\n", d, n)
+			return nil
+		},
+	}
+	hash.Flags().StringVarP(&file, "file", "f", "", "Dockerfile whose .dockerignore applies (default CONTEXT/Dockerfile)")
+	cmd.AddCommand(ls, du, hash)
 	return cmd
 }
 

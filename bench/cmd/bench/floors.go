@@ -147,6 +147,7 @@ type caseFloors struct {
 	WriteLayers   stat    `json:"write_layers_s"` // writing them to a file in the work dir (page cache, no fsync)
 	PgzipLayers   stat    `json:"pgzip_layers_s"` // compressing them: the push floor
 	PgzipLayersTo int64   `json:"pgzip_layers_bytes"`
+	HashContext   stat    `json:"hash_context_s"` // builder cache hash-context (every file read)
 	Runs          int     `json:"run_steps"`
 	EditRuns      int     `json:"run_steps_after_edit"`
 }

@@ -403,6 +403,7 @@ func (b *bench) tools(f features, tlsFlag bool) []tool {
 // features of the builder binary under test.
 type features struct {
 	push, budPush, budTLS bool
+	hashContext           bool // builder cache hash-context
 	version               string
 }
 
@@ -414,6 +415,9 @@ func (b *bench) probe() features {
 	if out, err := b.run(b.builder, "bud", "--help"); err == nil {
 		f.budPush = strings.Contains(out, "--push")
 		f.budTLS = strings.Contains(out, "--tls-verify")
+	}
+	if _, err := b.run(b.builder, "cache", "hash-context", "--help"); err == nil {
+		f.hashContext = true
 	}
 	if out, err := b.run(b.builder, "version"); err == nil {
 		f.version = strings.TrimSpace(out)
@@ -717,6 +721,13 @@ func cmdRun(args []string) error {
 			return err
 		}
 		f.Runs, f.EditRuns = c.runs, c.editRuns
+		if feat.hashContext {
+			// What builder needs just to hash the context, reading every file.
+			dir := ctxDir(c)
+			if f.HashContext, err = timeN(n, func() error { _, err := b.run(b.builder, "cache", "hash-context", dir); return err }); err != nil {
+				return err
+			}
+		}
 		res.Cases[c.name].Floors = f
 	}
 	logf("floors: sandbox start %.3fs", res.Sandbox.Median)
