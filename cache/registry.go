@@ -15,39 +15,64 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 )
 
 const recordMediaType = "application/vnd.builder.cache.record.v1+json"
 
-// Remote is a cache repository in a registry (--cache-to, --cache-from).
+// Remote is a cache repository in a registry, or an OCI layout on disk
+// (--cache-to, --cache-from).
 type Remote struct {
-	repo string // registry/name, no tag
-	sys  *types.SystemContext
+	repo   string // registry/name, or the layout directory
+	layout bool   // oci:DIR
+	sys    *types.SystemContext
+	mu     sync.Mutex // an OCI layout's index.json takes one writer at a time
 }
 
-// NewRemote returns the cache in repository repo ("registry/name", with or
-// without docker://), reached with sys (auth, TLS, registries.conf).
-func NewRemote(repo string, sys *types.SystemContext) (*Remote, error) {
-	repo = strings.TrimPrefix(repo, "docker://")
-	if repo == "" || strings.ContainsAny(repo, "@") || strings.Contains(repo[strings.LastIndex(repo, "/")+1:], ":") {
-		return nil, fmt.Errorf("cache repository %q: want REGISTRY/NAME without a tag or digest", repo)
+// NewRemote returns the cache at ref: "REGISTRY/NAME" or
+// "docker://REGISTRY/NAME" (no tag: the tags are the step keys), or
+// "oci:DIR", reached with sys (auth, TLS, registries.conf).
+func NewRemote(ref string, sys *types.SystemContext) (*Remote, error) {
+	if dir, ok := strings.CutPrefix(ref, "oci:"); ok {
+		if dir == "" || strings.Contains(dir, ":") {
+			return nil, fmt.Errorf("cache %q: want oci:DIR (the tags are the step keys)", ref)
+		}
+		return &Remote{repo: dir, layout: true, sys: sys}, nil
+	}
+	for _, t := range []string{"containers-storage:", "docker-archive:", "oci-archive:", "dir:", "docker-daemon:"} {
+		if strings.HasPrefix(ref, t) {
+			return nil, fmt.Errorf("cache %q: %s cannot hold a cache (use REGISTRY/NAME, docker://REGISTRY/NAME or oci:DIR)", ref, strings.TrimSuffix(t, ":"))
+		}
+	}
+	repo := strings.TrimPrefix(ref, "docker://")
+	if repo == "" || strings.Contains(repo, "@") || strings.Contains(repo[strings.LastIndex(repo, "/")+1:], ":") {
+		return nil, fmt.Errorf("cache repository %q: want REGISTRY/NAME without a tag or digest", ref)
 	}
 	if _, err := docker.ParseReference("//" + repo + ":probe"); err != nil {
-		return nil, fmt.Errorf("cache repository %q: %w", repo, err)
+		return nil, fmt.Errorf("cache repository %q: %w", ref, err)
 	}
 	return &Remote{repo: repo, sys: sys}, nil
 }
 
-func (r *Remote) String() string { return r.repo }
+func (r *Remote) String() string {
+	if r.layout {
+		return "oci:" + r.repo
+	}
+	return r.repo
+}
 
 func (r *Remote) ref(tag string) (types.ImageReference, error) {
+	if r.layout {
+		return layout.NewReference(r.repo, tag)
+	}
 	return docker.ParseReference("//" + r.repo + ":" + tag)
 }
 
@@ -66,6 +91,9 @@ func (r *Remote) getEntry(ctx context.Context, tag, mediaType string) (types.Ima
 	}
 	src, err := ref.NewImageSource(ctx, r.sys)
 	if err != nil {
+		if r.layout {
+			return nil, nil, nil, ErrMiss // no layout yet, or no such tag in it
+		}
 		return nil, nil, nil, fmt.Errorf("cache %s: %w", r.repo, err)
 	}
 	raw, _, err := src.GetManifest(ctx, nil)
@@ -179,6 +207,10 @@ func (r *Remote) ExportMount(ctx context.Context, id string, layer ocispec.Descr
 // putEntry pushes an entry: layer (if any) from blobs, the config, then
 // the manifest under tag.
 func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte, layer *ocispec.Descriptor, blobs *Blobs) error {
+	if r.layout {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+	}
 	ref, err := r.ref(tag)
 	if err != nil {
 		return err
