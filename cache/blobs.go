@@ -147,6 +147,10 @@ func (w *Ingester) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Name is the path of the file being written (for a reader that follows
+// the blob as it grows; the file is renamed, not copied, on Commit).
+func (w *Ingester) Name() string { return w.f.Name() }
+
 // Commit publishes the blob under its digest. When expected is not empty
 // and differs from what was written, the blob is discarded and an error
 // names both digests.

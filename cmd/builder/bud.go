@@ -235,6 +235,11 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if len(o.tags) > 0 || len(outs) == 0 {
 		comp.RawDir = work // the store commit reads these instead of decompressing
 	}
+	up := reg.eager(ctx, g)
+	if up != nil && comp.Kind != compress.None {
+		comp.Follow = up.follow
+		defer up.wait()
+	}
 	var index *cache.Index
 	var hashes *cache.FileHashes
 	if o.layers {
@@ -302,7 +307,12 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	// while the local store and the other outputs are written: with --push
 	// the CI flow costs the longer of the two, not their sum.
 	pushDone := make(chan error, 1)
-	go func() { pushDone <- reg.pushAll(ctx, img, format, progress) }()
+	go func() {
+		if up != nil {
+			up.wait() // blobs streamed during the build are in place: the push only checks them
+		}
+		pushDone <- reg.pushAll(ctx, img, format, progress)
+	}()
 	outErr := o.writeOutputs(ctx, ex, img, id, outs, popts, progress)
 	if err := errors.Join(outErr, <-pushDone); err != nil {
 		return err

@@ -93,6 +93,15 @@ func (b *budRegistry) layerCompression(cur layer.Compression) layer.Compression 
 	return layer.Compression{Kind: b.comp.Kind, Level: b.comp.Level}
 }
 
+// eager starts streaming new layers to the first --push destination while
+// they are written (see eager.go); nil when nothing is pushed.
+func (b *budRegistry) eager(ctx context.Context, g *globalOptions) *eagerUploader {
+	if len(b.dest) == 0 {
+		return nil
+	}
+	return newEagerUploader(ctx, b.dest[0], b.env.sys, g.log)
+}
+
 // configure makes bud's other outputs (oci, docker-archive) reuse and
 // record compressed layers, so no export compresses a layer twice.
 func (b *budRegistry) configure(o *pushers.Options) {

@@ -130,7 +130,11 @@ func NewWriter(w io.Writer, kind Kind, level int) (io.WriteCloser, error) {
 		return nopWriteCloser{w}, nil
 	case Gzip:
 		if level == 0 {
-			level = pgzip.DefaultCompression
+			// Fastest, as go-containerregistry (so kaniko, ko, crane) does:
+			// twice pgzip's default speed for about 2% larger layers here
+			// (bench data: 0.636 vs 0.622 of the tar); --compression-level
+			// chooses otherwise.
+			level = pgzip.BestSpeed
 		}
 		zw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,12 @@ import (
 type Compression struct {
 	Kind  compress.Kind // compress.None, compress.Gzip or compress.Zstd
 	Level int           // 0 = the compressor's default
+	// Follow, when set and Kind compresses, is called once per layer with
+	// the path of the blob file as it is written; it returns progress, told
+	// the file's length after each write, and done, told how the layer
+	// ended (nil: whole). A registry upload can so stream the blob while it
+	// is made, without ever holding the writer back.
+	Follow func(path string) (progress func(int64), done func(error))
 	// RawDir, when set and Kind compresses, also keeps the uncompressed
 	// tar in a scratch file there (Stored.Raw), so a local store commit in
 	// the same build needs no decompression. The caller removes RawDir.
@@ -47,10 +54,23 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 		return nil, err
 	}
 	defer ing.Close()
-	zw, err := compress.NewWriter(ing, c.Kind, c.Level)
+	out := io.Writer(ing)
+	teeDone := func(error) {}
+	if c.Follow != nil && c.Kind != compress.None {
+		progress, done := c.Follow(ing.Name())
+		out, teeDone = &notifyWriter{w: ing, progress: progress}, done
+	}
+	zw, err := compress.NewWriter(out, c.Kind, c.Level)
 	if err != nil {
+		teeDone(err)
 		return nil, err
 	}
+	finished := false
+	defer func() {
+		if !finished {
+			teeDone(errors.New("layer not written"))
+		}
+	}()
 	diffHash := sha256.New()
 	var size int64
 	sinks := []io.Writer{diffHash, zw}
@@ -89,6 +109,8 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 	if err != nil {
 		return nil, err
 	}
+	finished = true
+	teeDone(nil)
 	st := &Stored{
 		Blobs:  blobs,
 		Desc:   ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: n},
@@ -170,6 +192,20 @@ func (c *closeBoth) Close() error {
 		err = err2
 	}
 	return err
+}
+
+// notifyWriter reports the bytes written so far after every write.
+type notifyWriter struct {
+	w        io.Writer
+	n        int64
+	progress func(int64)
+}
+
+func (n *notifyWriter) Write(p []byte) (int, error) {
+	k, err := n.w.Write(p)
+	n.n += int64(k)
+	n.progress(n.n)
+	return k, err
 }
 
 type countWriter struct {
