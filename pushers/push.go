@@ -108,6 +108,9 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	}
 	if k == kindStore {
 		img = rawLayers(img)
+		if err := preloadLayers(ctx, o.Store, img); err != nil {
+			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+		}
 	}
 	src, err := newBuiltRef(img, format)
 	if err != nil {

@@ -282,3 +282,43 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// Layers are put into the store under the chain IDs containers/image uses,
+// so its copy reuses them: one layer per diff ID, the image on top of them.
+func TestPushStoreLayersPreloaded(t *testing.T) {
+	ctx := context.Background()
+	s, _ := storetest.New(t)
+	img := testImage(t)
+	if _, err := pushers.Push(ctx, img, "app:v1", pushers.Options{Store: s, Format: image.FormatOCI, Sys: storetest.Sys(t)}); err != nil {
+		t.Fatal(err)
+	}
+	parent := ""
+	for _, l := range img.Layers {
+		id := l.DiffID().Encoded()
+		if parent != "" {
+			id = digest.Canonical.FromString(parent + "+" + l.DiffID().Encoded()).Encoded()
+		}
+		sl, err := s.Layer(id)
+		if err != nil {
+			t.Fatalf("no store layer %s for diff ID %s: %v", id, l.DiffID(), err)
+		}
+		if sl.Parent != parent || sl.UncompressedDigest != l.DiffID() {
+			t.Errorf("layer %s: parent %q, uncompressed %s", id, sl.Parent, sl.UncompressedDigest)
+		}
+		parent = id
+	}
+	layers, err := s.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layers) != len(img.Layers) {
+		t.Errorf("%d layers in the store, want %d (containers/image made its own copies)", len(layers), len(img.Layers))
+	}
+	si, err := store.Inspect(s, "app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Image(si.ID); got == nil || got.TopLayer != parent {
+		t.Errorf("image top layer %v, want %s", got, parent)
+	}
+}
