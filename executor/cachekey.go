@@ -52,9 +52,35 @@ func (e *Executor) rootKey(img *image.Image, base string, platform ocispec.Platf
 	return k
 }
 
+// contentKey identifies s by what it holds, not by how it was made: its
+// base, its layers' diff IDs and platform (plus the settings every layer
+// depends on).
+// A step keyed on it hits even when an earlier step ran again with other
+// inputs but produced the same layer.
+func (e *Executor) contentKey(s *stageState) cache.Key {
+	if s.key.IsZero() {
+		return cache.Key{}
+	}
+	// Scoped by the base image's key: a moved tag still invalidates
+	// everything, even when the new image has the same layers.
+	parts := [][]byte{[]byte(s.base.Digest())}
+	for _, d := range s.img.Config.RootFS.DiffIDs {
+		parts = append(parts, []byte(d))
+	}
+	k := cache.Root(cache.DigestOf("layers", parts...), s.platform)
+	if e.cfg.Timestamp != nil {
+		k = k.Next([]byte("timestamp " + strconv.FormatInt(e.cfg.Timestamp.Unix(), 10)))
+	}
+	if e.cfg.PortableModes {
+		k = k.Next([]byte("portable-modes"))
+	}
+	return k
+}
+
 // keyed is a step key and what the explanation of a miss needs.
 type keyed struct {
 	key    cache.Key
+	def    []byte
 	inputs []cache.Input
 	files  map[string]digest.Digest // COPY from the context: path → entry digest
 }
@@ -116,7 +142,7 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 			k.inputs = append(k.inputs, in)
 		}
 	}
-	k.key = s.key.Next(def, k.inputs...)
+	k.key, k.def = s.key.Next(def, k.inputs...), def
 	return k, nil
 }
 
@@ -161,6 +187,31 @@ type hashEntry struct {
 // the source exactly as copyJob does: same matching, same .dockerignore
 // and --exclude rules, symlinks followed only for the named sources.
 func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, excludes []string, parents, add bool) (digest.Digest, map[string]digest.Digest, error) {
+	// The context does not change during a build: hash each selection once
+	// (the up-front probe and the step itself ask for the same ones).
+	memo := ""
+	if src.context {
+		memo = fmt.Sprintf("%q %q %v %v", patterns, excludes, parents, add)
+		if m, ok := e.hashMemo[memo]; ok {
+			return m.d, m.files, nil
+		}
+	}
+	d, files, err := e.hashSelectionOnce(ctx, src, patterns, excludes, parents, add)
+	if err == nil && memo != "" {
+		if e.hashMemo == nil {
+			e.hashMemo = map[string]hashResult{}
+		}
+		e.hashMemo[memo] = hashResult{d, files}
+	}
+	return d, files, err
+}
+
+type hashResult struct {
+	d     digest.Digest
+	files map[string]digest.Digest
+}
+
+func (e *Executor) hashSelectionOnce(ctx context.Context, src *srcRoot, patterns, excludes []string, parents, add bool) (digest.Digest, map[string]digest.Digest, error) {
 	var ents []hashEntry
 	for _, p := range patterns {
 		if add && (isURL(p) || isGitURL(p)) {

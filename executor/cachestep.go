@@ -2,15 +2,20 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/snapshot"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/builder-dev/builder/cache"
@@ -45,21 +50,28 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 	}
 	if k.key.IsZero() {
 		s.key = cache.Key{} // not cacheable, nor is anything built on it
+		e.missed = true
 		err := e.runStep(ctx, s, step, done, prefix)
 		e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 		return err
 	}
+	// The same step on the same content: a hit even if an earlier step ran
+	// again (other inputs) and made the same layer.
+	ck := e.contentKey(s).Next(k.def, k.inputs...)
 	if !e.cfg.NoCache {
-		rec, err := e.cfg.Cache.Get(k.key, e.cfg.CacheTTL)
-		from := ""
-		if err != nil {
-			rec, from, err = e.fetchRemote(ctx, k.key)
-		}
+		rec, from, err := e.lookup(ctx, k.key, ck)
 		if err == nil {
 			e.applyHit(s, step, rec)
 			e.stepf("--> Using cache %s%s", k.key.Hex(), from)
 			s.key = k.key
-			e.export(ctx, rec)
+			if e.cfg.CacheTo != nil { // the shared cache gets the entry too
+				for _, key := range []cache.Key{k.key, ck} {
+					if !key.IsZero() {
+						rec.Key = key.Hex()
+						e.export(ctx, rec)
+					}
+				}
+			}
 			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
 			return nil
 		}
@@ -67,6 +79,7 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 			e.stepf("--> Cache miss: %s", e.explainMiss(s.key, k, step))
 		}
 	}
+	e.missed = true
 	layers := len(s.img.Layers)
 	if err := e.runStep(ctx, s, step, done, prefix); err != nil {
 		return err
@@ -82,13 +95,59 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 			e.cfg.Log.Warn("cannot record the cache entry's file list", "err", err)
 		}
 	}
-	if err := e.cfg.Cache.Put(rec); err != nil {
-		e.cfg.Log.Warn("cannot record the cache entry", "step", step.String(), "err", err)
-	}
-	e.export(ctx, rec)
+	e.record(ctx, rec, ck)
 	s.key = k.key
 	e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 	return nil
+}
+
+// lookup finds a step's record by its key, then by its content key, in
+// the local index, then in --cache-from. A record found by the content key
+// is recorded under the key too (the next build finds it directly).
+func (e *Executor) lookup(ctx context.Context, key, ck cache.Key) (cache.Record, string, error) {
+	if rec, err := e.cfg.Cache.Get(key, e.cfg.CacheTTL); err == nil {
+		return rec, "", nil
+	}
+	if rec, err := e.cfg.Cache.Get(ck, e.cfg.CacheTTL); err == nil {
+		e.alias(rec, key)
+		return rec, " (same content)", nil
+	}
+	if rec, from, err := e.fetchRemote(ctx, key); err == nil {
+		return rec, from, nil
+	}
+	if ck.IsZero() {
+		return cache.Record{}, "", cache.ErrMiss
+	}
+	rec, from, err := e.fetchRemote(ctx, ck)
+	if err == nil {
+		e.alias(rec, key)
+	}
+	return rec, from, err
+}
+
+// alias records rec under key as well.
+func (e *Executor) alias(rec cache.Record, key cache.Key) {
+	rec.Key = key.Hex()
+	if err := e.cfg.Cache.Put(rec); err != nil {
+		e.cfg.Log.Warn("cannot record the cache entry", "err", err)
+	}
+}
+
+// record keeps a step's result under its key and its content key, locally
+// and (in the background) in --cache-to.
+func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key) {
+	recs := []cache.Record{rec}
+	if !ck.IsZero() {
+		alt := rec
+		alt.Key = ck.Hex()
+		recs = append(recs, alt)
+	}
+	for _, r := range recs {
+		if err := e.cfg.Cache.Put(r); err != nil {
+			e.cfg.Log.Warn("cannot record the cache entry", "step", r.Step, "err", err)
+		}
+		e.export(ctx, r)
+	}
 }
 
 // fetchRemote looks key up in the --cache-from repositories, in order; a
@@ -147,13 +206,21 @@ func (e *Executor) applyHit(s *stageState, step dockerfile.Step, rec cache.Recor
 // explainMiss names the first input of k that differs from the nearest
 // cached entry after the same parent.
 func (e *Executor) explainMiss(parent cache.Key, k keyed, step dockerfile.Step) string {
-	kids := e.cfg.Cache.Children(parent)
+	var kids []cache.Record
+	for _, r := range e.cfg.Cache.Children(parent) {
+		if r.Step != "(image)" {
+			kids = append(kids, r)
+		}
+	}
 	if len(kids) == 0 {
 		return "nothing cached after the previous step (the base image digest, an earlier step or a build setting changed, or this is the first build)"
 	}
 	// Nearest: the same instruction if cached, else the latest entry.
 	near := kids[0]
 	for _, r := range kids {
+		if r.Step == "(image)" {
+			continue
+		}
 		if r.Step == step.String() {
 			near = r
 			break
@@ -303,4 +370,118 @@ func (e *Executor) exportMounts(ctx context.Context) {
 			}
 		})
 	}
+}
+
+// prefetch computes, before anything runs, the key of every step whose key
+// does not depend on running an earlier one (all of them, since keys
+// follow inputs, not outputs), and probes --cache-from for all of them at
+// once: entries found land in the local index, so the build then hits
+// them one after the other without a network round trip per step.
+func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) {
+	if len(e.cfg.CacheFrom) == 0 || e.cfg.Cache == nil || e.cfg.NoCache {
+		return
+	}
+	start := time.Now()
+	var keys []cache.Key
+	sims := map[int]*stageState{}
+	for _, st := range p.Stages {
+		pl := platform
+		if st.Platform.OS != "" {
+			pl = st.Platform
+		}
+		s, err := e.baseState(ctx, st, sims, pl)
+		if err != nil {
+			return // the build reports it
+		}
+		steps, err := p.Lower(st, s.img.Config.Config)
+		if err != nil {
+			return
+		}
+		for _, step := range steps {
+			if m, ok := step.(*dockerfile.Meta); ok {
+				s.img.Config.Config = m.Config
+				if m.Mkdir == "" {
+					continue
+				}
+			}
+			k, err := e.stepKey(ctx, s, step, sims)
+			if err != nil || k.key.IsZero() {
+				s.key = cache.Key{}
+				break
+			}
+			if _, err := e.cfg.Cache.Get(k.key, e.cfg.CacheTTL); err != nil {
+				keys = append(keys, k.key)
+			}
+			s.key = k.key
+		}
+		sims[st.Index] = s
+	}
+	if len(keys) == 0 {
+		return
+	}
+	var found atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, k := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, _, err := e.fetchRemote(ctx, k); err == nil {
+				found.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	e.stepf("--> Cache: probed %d keys in %s at once, %d found (%.2fs)", len(keys), remoteNames(e.cfg.CacheFrom), found.Load(), time.Since(start).Seconds())
+}
+
+func remoteNames(rs []*cache.Remote) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// reuseCreated gives a build that ran nothing the creation time of the
+// first build of the same image, so it yields the same config and image ID
+// (as buildah --layers and docker do) and the store commit has nothing to
+// write. The time is kept under the final state's key and its config.
+func (e *Executor) reuseCreated(img *image.Image, last cache.Key) {
+	if e.cfg.Cache == nil || e.cfg.Timestamp != nil || last.IsZero() || e.started.IsZero() {
+		return
+	}
+	cfg := img.Config
+	cfg.Created, cfg.History = nil, nil
+	def, err := json.Marshal(struct {
+		Config  any
+		History []string
+	}{cfg, historyText(img.Config.History)})
+	if err != nil {
+		return
+	}
+	k := last.Next(append([]byte("image "), def...))
+	if rec, err := e.cfg.Cache.Get(k, e.cfg.CacheTTL); err == nil && !e.missed && !e.cfg.NoCache {
+		t := rec.Created.UTC()
+		for i := range img.Config.History {
+			if h := img.Config.History[i].Created; h != nil && h.Equal(e.started) {
+				img.Config.History[i].Created = &t
+			}
+		}
+		if img.Config.Created != nil && img.Config.Created.Equal(e.started) {
+			img.Config.Created = &t
+		}
+		return
+	}
+	if err := e.cfg.Cache.Put(cache.Record{Key: k.Hex(), Parent: last.Hex(), Step: "(image)", Created: e.started}); err != nil {
+		e.cfg.Log.Warn("cannot record the image's creation time", "err", err)
+	}
+}
+
+func historyText(h []ocispec.History) []string {
+	out := make([]string, len(h))
+	for i, x := range h {
+		out[i] = fmt.Sprintf("%s\x00%v\x00%s", x.CreatedBy, x.EmptyLayer, x.Author)
+	}
+	return out
 }

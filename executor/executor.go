@@ -100,6 +100,9 @@ type Executor struct {
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
 	// with --cache-to at the end of the build.
 	mountsUsed map[string]string
+	hashMemo   map[string]hashResult // context selections hashed in this build
+	started    time.Time             // the build's creation time (no --timestamp)
+	missed     bool                  // a cacheable step ran in this build
 }
 
 // New validates cfg and returns an Executor.
@@ -150,6 +153,8 @@ func (e *Executor) Close() error {
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
 	e.platform = platform
+	e.started, e.missed = time.Time{}, false
+	e.prefetch(ctx, p, platform)
 	done := map[int]*stageState{}
 	var last *stageState
 	for i, st := range p.Stages {
@@ -172,6 +177,7 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 		e.cfg.Log.Warn("cache export failed", "err", err)
 	}
 	img := last.img
+	e.reuseCreated(&img, last.key)
 	return &img, nil
 }
 
@@ -188,11 +194,17 @@ func (e *Executor) ExportRootfs(ctx context.Context, img *image.Image, dest stri
 	return nil
 }
 
+// now is the build's one creation time: --timestamp, or the moment Build
+// started (every history entry of a build shares it, so a rebuild that hit
+// the cache throughout can take the first build's time and its image ID).
 func (e *Executor) now() time.Time {
 	if e.cfg.Timestamp != nil {
 		return e.cfg.Timestamp.UTC()
 	}
-	return time.Now().UTC()
+	if e.started.IsZero() {
+		e.started = time.Now().UTC().Truncate(time.Second)
+	}
+	return e.started
 }
 
 // copyTime is the mtime of what COPY and ADD create from the context,

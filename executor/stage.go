@@ -20,8 +20,10 @@ import (
 // stageState is a stage's image so far. Its file tree exists only as
 // layers; a snapshot driver materializes it when a step needs files.
 type stageState struct {
-	img image.Image
-	key cache.Key // cache key of the state so far (zero: not cacheable)
+	img      image.Image
+	key      cache.Key // cache key of the state so far (zero: not cacheable)
+	base     cache.Key // key of the stage's FROM: content keys are scoped by it
+	platform ocispec.Platform
 }
 
 func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
@@ -88,13 +90,14 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM: stage %d has not been built", st.Base.Stage)}
 		}
 		s.img = cloneImage(parent.img)
-		s.key = parent.key
+		s.key, s.base = parent.key, parent.base
 	case strings.EqualFold(st.Base.Image, "scratch"):
 		s.img = image.Image{Config: dockerspec.DockerOCIImage{Image: ocispec.Image{
 			Platform: ocispec.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
 			RootFS:   ocispec.RootFS{Type: "layers"},
 		}}}
 		s.key = e.rootKey(&s.img, "scratch", platform)
+		s.base = s.key
 	default:
 		img, err := e.cfg.Resolver.Resolve(ctx, st.Base.Image, platform)
 		if err != nil {
@@ -102,12 +105,14 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		}
 		s.img = cloneImage(*img)
 		s.key = e.rootKey(img, st.Base.Image, platform)
+		s.base = s.key
 	}
 	if s.img.Config.RootFS.Type == "" {
 		s.img.Config.RootFS.Type = "layers"
 	}
 	// The built image is new: its identity is not the base's.
 	s.img.ManifestDigest = ""
+	s.platform = platform
 	return s, nil
 }
 

@@ -124,6 +124,12 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 		if destRef, tags, err = storeTarget(o, dst, src.cfgDigest); err != nil {
 			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
 		}
+		if done, err := alreadyStored(o.Store, src, dst, tags); done || err != nil {
+			if err != nil {
+				return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
+			}
+			return src.manDigest, nil
+		}
 	}
 
 	policy, err := signature.NewPolicyContext(&signature.Policy{
@@ -270,4 +276,27 @@ func rawLayers(img *image.Image) *image.Image {
 		out.Layers[i], _ = layer.RawForm(l)
 	}
 	return &out
+}
+
+// alreadyStored names the image in the store when the store already holds
+// it with this very manifest (a rebuild that changed nothing): only names
+// change then, and the copy, which would rewrite the same image, is
+// skipped.
+func alreadyStored(s storage.Store, src *builtRef, dst destination, tags []string) (bool, error) {
+	id := src.cfgDigest.Encoded()
+	if _, err := s.Image(id); err != nil {
+		return false, nil
+	}
+	if _, err := s.ImageBigDataDigest(id, "manifest-"+src.manDigest.String()); err != nil {
+		return false, nil
+	}
+	names := tags
+	if dst.name != nil {
+		names = append([]string{dst.name.String()}, tags...)
+	}
+	if len(names) == 0 {
+		return true, nil
+	}
+	// AddNames takes each name off any other image, as a commit does.
+	return true, s.AddNames(id, names)
 }

@@ -322,3 +322,33 @@ func TestPushStoreLayersPreloaded(t *testing.T) {
 		t.Errorf("image top layer %v, want %s", got, parent)
 	}
 }
+
+// Committing an image the store already holds (same manifest) only moves
+// names: another image that took the name gives it back.
+func TestPushStoreAgainMovesNames(t *testing.T) {
+	ctx := context.Background()
+	s, _ := storetest.New(t)
+	sys := storetest.Sys(t)
+	a := testImage(t)
+	b := *a
+	b.Config.Config.Labels = map[string]string{"other": "image"}
+	for _, step := range []struct {
+		img  *image.Image
+		name string
+	}{{a, "app:v1"}, {&b, "app:v1"}, {a, "app:v1"}} {
+		if _, err := pushers.Push(ctx, step.img, step.name, pushers.Options{Store: s, Format: image.FormatOCI, Sys: sys}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	si, err := store.Inspect(s, "app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.ID != configID(t, a).Encoded() {
+		t.Errorf("app:v1 is %s, want the first image %s again", si.ID, configID(t, a).Encoded())
+	}
+	imgs, _ := s.Images()
+	if len(imgs) != 2 {
+		t.Errorf("%d images in the store, want 2", len(imgs))
+	}
+}

@@ -84,8 +84,15 @@ func newOverlay(root, fuseBin string, o Options) (*overlayDriver, error) {
 		return nil, err
 	}
 	sweepStale(d.mounts, "", func(p string) { d.unmount(filepath.Join(p, "merged"), true) }, d.log)
-	if err := d.probe(); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.name, err)
+	// A probe mounts and inspects a scratch overlay; its success is kept per
+	// kernel, xattr namespace and driver (as containers/storage caches its
+	// own checks), so a build that needs no snapshot costs no mount.
+	probed := filepath.Join(root, ".probed-"+d.name+"-"+strings.TrimSuffix(d.prefix, ".")+"-"+kernelRelease())
+	if _, err := os.Stat(probed); err != nil {
+		if err := d.probe(); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.name, err)
+		}
+		os.WriteFile(probed, nil, 0o600)
 	}
 	return d, nil
 }
@@ -424,4 +431,13 @@ func getXattrPath(path, name string) ([]byte, error) {
 	}
 	defer unix.Close(fd)
 	return getXattr(fd, name)
+}
+
+// kernelRelease is uname -r ("unknown" when it cannot be read).
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }

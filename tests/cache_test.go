@@ -170,3 +170,44 @@ func TestCachePortableModes(t *testing.T) {
 		t.Errorf("without --portable-modes, umask 0002 and 0022 checkouts shared a key:\n%s", out)
 	}
 }
+
+// A step that runs again because an input changed, but makes the same
+// layer, does not invalidate the steps after it: they hit by content.
+func TestCacheSameContent(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	ctx := contextDir(t, "FROM "+env.baseOCI+`
+RUN --mount=type=bind,source=in.txt,target=/in cat /in >/dev/null && echo RAN-1 && echo same > /f
+RUN echo RAN-2 && cp /f /g
+`, map[string]string{"in.txt": "one\n"})
+	if _, out := cacheBuild(t, root, ctx); len(ran(out)) != 2 {
+		t.Fatalf("first build ran %v\n%s", ran(out), out)
+	}
+	os.WriteFile(filepath.Join(ctx, "in.txt"), []byte("two\n"), 0o644)
+	_, out := cacheBuild(t, root, ctx)
+	if got := ran(out); strings.Join(got, ",") != "RAN-1" || !strings.Contains(out, "(same content)") {
+		t.Errorf("after an input change with the same output: ran %v, want only RAN-1 and a content hit\n%s", got, out)
+	}
+}
+
+// Without --timestamp, a rebuild that hits every step gives the same image
+// ID as the build it hit (as buildah --layers and docker do); one that
+// ran a step gives a new one.
+func TestCacheSameImageID(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	ctx := contextDir(t, "FROM "+env.baseOCI+"\nENV A=1\nRUN echo RAN-1 > /f\nLABEL l=1\n", nil)
+	build := func(extra ...string) string {
+		so, se, code := runAt(root, nil, nil, append(append([]string{"bud", "-q"}, extra...), ctx)...)
+		if code != 0 {
+			t.Fatalf("bud: %s%s", so, se)
+		}
+		return strings.TrimSpace(so)
+	}
+	first := build()
+	time.Sleep(1100 * time.Millisecond) // another second: a new creation time if one were taken
+	if again := build(); again != first {
+		t.Errorf("unchanged rebuild: image %s, want %s", again, first)
+	}
+	if other := build("--no-cache"); other == first {
+		t.Errorf("a rebuild that ran its RUN kept the image ID %s", first)
+	}
+}

@@ -466,6 +466,9 @@ func testRemoteCache(t *testing.T, reg *testRegistry) {
 	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
 	idA := must(t, a, nil, nil, append(flags, "--cache-to", repo, "-q", ctx)...)
 	out := must(t, b, nil, nil, append(flags, "--cache-from", repo, ctx)...)
+	if !strings.Contains(out, "--> Cache: probed 3 keys in "+repo+" at once, 3 found") {
+		t.Errorf("keys were not probed up front:\n%s", out)
+	}
 	if n := strings.Count(out, "--> Using cache"); n != 3 || len(ran(out)) != 0 {
 		t.Errorf("second machine: %d cache hits, ran %v, want 3 and none\n%s", n, ran(out), out)
 	}

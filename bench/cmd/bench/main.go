@@ -608,7 +608,7 @@ func cmdRun(args []string) error {
 	fl := flag.NewFlagSet("run", flag.ExitOnError)
 	work := fl.String("work", "", "scratch directory (required)")
 	builderBin := fl.String("builder", "", "builder binary (required)")
-	repeat := fl.Int("repeat", 2, "repetitions of every measurement (min and median are reported)")
+	repeat := fl.Int("repeat", 3, "repetitions of every measurement (min and median are reported)")
 	casesFlag := fl.String("cases", "", "comma-separated cases (default: all)")
 	out := fl.String("out", "results.json", "results JSON")
 	table := fl.String("table", "", "also write the Markdown table here")
