@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +46,7 @@ func TestCacheInvalidation(t *testing.T) {
 	ctx := contextDir(t, `ARG BASE=`+env.baseOCI+`
 FROM ${BASE}
 COPY a.txt /a.txt
-RUN echo RAN-1 && cp /a.txt /a.copy
+RUN --mount=type=cache,id=runs,target=/runs echo RAN-1 | tee -a /runs/log && cp /a.txt /a.copy
 COPY b.txt /b.txt
 ARG V=1
 RUN echo RAN-2-$V && cat /b.txt > /b.copy
@@ -53,6 +55,7 @@ RUN echo RAN-3 && echo x > /w/f
 `, map[string]string{"a.txt": "a\n", "b.txt": "b\n", "skip.log": "x\n", ".dockerignore": "*.log\n"})
 	all := []string{"RAN-1", "RAN-2-1", "RAN-3"}
 	id1, out := cacheBuild(t, root, ctx)
+	ran1 := 1
 	if got := ran(out); strings.Join(got, ",") != strings.Join(all, ",") {
 		t.Fatalf("first build ran %v, want %v\n%s", got, all, out)
 	}
@@ -62,6 +65,7 @@ RUN echo RAN-3 && echo x > /w/f
 			change()
 		}
 		id, out := cacheBuild(t, root, ctx, extra...)
+		ran1 += strings.Count(strings.Join(ran(out), ","), "RAN-1")
 		if got := ran(out); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: ran %v, want %v\n%s", name, got, want, out)
 		}
@@ -107,6 +111,13 @@ RUN echo RAN-3 && echo x > /w/f
 		t.Errorf("cache ls after prune --all:\n%s", ls)
 	}
 	step("after prune", []string{"RAN-1", "RAN-2-1", "RAN-3"}, nil)
+	// The host directory behind the cache mount saw the first RUN exactly as
+	// often as the output said it ran.
+	sum := sha256.Sum256([]byte("runs"))
+	log := readFile(t, filepath.Join(root, "builder", "cache-mounts", hex.EncodeToString(sum[:])[:24], "log"))
+	if n := strings.Count(log, "RAN-1"); n != ran1 {
+		t.Errorf("the host-side log holds %d runs of the first RUN, the output showed %d", n, ran1)
+	}
 }
 
 // Two builds of one Dockerfile at once in one store both succeed with the
@@ -131,9 +142,20 @@ func TestCacheConcurrentAndKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill it while it writes the COPY layer: once a blob is being ingested.
+	ingest := filepath.Join(root2, "builder", "blobs", "tmp")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ents, _ := os.ReadDir(ingest); len(ents) > 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	if ents, _ := os.ReadDir(ingest); len(ents) == 0 {
+		t.Fatal("the build was not killed during a layer write")
+	}
 	id, out := cacheBuild(t, root2, ctx)
 	if id != ids[0] {
 		t.Errorf("build after a kill: image %s, want %s\n%s", id, ids[0], out)
