@@ -76,7 +76,7 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 			return nil
 		}
 		if e.cfg.ExplainCache {
-			e.stepf("--> Cache miss: %s", e.explainMiss(s.key, k, step))
+			e.stepf("--> Cache miss: %s", e.explainMiss(s, k, step))
 		}
 	}
 	e.missed = true
@@ -205,7 +205,8 @@ func (e *Executor) applyHit(s *stageState, step dockerfile.Step, rec cache.Recor
 
 // explainMiss names the first input of k that differs from the nearest
 // cached entry after the same parent.
-func (e *Executor) explainMiss(parent cache.Key, k keyed, step dockerfile.Step) string {
+func (e *Executor) explainMiss(s *stageState, k keyed, step dockerfile.Step) string {
+	parent := s.key
 	var kids []cache.Record
 	for _, r := range e.cfg.Cache.Children(parent) {
 		if r.Step != "(image)" {
@@ -213,7 +214,12 @@ func (e *Executor) explainMiss(parent cache.Key, k keyed, step dockerfile.Step) 
 		}
 	}
 	if len(kids) == 0 {
-		return "nothing cached after the previous step (the base image digest, an earlier step or a build setting changed, or this is the first build)"
+		if parent == s.base && s.baseRef != "" {
+			if old := e.otherBase(s); old != "" {
+				return fmt.Sprintf("the base image %s is now %s; the cache holds steps on %s", s.baseRef, s.baseID, old)
+			}
+		}
+		return "nothing cached after the previous step (an earlier step, the base image or a build setting changed, or this is the first build)"
 	}
 	// Nearest: the same instruction if cached, else the latest entry.
 	near := kids[0]
@@ -484,4 +490,32 @@ func historyText(h []ocispec.History) []string {
 		out[i] = fmt.Sprintf("%s\x00%v\x00%s", x.CreatedBy, x.EmptyLayer, x.Author)
 	}
 	return out
+}
+
+// noteBase records which image a stage's root key stands for, so a later
+// miss can say that the base image moved (cache ls shows it as FROM).
+func (e *Executor) noteBase(s *stageState) {
+	if e.cfg.Cache == nil || s.key.IsZero() || s.baseID == "" {
+		return
+	}
+	if _, err := e.cfg.Cache.Get(s.key, 0); err == nil {
+		return
+	}
+	rec := cache.Record{Key: s.key.Hex(), Step: "FROM " + s.baseRef, Created: time.Now().UTC(),
+		Inputs: []cache.Input{{Name: "base", Digest: s.baseID}}}
+	if err := e.cfg.Cache.Put(rec); err != nil {
+		e.cfg.Log.Debug("cannot record the base image", "err", err)
+	}
+}
+
+// otherBase is the identity of another image the same FROM reference stood
+// for in an earlier build ("" when none is known).
+func (e *Executor) otherBase(s *stageState) string {
+	all, _ := e.cfg.Cache.List()
+	for _, r := range all {
+		if r.Step == "FROM "+s.baseRef && r.Key != s.key.Hex() && len(r.Inputs) == 1 && r.Inputs[0].Digest != s.baseID {
+			return r.Inputs[0].Digest.String()
+		}
+	}
+	return ""
 }

@@ -172,13 +172,28 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 		e.stepf("%s", line)
 	}
 	e.exportMounts(ctx)
-	e.exports.Wait()
-	for _, err := range e.exportErr {
-		e.cfg.Log.Warn("cache export failed", "err", err)
-	}
 	img := last.img
 	e.reuseCreated(&img, last.key)
 	return &img, nil
+}
+
+// WaitExports waits for the --cache-to uploads still running (the image is
+// built and written by then: exports never hold it back), at most for
+// limit; failures and a timeout are warnings, never errors.
+func (e *Executor) WaitExports(limit time.Duration) {
+	done := make(chan struct{})
+	go func() { e.exports.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		e.cfg.Log.Warn("cache export still running; leaving it unfinished", "after", limit)
+		return
+	}
+	e.exportMu.Lock()
+	defer e.exportMu.Unlock()
+	for _, err := range e.exportErr {
+		e.cfg.Log.Warn("cache export failed", "err", err)
+	}
 }
 
 // ExportRootfs writes the target image's file tree to dest (type=local).

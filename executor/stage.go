@@ -23,6 +23,8 @@ type stageState struct {
 	img      image.Image
 	key      cache.Key // cache key of the state so far (zero: not cacheable)
 	base     cache.Key // key of the stage's FROM: content keys are scoped by it
+	baseRef  string    // the FROM image as written, and its identity (for --explain-cache)
+	baseID   digest.Digest
 	platform ocispec.Platform
 }
 
@@ -106,6 +108,8 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		s.img = cloneImage(*img)
 		s.key = e.rootKey(img, st.Base.Image, platform)
 		s.base = s.key
+		s.baseRef, s.baseID = st.Base.Image, img.ManifestDigest
+		e.noteBase(s)
 	}
 	if s.img.Config.RootFS.Type == "" {
 		s.img.Config.RootFS.Type = "layers"

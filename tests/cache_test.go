@@ -41,7 +41,7 @@ func TestCacheInvalidation(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	other := filepath.Join(t.TempDir(), "base2")
 	// A second base: same content, another manifest digest.
-	must(t, root, nil, nil, "bud", "--timestamp", "1700000001", "-o", "type=oci,dest="+other,
+	must(t, root, nil, nil, "bud", "--timestamp", "1700000001", "-t", "base2:latest", "-o", "type=oci,dest="+other,
 		contextDir(t, "FROM "+env.baseOCI+"\nLABEL base=2\n", nil))
 	ctx := contextDir(t, `ARG BASE=`+env.baseOCI+`
 FROM ${BASE}
@@ -96,7 +96,16 @@ RUN echo RAN-3 && echo x > /w/f
 	}
 	editB()
 	step("b.txt restored", nil, nil) // all cached again
-	step("base digest", []string{"RAN-1", "RAN-2-1", "RAN-3"}, nil, "--build-arg", "BASE=oci:"+other)
+	step("base digest", []string{"RAN-1", "RAN-2-1", "RAN-3"}, nil, "--build-arg", "BASE=oci:"+other+":latest")
+	// The same reference moved to another image: everything runs, and
+	// --explain-cache says so.
+	must(t, root, nil, nil, "bud", "--timestamp", "1700000002", "-t", "base2:latest", "-o", "type=oci,dest="+other,
+		contextDir(t, "FROM "+env.baseOCI+"\nLABEL base=3\n", nil))
+	_, out = cacheBuild(t, root, ctx, "--explain-cache", "--build-arg", "BASE=oci:"+other+":latest")
+	if got := ran(out); len(got) != 3 || !strings.Contains(out, "--> Cache miss: the base image oci:"+other+":latest is now sha256:") {
+		t.Errorf("after the base reference moved: ran %v, explanation:\n%s", got, out)
+	}
+	ran1++
 	// A hit gives the layer a fresh build would: --no-cache, same image.
 	if id := step("no-cache", []string{"RAN-1", "RAN-2-1", "RAN-3"}, nil, "--no-cache"); id != idB {
 		t.Errorf("--no-cache gave image %s, the cached build %s", id, idB)

@@ -317,6 +317,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if err := errors.Join(outErr, <-pushDone); err != nil {
 		return err
 	}
+	ex.WaitExports(2 * time.Minute)
 	if !o.quiet {
 		fmt.Fprintf(progress, "--> %s\n", id.Encoded()[:12])
 		for _, t := range o.tags {
