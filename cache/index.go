@@ -238,6 +238,10 @@ type PruneOptions struct {
 	MaxAge   time.Duration
 	MaxBytes int64
 	All      bool
+	// Also runs last, still under the exclusive lock (no build is running),
+	// with the diff IDs of the entries kept: for caches derived from layers,
+	// such as extracted snapshot trees.
+	Also func(kept map[digest.Digest]bool) error
 }
 
 // PruneResult says what Prune removed.
@@ -304,7 +308,16 @@ func Prune(ctx context.Context, dir string, blobs *Blobs, o PruneOptions) (Prune
 	}
 	n, bytes, err := blobs.removeUnused(ctx, used)
 	res.Blobs, res.Bytes = n, bytes
-	return res, err
+	if err != nil || o.Also == nil {
+		return res, err
+	}
+	kept := map[digest.Digest]bool{}
+	for _, r := range keep {
+		if r.Layer != nil {
+			kept[r.DiffID] = true
+		}
+	}
+	return res, o.Also(kept)
 }
 
 // size is the bytes an entry's blob takes.

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	digest "github.com/opencontainers/go-digest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -448,5 +449,38 @@ func TestLayerStoreUnsyncedAfterRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(p1, "etc/passwd")); err != nil {
 		t.Errorf("flushed layer dropped: %v", err)
+	}
+}
+
+// Prune removes the trees keep rejects (and their unsynced markers), keeps
+// the others, and everything with keep nil.
+func TestPruneTrees(t *testing.T) {
+	root := t.TempDir()
+	l1, l2 := baseLayers(t)
+	s, err := openLayerStore(root, "user.overlay.", ApplyOptions{NoChown: !isRoot()}, Options{}.logger())
+	mustDo(t, err)
+	p1, err := s.get(context.Background(), l1.Layer)
+	mustDo(t, err)
+	p2, err := s.get(context.Background(), l2.Layer)
+	mustDo(t, err)
+	res, err := Prune(root, func(d digest.Digest) bool { return d == l1.DiffID })
+	mustDo(t, err)
+	if res.Trees != 1 || res.Bytes == 0 {
+		t.Errorf("removed %+v, want one tree", res)
+	}
+	if _, err := os.Stat(p1); err != nil {
+		t.Errorf("kept layer removed: %v", err)
+	}
+	if _, err := os.Stat(p2); !os.IsNotExist(err) {
+		t.Errorf("pruned layer still there: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(root, "layers", unsyncedDir, filepath.Base(p2)+".*")); len(m) != 0 {
+		t.Errorf("marker of a pruned layer kept: %v", m)
+	}
+	if _, err := Prune(root, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p1); !os.IsNotExist(err) {
+		t.Errorf("prune with keep nil kept %s", p1)
 	}
 }

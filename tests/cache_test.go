@@ -115,9 +115,18 @@ RUN echo RAN-3 && echo x > /w/f
 	if !strings.Contains(ls, "COPY b.txt /b.txt") {
 		t.Errorf("cache ls:\n%s", ls)
 	}
-	must(t, root, nil, nil, "prune", "--all")
+	snaps := filepath.Join(root, "builder", "snapshots")
+	if n := countTrees(snaps); n == 0 {
+		t.Fatalf("no extracted layers or chains under %s before prune", snaps)
+	}
+	if out := must(t, root, nil, nil, "prune", "--all"); !strings.Contains(out, "extracted layers") {
+		t.Errorf("prune output: %s", out)
+	}
 	if ls := must(t, root, nil, nil, "cache", "ls"); strings.Count(ls, "\n") != 1 {
 		t.Errorf("cache ls after prune --all:\n%s", ls)
+	}
+	if n := countTrees(snaps); n != 0 {
+		t.Errorf("%d extracted layers or chains left after prune --all", n)
 	}
 	step("after prune", []string{"RAN-1", "RAN-2-1", "RAN-3"}, nil)
 	// The host directory behind the cache mount saw the first RUN exactly as
@@ -241,4 +250,19 @@ func TestCacheSameImageID(t *testing.T) {
 	if other := build("--no-cache"); other == first {
 		t.Errorf("a rebuild that ran its RUN kept the image ID %s", first)
 	}
+}
+
+// countTrees counts the extracted layer trees and copy-driver chains of a
+// snapshot root.
+func countTrees(root string) int {
+	n := 0
+	for _, dir := range []string{filepath.Join(root, "layers"), filepath.Join(root, "copy", "chains")} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -242,13 +242,17 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	}
 	var index *cache.Index
 	var hashes *cache.FileHashes
+	// The index is opened even with --layers=false: it holds the shared lock
+	// that keeps builder prune from removing snapshot trees this build uses.
+	cacheDir := filepath.Join(store.GraphRoot(), "builder", "cache")
+	held, err := cache.OpenIndex(cacheDir, blobs)
+	if err != nil {
+		os.RemoveAll(work)
+		return err
+	}
+	defer held.Close()
 	if o.layers {
-		cacheDir := filepath.Join(store.GraphRoot(), "builder", "cache")
-		if index, err = cache.OpenIndex(cacheDir, blobs); err != nil {
-			os.RemoveAll(work)
-			return err
-		}
-		defer index.Close()
+		index = held
 		hashes = cache.LoadFileHashes(filepath.Join(cacheDir, "filehashes", digestOf([]byte(contextAbs(contextDir))).Encoded()))
 		defer func() {
 			if err := hashes.Save(); err != nil {

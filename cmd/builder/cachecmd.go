@@ -13,16 +13,18 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/executor"
+	"github.com/builder-dev/builder/snapshot"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
 )
 
-type cacheDirs struct{ index, blobs string }
+type cacheDirs struct{ index, blobs, snapshots string }
 
 func cacheDirsOf(s storage.Store) cacheDirs {
 	base := filepath.Join(s.GraphRoot(), "builder")
-	return cacheDirs{index: filepath.Join(base, "cache"), blobs: filepath.Join(base, "blobs")}
+	return cacheDirs{index: filepath.Join(base, "cache"), blobs: filepath.Join(base, "blobs"), snapshots: filepath.Join(base, "snapshots")}
 }
 
 func newPruneCmd(g *globalOptions) *cobra.Command {
@@ -54,11 +56,22 @@ func newPruneCmd(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				var trees snapshot.PruneResult
+				o.Also = func(kept map[digest.Digest]bool) error {
+					keep := func(d digest.Digest) bool { return kept[d] }
+					if o.All {
+						keep = nil
+					}
+					var err error
+					trees, err = snapshot.Prune(d.snapshots, keep)
+					return err
+				}
 				res, err := cache.Prune(cmd.Context(), d.index, blobs, o)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "removed %d cache entries and %d blobs, %s reclaimed\n", res.Entries, res.Blobs, units.HumanSize(float64(res.Bytes)))
+				fmt.Fprintf(g.stdout, "removed %d cache entries, %d blobs and %d extracted layers, %s reclaimed\n",
+					res.Entries, res.Blobs, trees.Trees, units.HumanSize(float64(res.Bytes+trees.Bytes)))
 				return nil
 			})
 		},
@@ -80,7 +93,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "List layer cache entries, most recently used first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, _ *cache.Blobs) error {
+			return withIndex(g, func(x *cache.Index, _ *cache.Blobs, _ cacheDirs) error {
 				recs, err := x.List()
 				if err != nil {
 					return err
@@ -94,7 +107,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "Show the disk use of the layer cache",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, b *cache.Blobs) error {
+			return withIndex(g, func(x *cache.Index, b *cache.Blobs, d cacheDirs) error {
 				recs, err := x.List()
 				if err != nil {
 					return err
@@ -111,8 +124,9 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "entries\t%d\nlayers\t%s (%d blobs)\nblob store\t%s (%d blobs)\n",
-					len(recs), units.HumanSize(float64(used)), len(seen), units.HumanSize(float64(total)), n)
+				fmt.Fprintf(g.stdout, "entries\t%d\nlayers\t%s (%d blobs)\nblob store\t%s (%d blobs)\nextracted layers\t%s\n",
+					len(recs), units.HumanSize(float64(used)), len(seen), units.HumanSize(float64(total)), n,
+					units.HumanSize(float64(snapshot.Size(d.snapshots))))
 				return nil
 			})
 		},
@@ -144,7 +158,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func withIndex(g *globalOptions, fn func(*cache.Index, *cache.Blobs) error) error {
+func withIndex(g *globalOptions, fn func(*cache.Index, *cache.Blobs, cacheDirs) error) error {
 	return g.withStore(func(s storage.Store) error {
 		d := cacheDirsOf(s)
 		blobs, err := cache.OpenBlobs(d.blobs)
@@ -156,7 +170,7 @@ func withIndex(g *globalOptions, fn func(*cache.Index, *cache.Blobs) error) erro
 			return err
 		}
 		defer x.Close()
-		return fn(x, blobs)
+		return fn(x, blobs, d)
 	})
 }
 
