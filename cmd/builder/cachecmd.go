@@ -14,8 +14,8 @@ import (
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/executor"
 	"github.com/builder-dev/builder/snapshot"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/docker/go-units"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
 )
