@@ -21,8 +21,7 @@ build:
 demo: deps build
 	@hack/demo.sh $(BIN) $(DEMO_TAG)
 
-test: deps build
-	$(GO) vet $(GOFLAGS_B) ./...
+test: deps build lint
 	$(GO) test $(GOFLAGS_B) -count=1 -timeout 25m ./...
 
 test-unit:
