@@ -27,9 +27,13 @@ type Record struct {
 	Inputs []Input `json:"inputs,omitempty"`
 	// Layer is the step's layer blob in the blob store; nil when the step
 	// changed nothing (an empty layer).
-	Layer   *ocispec.Descriptor `json:"layer,omitempty"`
-	DiffID  digest.Digest       `json:"diff_id,omitempty"`
-	Created time.Time           `json:"created"`
+	Layer  *ocispec.Descriptor `json:"layer,omitempty"`
+	DiffID digest.Digest       `json:"diff_id,omitempty"`
+	// InStore: the layer is not in the blob store but in the local image
+	// store, as the layer with this diff ID (builds that end there keep no
+	// other copy).
+	InStore bool      `json:"in_store,omitempty"`
+	Created time.Time `json:"created"`
 	// LastUsed is the entry file's mtime (set on every hit), filled by reads.
 	LastUsed time.Time `json:"-"`
 }
@@ -39,10 +43,15 @@ type Record struct {
 // old state or the whole entry, and an entry that does not parse or whose
 // blob is gone is a miss, never an error. Blobs live in the blob store.
 type Index struct {
-	dir   string
-	blobs *Blobs
-	lock  *os.File
+	dir     string
+	blobs   *Blobs
+	lock    *os.File
+	inStore func(diffID digest.Digest) bool
 }
+
+// SetStoreCheck tells the index how to see whether the local image store
+// holds a layer (for InStore records; without it they are misses).
+func (x *Index) SetStoreCheck(has func(diffID digest.Digest) bool) { x.inStore = has }
 
 // OpenIndex opens (creating) the index under dir, with blobs as its blob
 // store, and takes a shared lock that Prune's exclusive one waits for, so
@@ -97,7 +106,13 @@ func (x *Index) Get(k Key, ttl time.Duration) (Record, error) {
 	if ttl > 0 && time.Since(r.Created) > ttl {
 		return Record{}, ErrMiss
 	}
-	if r.Layer != nil {
+	switch {
+	case r.Layer == nil:
+	case r.InStore:
+		if x.inStore == nil || !x.inStore(r.DiffID) {
+			return Record{}, ErrMiss // the image that held it was removed
+		}
+	default:
 		if n, err := x.blobs.Stat(r.Layer.Digest); err != nil || n != r.Layer.Size {
 			return Record{}, ErrMiss
 		}
@@ -322,7 +337,7 @@ func Prune(ctx context.Context, dir string, blobs *Blobs, o PruneOptions) (Prune
 
 // size is the bytes an entry's blob takes.
 func (r Record) size() int64 {
-	if r.Layer == nil {
+	if r.Layer == nil || r.InStore {
 		return 0
 	}
 	return r.Layer.Size

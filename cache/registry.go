@@ -181,17 +181,18 @@ func (r *Remote) FetchMount(ctx context.Context, id string, blobs *Blobs) (ocisp
 	return layers[0], nil
 }
 
-// Export stores rec (and its layer blob from blobs) under its key.
-func (r *Remote) Export(ctx context.Context, rec Record, blobs *Blobs) error {
+// Export stores rec under its key, with its layer blob read from open.
+func (r *Remote) Export(ctx context.Context, rec Record, open func() (io.ReadCloser, error)) error {
 	k, err := ParseKey(rec.Key)
 	if err != nil {
 		return err
 	}
+	rec.InStore = false // there, the blob is in the repository
 	cfg, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return r.putEntry(ctx, k.Hex(), recordMediaType, cfg, rec.Layer, blobs)
+	return r.putEntry(ctx, k.Hex(), recordMediaType, cfg, rec.Layer, open)
 }
 
 // ExportMount stores layer (a tar of cache mount id's contents, in blobs)
@@ -201,12 +202,12 @@ func (r *Remote) ExportMount(ctx context.Context, id string, layer ocispec.Descr
 	if err != nil {
 		return err
 	}
-	return r.putEntry(ctx, mountTag(id), mountMediaType, cfg, &layer, blobs)
+	return r.putEntry(ctx, mountTag(id), mountMediaType, cfg, &layer, func() (io.ReadCloser, error) { return blobs.Open(layer.Digest) })
 }
 
-// putEntry pushes an entry: layer (if any) from blobs, the config, then
-// the manifest under tag.
-func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte, layer *ocispec.Descriptor, blobs *Blobs) error {
+// putEntry pushes an entry: layer (if any, read from open), the config,
+// then the manifest under tag.
+func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte, layer *ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
 	if r.layout {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -224,7 +225,7 @@ func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte
 		Config: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
 		Layers: []ocispec.Descriptor{}}
 	if layer != nil {
-		f, err := blobs.Open(layer.Digest)
+		f, err := open()
 		if err != nil {
 			return err
 		}

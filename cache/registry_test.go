@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,7 +60,7 @@ func TestRemoteLayoutRoundTrip(t *testing.T) {
 	if _, err := r.Fetch(ctx, k, b); !errors.Is(err, ErrMiss) {
 		t.Fatalf("fetch from an empty cache: %v, want a miss", err)
 	}
-	if err := r.Export(ctx, rec, a); err != nil {
+	if err := r.Export(ctx, rec, func() (io.ReadCloser, error) { return a.Open(d) }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.Fetch(ctx, k, b)

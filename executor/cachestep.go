@@ -60,15 +60,19 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 	ck := e.contentKey(s).Next(k.def, k.inputs...)
 	if !e.cfg.NoCache {
 		rec, from, err := e.lookup(ctx, k.key, ck)
+		var hit image.Layer
 		if err == nil {
-			e.applyHit(s, step, rec)
+			hit, err = e.hitLayer(rec)
+		}
+		if err == nil {
+			e.applyHit(s, step, hit)
 			e.stepf("--> Using cache %s%s", k.key.Hex(), from)
 			s.key = k.key
 			if e.cfg.CacheTo != nil { // the shared cache gets the entry too
 				for _, key := range []cache.Key{k.key, ck} {
 					if !key.IsZero() {
 						rec.Key = key.Hex()
-						e.export(ctx, rec)
+						e.export(ctx, rec, hit)
 					}
 				}
 			}
@@ -85,17 +89,21 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		return err
 	}
 	rec := cache.Record{Key: k.key.Hex(), Parent: s.key.Hex(), Step: step.String(), Inputs: k.inputs, Created: time.Now().UTC()}
+	var made image.Layer
 	if len(s.img.Layers) > layers {
-		l := s.img.Layers[len(s.img.Layers)-1]
-		d := l.Descriptor()
-		rec.Layer, rec.DiffID = &d, l.DiffID()
+		made = s.img.Layers[len(s.img.Layers)-1]
+		d := made.Descriptor()
+		rec.Layer, rec.DiffID = &d, made.DiffID()
+		// A scratch layer's lasting copy is the store commit's: the entry
+		// is valid once the store holds it.
+		rec.InStore = layer.Scratch(made)
 	}
 	if k.files != nil {
 		if err := e.cfg.Cache.PutFiles(k.key, k.files); err != nil {
 			e.cfg.Log.Warn("cannot record the cache entry's file list", "err", err)
 		}
 	}
-	e.record(ctx, rec, ck)
+	e.record(ctx, rec, ck, made)
 	s.key = k.key
 	e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 	return nil
@@ -135,7 +143,7 @@ func (e *Executor) alias(rec cache.Record, key cache.Key) {
 
 // record keeps a step's result under its key and its content key, locally
 // and (in the background) in --cache-to.
-func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key) {
+func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l image.Layer) {
 	recs := []cache.Record{rec}
 	if !ck.IsZero() {
 		alt := rec
@@ -146,7 +154,7 @@ func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key) {
 		if err := e.cfg.Cache.Put(r); err != nil {
 			e.cfg.Log.Warn("cannot record the cache entry", "step", r.Step, "err", err)
 		}
-		e.export(ctx, r)
+		e.export(ctx, r, l)
 	}
 }
 
@@ -171,12 +179,18 @@ func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record
 
 // export uploads rec to --cache-to in the background; Build waits for the
 // uploads at its end and reports failures as warnings (the image is fine).
-func (e *Executor) export(ctx context.Context, rec cache.Record) {
+func (e *Executor) export(ctx context.Context, rec cache.Record, l image.Layer) {
 	if e.cfg.CacheTo == nil {
 		return
 	}
+	open := func() (io.ReadCloser, error) {
+		if l == nil {
+			return nil, errors.New("no layer")
+		}
+		return l.Open(ctx)
+	}
 	e.exports.Go(func() {
-		if err := e.cfg.CacheTo.Export(ctx, rec, e.cfg.Blobs); err != nil {
+		if err := e.cfg.CacheTo.Export(ctx, rec, open); err != nil {
 			e.exportMu.Lock()
 			e.exportErr = append(e.exportErr, err)
 			e.exportMu.Unlock()
@@ -186,7 +200,7 @@ func (e *Executor) export(ctx context.Context, rec cache.Record) {
 
 // applyHit gives s what running step would have: the cached layer (or an
 // empty-layer history entry) and, for WORKDIR, the config.
-func (e *Executor) applyHit(s *stageState, step dockerfile.Step, rec cache.Record) {
+func (e *Executor) applyHit(s *stageState, step dockerfile.Step, l image.Layer) {
 	if m, ok := step.(*dockerfile.Meta); ok {
 		s.img.Config.Config = m.Config
 		if m.Author != "" {
@@ -196,11 +210,24 @@ func (e *Executor) applyHit(s *stageState, step dockerfile.Step, rec cache.Recor
 			return
 		}
 	}
-	if rec.Layer == nil {
-		s.addHistory(e, step.String(), nil)
-		return
+	s.addHistory(e, step.String(), l) // nil: an empty layer
+}
+
+// hitLayer is the layer a cache record stands for: its blob, or the local
+// store's layer for records of builds that kept no blob; nil for an empty
+// layer. An error makes the hit a miss.
+func (e *Executor) hitLayer(rec cache.Record) (image.Layer, error) {
+	switch {
+	case rec.Layer == nil:
+		return nil, nil
+	case rec.InStore:
+		if e.cfg.StoreLayer == nil {
+			return nil, cache.ErrMiss
+		}
+		return e.cfg.StoreLayer(rec.DiffID)
+	default:
+		return &layer.Stored{Blobs: e.cfg.Blobs, Desc: *rec.Layer, Diff: rec.DiffID}, nil
 	}
-	s.addHistory(e, step.String(), &layer.Stored{Blobs: e.cfg.Blobs, Desc: *rec.Layer, Diff: rec.DiffID})
 }
 
 // explainMiss names the first input of k that differs from the nearest

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	digest "github.com/opencontainers/go-digest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,9 @@ type Config struct {
 	// CacheTo receives every entry of this build (--cache-from, --cache-to).
 	CacheFrom []*cache.Remote
 	CacheTo   *cache.Remote
+	// StoreLayer returns the local store's layer with this diff ID (cache
+	// entries of builds that kept no blob of their own); nil: none.
+	StoreLayer func(diffID digest.Digest) (image.Layer, error)
 	// CacheTTL ignores entries older than this (0: no limit).
 	CacheTTL time.Duration
 	// FileHashes reuses context file digests across builds (nil: hash all).
@@ -103,6 +107,7 @@ type Executor struct {
 	hashMemo   map[string]hashResult // context selections hashed in this build
 	started    time.Time             // the build's creation time (no --timestamp)
 	missed     bool                  // a cacheable step ran in this build
+	finalStage bool                  // the stage being built is the target
 }
 
 // New validates cfg and returns an Executor.
@@ -158,6 +163,7 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocisp
 	done := map[int]*stageState{}
 	var last *stageState
 	for i, st := range p.Stages {
+		e.finalStage = i == len(p.Stages)-1
 		s, err := e.runStage(ctx, p, st, done, platform, i, len(p.Stages))
 		if err != nil {
 			return nil, err

@@ -244,7 +244,13 @@ func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) e
 // snapshot under that layer and records history. A step that changed
 // nothing adds no layer (history says empty_layer), as BuildKit does.
 func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mount, createdBy string) error {
-	l, err := layer.Write(ctx, e.cfg.Blobs, e.cfg.Compression, func(w io.Writer) error {
+	comp := e.cfg.Compression
+	if !e.finalStage {
+		// Not in the image the store commit writes: the blob store keeps it
+		// (for COPY --from, FROM and the cache), with no scratch copy.
+		comp.RawDir = ""
+	}
+	l, err := layer.Write(ctx, e.cfg.Blobs, comp, func(w io.Writer) error {
 		return m.Diff(ctx, w, snapshot.WriteOptions{Clamp: e.cfg.Timestamp})
 	})
 	if err != nil {

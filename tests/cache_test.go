@@ -160,18 +160,21 @@ func TestCacheConcurrentAndKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Kill it while it writes the COPY layer: once a blob is being ingested.
-	ingest := filepath.Join(root2, "builder", "blobs", "tmp")
+	// Kill it while it writes the COPY layer: once a layer file (a blob
+	// being ingested, or the scratch tar of a build that ends in the store)
+	// exists.
+	writing := func() bool {
+		a, _ := filepath.Glob(filepath.Join(root2, "builder", "blobs", "tmp", "ingest-*"))
+		b, _ := filepath.Glob(filepath.Join(root2, "builder", "tmp", "build-*", "layer-*.tar"))
+		return len(a)+len(b) > 0
+	}
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if ents, _ := os.ReadDir(ingest); len(ents) > 0 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
+	for time.Now().Before(deadline) && !writing() {
+		time.Sleep(time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	if ents, _ := os.ReadDir(ingest); len(ents) == 0 {
+	if !writing() {
 		t.Fatal("the build was not killed during a layer write")
 	}
 	id, out := cacheBuild(t, root2, ctx)
@@ -180,6 +183,9 @@ func TestCacheConcurrentAndKilled(t *testing.T) {
 	}
 	if _, out := cacheBuild(t, root2, ctx); len(ran(out)) != 0 || strings.Count(out, "--> Using cache") != 2 {
 		t.Errorf("rebuild after the kill did not hit every step:\n%s", out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root2, "builder", "tmp", "build-*")); len(left) != 0 {
+		t.Errorf("the killed build's scratch directory is still there: %v", left)
 	}
 }
 

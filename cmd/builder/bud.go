@@ -19,6 +19,7 @@ import (
 	"github.com/builder-dev/builder/internal/compress"
 	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
+	bstore "github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/pushers"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -204,7 +205,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(mkdirp(filepath.Join(store.GraphRoot(), "builder", "tmp")), "build-")
+	work, err := newScratch(filepath.Join(store.GraphRoot(), "builder", "tmp"))
 	if err != nil {
 		return err
 	}
@@ -251,6 +252,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		return err
 	}
 	defer held.Close()
+	held.SetStoreCheck(func(d digest.Digest) bool { return bstore.HasLayer(store, d) })
 	if o.layers {
 		index = held
 		hashes = cache.LoadFileHashes(filepath.Join(cacheDir, "filehashes", digestOf([]byte(contextAbs(contextDir))).Encoded()))
@@ -282,7 +284,8 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	}
 	ex, err := executor.New(executor.Config{
 		CacheFrom: from, CacheTo: to,
-		Cache: index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: hashes,
+		StoreLayer: func(d digest.Digest) (image.Layer, error) { return bstore.LayerByDiffID(store, d) },
+		Cache:      index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: hashes,
 		PortableModes: o.portableModes, ExplainCache: o.explainCache,
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,

@@ -30,7 +30,10 @@ type Compression struct {
 	Follow func(path string) (progress func(int64), done func(error))
 	// RawDir, when set and Kind compresses, also keeps the uncompressed
 	// tar in a scratch file there (Stored.Raw), so a local store commit in
-	// the same build needs no decompression. The caller removes RawDir.
+	// the same build needs no decompression. With Kind None the tar goes
+	// only there, not to the blob store: for a build that ends in the local
+	// store, whose layer is then the lasting copy (no fsync, no third copy).
+	// The caller removes RawDir.
 	RawDir string
 }
 
@@ -49,6 +52,9 @@ func (c Compression) MediaType() string {
 // Write runs produce with a writer whose bytes become a layer blob in blobs,
 // computing diff_id and digest in the same pass.
 func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
+	if c.Kind == compress.None && c.RawDir != "" {
+		return writeScratch(ctx, c.RawDir, produce)
+	}
 	ing, err := blobs.Ingest()
 	if err != nil {
 		return nil, err
@@ -140,7 +146,52 @@ type Stored struct {
 func (l *Stored) Descriptor() ocispec.Descriptor { return l.Desc }
 func (l *Stored) DiffID() digest.Digest          { return l.Diff }
 func (l *Stored) Open(context.Context) (io.ReadCloser, error) {
+	if l.Blobs == nil {
+		return os.Open(l.Raw) // a scratch layer (see Compression.RawDir)
+	}
 	return l.Blobs.Open(l.Desc.Digest)
+}
+
+// Scratch reports whether l lives only in a build's scratch file: its
+// lasting copy is the one the local store commit makes.
+func Scratch(l image.Layer) bool {
+	st, ok := l.(*Stored)
+	return ok && st.Blobs == nil
+}
+
+// writeScratch writes the tar produce makes to a file in dir, with its
+// diff ID (which is also its digest, uncompressed).
+func writeScratch(ctx context.Context, dir string, produce func(w io.Writer) error) (image.Layer, error) {
+	f, err := os.CreateTemp(dir, "layer-*.tar")
+	if err != nil {
+		return nil, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	var size int64
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	if err := produce(&countWriter{w: bw, n: &size}); err != nil {
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	keep = true
+	d := digest.NewDigest(digest.SHA256, h)
+	return &Stored{Desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size},
+		Diff: d, TarLen: size, Raw: f.Name()}, nil
 }
 
 // RawForm returns the layer as its uncompressed tar when a scratch copy of

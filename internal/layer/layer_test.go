@@ -133,7 +133,7 @@ func TestWriteKeepsRawCopy(t *testing.T) {
 		return fmt.Errorf("walk failed")
 	})
 	if ents, _ := os.ReadDir(raw); len(ents) != 1 {
-		t.Errorf("%d files in the raw dir, want 1", len(ents))
+		t.Errorf("%d files in the raw dir, want 1 (a failed write keeps none)", len(ents))
 	}
 	u, err := Write(context.Background(), blobs, Compression{Kind: compress.None, RawDir: raw}, func(w io.Writer) error {
 		_, err := w.Write(tarBytes)
@@ -142,7 +142,20 @@ func TestWriteKeepsRawCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := RawForm(u); ok {
-		t.Error("an uncompressed layer got a raw copy")
+	// Uncompressed with RawDir: the scratch file is the only copy.
+	if !Scratch(u) || u.DiffID() != l.DiffID() || u.Descriptor().Digest != l.DiffID() {
+		t.Errorf("scratch layer %+v (diff ID %s), want diff ID %s", u.Descriptor(), u.DiffID(), l.DiffID())
+	}
+	if _, err := blobs.Stat(u.DiffID()); err == nil {
+		t.Error("a scratch layer was also written to the blob store")
+	}
+	rc, err = u.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, tarBytes) {
+		t.Error("scratch layer differs from the tar")
 	}
 }
