@@ -225,6 +225,16 @@ func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte
 		Config: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
 		Layers: []ocispec.Descriptor{}}
 	if layer != nil {
+		m.Layers = append(m.Layers, *layer)
+	}
+	// A blob the repository has (another entry's, a mount's, this step's
+	// other key's) is not sent again.
+	if layer != nil {
+		if ok, _, err := dst.TryReusingBlob(ctx, types.BlobInfo{Digest: layer.Digest, Size: layer.Size}, none.NoCache, false); err == nil && ok {
+			layer = nil
+		}
+	}
+	if layer != nil {
 		f, err := open()
 		if err != nil {
 			return err
@@ -234,7 +244,6 @@ func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte
 		if err != nil {
 			return fmt.Errorf("cache %s: upload blob %s: %w", r.repo, layer.Digest, err)
 		}
-		m.Layers = append(m.Layers, *layer)
 	}
 	if _, err := dst.PutBlob(ctx, bytes.NewReader(cfg), types.BlobInfo{Digest: m.Config.Digest, Size: m.Config.Size}, none.NoCache, true); err != nil {
 		return fmt.Errorf("cache %s: upload config: %w", r.repo, err)

@@ -120,8 +120,10 @@ func (e *Executor) lookup(ctx context.Context, key, ck cache.Key) (cache.Record,
 		e.alias(rec, key)
 		return rec, " (same content)", nil
 	}
-	if rec, from, err := e.fetchRemote(ctx, key); err == nil {
-		return rec, from, nil
+	if !e.probed[key] { // the up-front probe already asked for it
+		if rec, from, err := e.fetchRemote(ctx, key); err == nil {
+			return rec, from, nil
+		}
 	}
 	if ck.IsZero() {
 		return cache.Record{}, "", cache.ErrMiss
@@ -451,6 +453,10 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform oc
 	}
 	if len(keys) == 0 {
 		return
+	}
+	e.probed = make(map[cache.Key]bool, len(keys))
+	for _, k := range keys {
+		e.probed[k] = true
 	}
 	var found atomic.Int64
 	var wg sync.WaitGroup

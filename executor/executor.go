@@ -108,6 +108,7 @@ type Executor struct {
 	started    time.Time             // the build's creation time (no --timestamp)
 	missed     bool                  // a cacheable step ran in this build
 	finalStage bool                  // the stage being built is the target
+	probed     map[cache.Key]bool    // keys the up-front probe looked up in --cache-from
 }
 
 // New validates cfg and returns an Executor.
@@ -158,7 +159,7 @@ func (e *Executor) Close() error {
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
 	e.platform = platform
-	e.started, e.missed = time.Time{}, false
+	e.started, e.missed, e.probed = time.Time{}, false, nil
 	e.prefetch(ctx, p, platform)
 	done := map[int]*stageState{}
 	var last *stageState
