@@ -104,11 +104,12 @@ type Executor struct {
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
 	// with --cache-to at the end of the build.
 	mountsUsed map[string]string
-	hashMemo   map[string]hashResult // context selections hashed in this build
-	started    time.Time             // the build's creation time (no --timestamp)
-	missed     bool                  // a cacheable step ran in this build
-	finalStage bool                  // the stage being built is the target
-	probed     map[cache.Key]bool    // keys the up-front probe looked up in --cache-from
+	hashMemo   map[string]hashResult   // context selections hashed in this build
+	started    time.Time               // the build's creation time (no --timestamp)
+	missed     bool                    // a cacheable step ran in this build
+	finalStage bool                    // the stage being built is the target
+	probed     map[cache.Key]bool      // keys the up-front probe looked up in --cache-from
+	bases      map[string]*image.Image // FROM images resolved in this build
 }
 
 // New validates cfg and returns an Executor.
@@ -159,7 +160,7 @@ func (e *Executor) Close() error {
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
 	e.platform = platform
-	e.started, e.missed, e.probed = time.Time{}, false, nil
+	e.started, e.missed, e.probed, e.bases = time.Time{}, false, nil, nil
 	e.prefetch(ctx, p, platform)
 	done := map[int]*stageState{}
 	var last *stageState

@@ -101,7 +101,7 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		s.key = e.rootKey(&s.img, "scratch", platform)
 		s.base = s.key
 	default:
-		img, err := e.cfg.Resolver.Resolve(ctx, st.Base.Image, platform)
+		img, err := e.resolveBase(ctx, st.Base.Image, platform)
 		if err != nil {
 			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM %s: %w", st.Base.Image, err)}
 		}
@@ -279,4 +279,23 @@ func stepsShown(steps []dockerfile.Step) int {
 		}
 	}
 	return 1
+}
+
+// resolveBase resolves a FROM image once per build and platform (the
+// up-front cache probe and the build ask for the same ones; a second
+// resolve could pull again).
+func (e *Executor) resolveBase(ctx context.Context, ref string, p ocispec.Platform) (*image.Image, error) {
+	k := ref + "\x00" + p.OS + "/" + p.Architecture + "/" + p.Variant
+	if img, ok := e.bases[k]; ok {
+		return img, nil
+	}
+	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
+	if err != nil {
+		return nil, err
+	}
+	if e.bases == nil {
+		e.bases = map[string]*image.Image{}
+	}
+	e.bases[k] = img
+	return img, nil
 }
