@@ -35,6 +35,7 @@ type Remote struct {
 	layout bool   // oci:DIR
 	sys    *types.SystemContext
 	mu     sync.Mutex // an OCI layout's index.json takes one writer at a time
+	blobMu sync.Map   // digest → *sync.Mutex: entries sharing a blob are exported one at a time
 }
 
 // NewRemote returns the cache at ref: "REGISTRY/NAME" or
@@ -211,6 +212,12 @@ func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte
 	if r.layout {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+	} else if layer != nil {
+		// The second entry of a blob then finds it there instead of racing
+		// the first one's upload.
+		m, _ := r.blobMu.LoadOrStore(layer.Digest, &sync.Mutex{})
+		m.(*sync.Mutex).Lock()
+		defer m.(*sync.Mutex).Unlock()
 	}
 	ref, err := r.ref(tag)
 	if err != nil {

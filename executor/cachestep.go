@@ -162,12 +162,16 @@ func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l
 
 // fetchRemote looks key up in the --cache-from repositories, in order; a
 // hit is verified, kept in the local blob store and index.
+// When no repository has it, the error is ErrMiss if every one answered,
+// else the last failure.
 func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record, string, error) {
+	var failed error
 	for _, r := range e.cfg.CacheFrom {
 		rec, err := r.Fetch(ctx, key, e.cfg.Blobs)
 		if err != nil {
 			if !errors.Is(err, cache.ErrMiss) {
 				e.cfg.Log.Warn("remote cache lookup failed", "cache", r.String(), "err", err)
+				failed = err
 			}
 			continue
 		}
@@ -175,6 +179,9 @@ func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record
 			e.cfg.Log.Warn("cannot record the cache entry", "err", err)
 		}
 		return rec, " (from " + r.String() + ")", nil
+	}
+	if failed != nil {
+		return cache.Record{}, "", failed
 	}
 	return cache.Record{}, "", cache.ErrMiss
 }
@@ -455,9 +462,7 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform oc
 		return
 	}
 	e.probed = make(map[cache.Key]bool, len(keys))
-	for _, k := range keys {
-		e.probed[k] = true
-	}
+	var probedMu sync.Mutex
 	var found atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -465,8 +470,16 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform oc
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, _, err := e.fetchRemote(ctx, k); err == nil {
+			_, _, err := e.fetchRemote(ctx, k)
+			if err == nil {
 				found.Add(1)
+			}
+			if err == nil || errors.Is(err, cache.ErrMiss) {
+				// Answered: a step need not ask again. (A failed lookup is
+				// retried when the step comes.)
+				probedMu.Lock()
+				e.probed[k] = true
+				probedMu.Unlock()
 			}
 		})
 	}
