@@ -121,7 +121,7 @@ const gzipBlockSize = 1 << 20
 
 // NewWriter returns a compressor writing to w. Close flushes the trailer but does not close w.
 //
-// Level: 0 means our default (gzip 1, zstd 3). Gzip takes 1..9 (and pgzip.HuffmanOnly);
+// Level: 0 means the format's default (gzip 6, zstd 3). Gzip takes 1..9 (and pgzip.HuffmanOnly);
 // use Kind None for no compression. Zstd takes zstd CLI levels 1..22, mapped to klauspost's four
 // encoder speeds: 1-2 fastest, 3-5 default, 6-9 better, 10+ best. Xz ignores level.
 func NewWriter(w io.Writer, kind Kind, level int) (io.WriteCloser, error) {
@@ -151,7 +151,11 @@ func NewWriter(w io.Writer, kind Kind, level int) (io.WriteCloser, error) {
 		if level < 0 || level > 22 {
 			return nil, fmt.Errorf("zstd level %d out of range 1..22", level)
 		}
-		return newParZstd(w, zstd.EncoderLevelFromZstd(level)), nil
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zw, nil
 	case Xz:
 		xw, err := xz.NewWriter(w)
 		if err != nil {
