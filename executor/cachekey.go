@@ -41,8 +41,12 @@ func (e *Executor) rootKey(img *image.Image, base string, platform ocispec.Platf
 	if base == "scratch" {
 		id = "scratch"
 	}
-	k := cache.Root(id, platform)
-	// Settings that change every layer's bytes are part of every key.
+	return e.withSettings(cache.Root(id, platform))
+}
+
+// withSettings folds into k the build settings that change every layer's
+// bytes, so they are part of every key.
+func (e *Executor) withSettings(k cache.Key) cache.Key {
 	if e.cfg.Timestamp != nil {
 		k = k.Next([]byte("timestamp " + strconv.FormatInt(e.cfg.Timestamp.Unix(), 10)))
 	}
@@ -67,14 +71,7 @@ func (e *Executor) contentKey(s *stageState) cache.Key {
 	for _, d := range s.img.Config.RootFS.DiffIDs {
 		parts = append(parts, []byte(d))
 	}
-	k := cache.Root(cache.DigestOf("layers", parts...), s.platform)
-	if e.cfg.Timestamp != nil {
-		k = k.Next([]byte("timestamp " + strconv.FormatInt(e.cfg.Timestamp.Unix(), 10)))
-	}
-	if e.cfg.PortableModes {
-		k = k.Next([]byte("portable-modes"))
-	}
-	return k
+	return e.withSettings(cache.Root(cache.DigestOf("layers", parts...), s.platform))
 }
 
 // keyed is a step key and what the explanation of a miss needs.

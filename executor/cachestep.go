@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/snapshot"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,9 +18,17 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/internal/image"
 	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
+
+// imageStep is the Step of the record that keeps a build's creation time
+// (reuseCreated); it is no instruction and never a miss's nearest entry.
+const imageStep = "(image)"
 
 // stepTime is one step's outcome for the summary line.
 type stepTime struct {
@@ -66,9 +72,11 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		}
 		if err == nil {
 			e.applyHit(s, step, hit)
-			e.stepf("--> Using cache %s%s", k.key.Hex(), from)
+			e.stepf("--> Using cache %s%s", k.key.Hex(), from.say)
 			s.key = k.key
-			if e.cfg.CacheTo != nil { // the shared cache gets the entry too
+			// The shared cache gets the entry too, unless that is where it
+			// came from.
+			if e.cfg.CacheTo != nil && (from.remote == nil || from.remote.String() != e.cfg.CacheTo.String()) {
 				for _, key := range []cache.Key{k.key, ck} {
 					if !key.IsZero() {
 						rec.Key = key.Hex()
@@ -109,16 +117,24 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 	return nil
 }
 
+// source says where a hit came from: the local index (remote nil) or a
+// --cache-from repository, and how to say so after "Using cache".
+type source struct {
+	remote *cache.Remote
+	say    string
+}
+
 // lookup finds a step's record by its key, then by its content key, in
 // the local index, then in --cache-from. A record found by the content key
 // is recorded under the key too (the next build finds it directly).
-func (e *Executor) lookup(ctx context.Context, key, ck cache.Key) (cache.Record, string, error) {
+func (e *Executor) lookup(ctx context.Context, key, ck cache.Key) (cache.Record, source, error) {
 	if rec, err := e.cfg.Cache.Get(key, e.cfg.CacheTTL); err == nil {
-		return rec, "", nil
+		return rec, source{}, nil
 	}
 	if rec, err := e.cfg.Cache.Get(ck, e.cfg.CacheTTL); err == nil {
-		e.alias(rec, key)
-		return rec, " (same content)", nil
+		rec.Key = key.Hex()
+		e.put(rec)
+		return rec, source{say: " (same content)"}, nil
 	}
 	if !e.probed[key] { // the up-front probe already asked for it
 		if rec, from, err := e.fetchRemote(ctx, key); err == nil {
@@ -126,20 +142,20 @@ func (e *Executor) lookup(ctx context.Context, key, ck cache.Key) (cache.Record,
 		}
 	}
 	if ck.IsZero() {
-		return cache.Record{}, "", cache.ErrMiss
+		return cache.Record{}, source{}, cache.ErrMiss
 	}
 	rec, from, err := e.fetchRemote(ctx, ck)
 	if err == nil {
-		e.alias(rec, key)
+		rec.Key = key.Hex()
+		e.put(rec)
 	}
 	return rec, from, err
 }
 
-// alias records rec under key as well.
-func (e *Executor) alias(rec cache.Record, key cache.Key) {
-	rec.Key = key.Hex()
+// put records rec in the local index; a failure only costs a later hit.
+func (e *Executor) put(rec cache.Record) {
 	if err := e.cfg.Cache.Put(rec); err != nil {
-		e.cfg.Log.Warn("cannot record the cache entry", "err", err)
+		e.cfg.Log.Warn("cannot record the cache entry", "step", rec.Step, "err", err)
 	}
 }
 
@@ -153,9 +169,7 @@ func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l
 		recs = append(recs, alt)
 	}
 	for _, r := range recs {
-		if err := e.cfg.Cache.Put(r); err != nil {
-			e.cfg.Log.Warn("cannot record the cache entry", "step", r.Step, "err", err)
-		}
+		e.put(r)
 		e.export(ctx, r, l)
 	}
 }
@@ -164,7 +178,7 @@ func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l
 // hit is verified, kept in the local blob store and index.
 // When no repository has it, the error is ErrMiss if every one answered,
 // else the last failure.
-func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record, string, error) {
+func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record, source, error) {
 	var failed error
 	for _, r := range e.cfg.CacheFrom {
 		rec, err := r.Fetch(ctx, key, e.cfg.Blobs)
@@ -175,15 +189,13 @@ func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record
 			}
 			continue
 		}
-		if err := e.cfg.Cache.Put(rec); err != nil {
-			e.cfg.Log.Warn("cannot record the cache entry", "err", err)
-		}
-		return rec, " (from " + r.String() + ")", nil
+		e.put(rec)
+		return rec, source{remote: r, say: " (from " + r.String() + ")"}, nil
 	}
 	if failed != nil {
-		return cache.Record{}, "", failed
+		return cache.Record{}, source{}, failed
 	}
-	return cache.Record{}, "", cache.ErrMiss
+	return cache.Record{}, source{}, cache.ErrMiss
 }
 
 // export uploads rec to --cache-to in the background; Build waits for the
@@ -245,7 +257,7 @@ func (e *Executor) explainMiss(s *stageState, k keyed, step dockerfile.Step) str
 	parent := s.key
 	var kids []cache.Record
 	for _, r := range e.cfg.Cache.Children(parent) {
-		if r.Step != "(image)" {
+		if r.Step != imageStep {
 			kids = append(kids, r)
 		}
 	}
@@ -260,9 +272,6 @@ func (e *Executor) explainMiss(s *stageState, k keyed, step dockerfile.Step) str
 	// Nearest: the same instruction if cached, else the latest entry.
 	near := kids[0]
 	for _, r := range kids {
-		if r.Step == "(image)" {
-			continue
-		}
 		if r.Step == step.String() {
 			near = r
 			break
@@ -303,12 +312,7 @@ func changedFile(old, cur map[string]digest.Digest) string {
 	if old == nil || cur == nil {
 		return ""
 	}
-	names := make([]string, 0, len(cur))
-	for n := range cur {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(cur)) {
 		d, ok := old[n]
 		switch {
 		case !ok:
@@ -525,7 +529,7 @@ func (e *Executor) reuseCreated(img *image.Image, last cache.Key) {
 		}
 		return
 	}
-	if err := e.cfg.Cache.Put(cache.Record{Key: k.Hex(), Parent: last.Hex(), Step: "(image)", Created: e.started}); err != nil {
+	if err := e.cfg.Cache.Put(cache.Record{Key: k.Hex(), Parent: last.Hex(), Step: imageStep, Created: e.started}); err != nil {
 		e.cfg.Log.Warn("cannot record the image's creation time", "err", err)
 	}
 }

@@ -46,8 +46,7 @@ func preloadLayers(ctx context.Context, s storage.Store, img *image.Image) error
 }
 
 func putLayer(ctx context.Context, s storage.Store, id, parent string, l image.Layer) error {
-	raw, _ := layer.RawForm(l)
-	rc, err := layer.Uncompressed(ctx, raw)
+	rc, err := layer.Uncompressed(ctx, l) // a raw scratch copy already (rawLayers), when there is one
 	if err != nil {
 		return err
 	}

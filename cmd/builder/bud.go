@@ -21,6 +21,7 @@ import (
 	"github.com/builder-dev/builder/internal/layer"
 	bstore "github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/pushers"
+	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -205,10 +206,16 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	if err != nil {
 		return err
 	}
-	work, err := newScratch(filepath.Join(store.GraphRoot(), "builder", "tmp"))
+	work, err := snapshot.NewScratchDir(filepath.Join(store.GraphRoot(), "builder", "tmp"), "build-", g.log)
 	if err != nil {
 		return err
 	}
+	var ex *executor.Executor
+	defer func() {
+		if ex == nil {
+			os.RemoveAll(work) // the executor removes it once it exists
+		}
+	}()
 	resolver := &image.Resolver{Store: store, Log: g.log}
 	defer resolver.Close()
 	progress := g.stdout
@@ -217,13 +224,11 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	}
 	reg, err := o.registry.setup(g, store, blobs, resolver, o.pull, o.tags, progress)
 	if err != nil {
-		os.RemoveAll(work)
 		return err
 	}
 
 	run, err := o.runConfig(g, store.GraphRoot(), work)
 	if err != nil {
-		os.RemoveAll(work)
 		return err
 	}
 	comp := layer.Compression{Kind: compress.None}
@@ -241,51 +246,15 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		comp.Follow = up.follow
 		defer up.wait()
 	}
-	var index *cache.Index
-	var hashes *cache.FileHashes
-	// The index is opened even with --layers=false: it holds the shared lock
-	// that keeps builder prune from removing snapshot trees this build uses.
-	cacheDir := filepath.Join(store.GraphRoot(), "builder", "cache")
-	held, err := cache.OpenIndex(cacheDir, blobs)
+	bc, err := o.openCache(g, store, blobs, reg, contextDir)
 	if err != nil {
-		os.RemoveAll(work)
 		return err
 	}
-	defer held.Close()
-	held.SetStoreCheck(func(d digest.Digest) bool { return bstore.HasLayer(store, d) })
-	if o.layers {
-		index = held
-		hashes = cache.LoadFileHashes(filepath.Join(cacheDir, "filehashes", digestOf([]byte(contextAbs(contextDir))).Encoded()))
-		defer func() {
-			if err := hashes.Save(); err != nil {
-				g.log.Debug("cannot save the context file-hash index", "err", err)
-			}
-		}()
-	}
-	var from []*cache.Remote
-	var to *cache.Remote
-	for _, r := range o.cacheFrom {
-		rem, err := cache.NewRemote(r, reg.env.sys)
-		if err != nil {
-			os.RemoveAll(work)
-			return usagef("--cache-from: %v", err)
-		}
-		from = append(from, rem)
-	}
-	if o.cacheTo != "" {
-		if to, err = cache.NewRemote(o.cacheTo, reg.env.sys); err != nil {
-			os.RemoveAll(work)
-			return usagef("--cache-to: %v", err)
-		}
-	}
-	if index == nil && (from != nil || to != nil) {
-		os.RemoveAll(work)
-		return usagef("--cache-from and --cache-to need the layer cache (not --layers=false)")
-	}
-	ex, err := executor.New(executor.Config{
-		CacheFrom: from, CacheTo: to,
+	defer bc.close(g)
+	ex, err = executor.New(executor.Config{
+		CacheFrom: bc.from, CacheTo: bc.to,
 		StoreLayer: func(d digest.Digest) (image.Layer, error) { return bstore.LayerByDiffID(store, d) },
-		Cache:      index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: hashes,
+		Cache:      bc.index, NoCache: o.noCache, CacheTTL: o.cacheTTL, FileHashes: bc.hashes,
 		PortableModes: o.portableModes, ExplainCache: o.explainCache,
 		Blobs: blobs, Resolver: resolver, WorkDir: work, Context: contextDir,
 		Ignore: ignore, Compression: comp, Timestamp: clamp, Out: progress, ErrOut: g.stderr, Log: g.log,
@@ -293,7 +262,6 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		Secrets: run.secrets, CacheMounts: filepath.Join(store.GraphRoot(), "builder", "cache-mounts"),
 	})
 	if err != nil {
-		os.RemoveAll(work)
 		return err
 	}
 	defer ex.Close()

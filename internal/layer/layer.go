@@ -50,26 +50,47 @@ func (c Compression) MediaType() string {
 }
 
 // Write runs produce with a writer whose bytes become a layer blob in blobs,
-// computing diff_id and digest in the same pass.
+// computing diff_id and digest in the same pass. With c.RawDir the tar is
+// also (or, uncompressed, only) kept in a scratch file there.
 func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
-	if c.Kind == compress.None && c.RawDir != "" {
-		return writeScratch(ctx, c.RawDir, produce)
+	scratchOnly := c.Kind == compress.None && c.RawDir != ""
+	diffHash := sha256.New()
+	sinks := []io.Writer{diffHash}
+	var raw *os.File
+	if c.RawDir != "" {
+		var err error
+		if raw, err = os.CreateTemp(c.RawDir, "layer-*.tar"); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if raw != nil { // not handed over: a failed layer
+				raw.Close()
+				os.Remove(raw.Name())
+			}
+		}()
+		sinks = append(sinks, raw)
 	}
-	ing, err := blobs.Ingest()
-	if err != nil {
-		return nil, err
-	}
-	defer ing.Close()
-	out := io.Writer(ing)
-	teeDone := func(error) {}
-	if c.Follow != nil && c.Kind != compress.None {
-		progress, done := c.Follow(ing.Name())
-		out, teeDone = &notifyWriter{w: ing, progress: progress}, done
-	}
-	zw, err := compress.NewWriter(out, c.Kind, c.Level)
-	if err != nil {
-		teeDone(err)
-		return nil, err
+	var (
+		ing     *cache.Ingester
+		zw      io.WriteCloser = nopCloser{}
+		teeDone                = func(error) {}
+	)
+	if !scratchOnly {
+		var err error
+		if ing, err = blobs.Ingest(); err != nil {
+			return nil, err
+		}
+		defer ing.Close()
+		out := io.Writer(ing)
+		if c.Follow != nil && c.Kind != compress.None {
+			progress, done := c.Follow(ing.Name())
+			out, teeDone = &notifyWriter{w: ing, progress: progress}, done
+		}
+		if zw, err = compress.NewWriter(out, c.Kind, c.Level); err != nil {
+			teeDone(err)
+			return nil, err
+		}
+		sinks = append(sinks, zw)
 	}
 	finished := false
 	defer func() {
@@ -77,27 +98,11 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 			teeDone(errors.New("layer not written"))
 		}
 	}()
-	diffHash := sha256.New()
-	var size int64
-	sinks := []io.Writer{diffHash, zw}
-	var raw *os.File
-	if c.RawDir != "" && c.Kind != compress.None {
-		if raw, err = os.CreateTemp(c.RawDir, "layer-*.tar"); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if raw != nil {
-				raw.Close()
-				os.Remove(raw.Name())
-			}
-		}()
-		sinks = append(sinks, raw)
-	}
 	// Tar writers make three small writes per file; a syscall for each
 	// would cost more than the file on a layer of many small files.
+	var size int64
 	bw := bufio.NewWriterSize(io.MultiWriter(sinks...), 1<<20)
-	cw := &countWriter{w: bw, n: &size}
-	if err := produce(cw); err != nil {
+	if err := produce(&countWriter{w: bw, n: &size}); err != nil {
 		zw.Close()
 		return nil, err
 	}
@@ -111,17 +116,15 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	d, n, err := ing.Commit("")
-	if err != nil {
-		return nil, err
-	}
-	finished = true
-	teeDone(nil)
-	st := &Stored{
-		Blobs:  blobs,
-		Desc:   ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: n},
-		Diff:   digest.NewDigest(digest.SHA256, diffHash),
-		TarLen: size,
+	diffID := digest.NewDigest(digest.SHA256, diffHash)
+	st := &Stored{Diff: diffID, TarLen: size,
+		Desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffID, Size: size}}
+	if !scratchOnly {
+		d, n, err := ing.Commit("")
+		if err != nil {
+			return nil, err
+		}
+		st.Blobs, st.Desc = blobs, ocispec.Descriptor{MediaType: c.MediaType(), Digest: d, Size: n}
 	}
 	if raw != nil {
 		if err := raw.Close(); err != nil {
@@ -129,8 +132,15 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 		}
 		st.Raw, raw = raw.Name(), nil
 	}
+	finished = true
+	teeDone(nil)
 	return st, nil
 }
+
+type nopCloser struct{}
+
+func (nopCloser) Write(p []byte) (int, error) { return len(p), nil }
+func (nopCloser) Close() error                { return nil }
 
 // Stored is a layer whose blob lives in the local blob store.
 type Stored struct {
@@ -159,41 +169,6 @@ func Scratch(l image.Layer) bool {
 	return ok && st.Blobs == nil
 }
 
-// writeScratch writes the tar produce makes to a file in dir, with its
-// diff ID (which is also its digest, uncompressed).
-func writeScratch(ctx context.Context, dir string, produce func(w io.Writer) error) (image.Layer, error) {
-	f, err := os.CreateTemp(dir, "layer-*.tar")
-	if err != nil {
-		return nil, err
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	h := sha256.New()
-	var size int64
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
-	if err := produce(&countWriter{w: bw, n: &size}); err != nil {
-		return nil, err
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	keep = true
-	d := digest.NewDigest(digest.SHA256, h)
-	return &Stored{Desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size},
-		Diff: d, TarLen: size, Raw: f.Name()}, nil
-}
-
 // RawForm returns the layer as its uncompressed tar when a scratch copy of
 // it exists (Stored.Raw), for destinations that would only decompress it.
 func RawForm(l image.Layer) (image.Layer, bool) {
@@ -201,21 +176,8 @@ func RawForm(l image.Layer) (image.Layer, bool) {
 	if !ok || st.Raw == "" || st.TarLen <= 0 {
 		return l, false
 	}
-	return &rawFile{path: st.Raw, diff: st.Diff, size: st.TarLen}, true
-}
-
-type rawFile struct {
-	path string
-	diff digest.Digest
-	size int64
-}
-
-func (r *rawFile) Descriptor() ocispec.Descriptor {
-	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: r.diff, Size: r.size}
-}
-func (r *rawFile) DiffID() digest.Digest { return r.diff }
-func (r *rawFile) Open(context.Context) (io.ReadCloser, error) {
-	return os.Open(r.path)
+	return &Stored{Desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: st.Diff, Size: st.TarLen},
+		Diff: st.Diff, TarLen: st.TarLen, Raw: st.Raw}, true
 }
 
 // Uncompressed opens l and returns its tar stream.
