@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/builder-dev/builder/content"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -44,7 +46,7 @@ type Record struct {
 // blob is gone is a miss, never an error. Blobs live in the blob store.
 type Index struct {
 	dir     string
-	blobs   *Blobs
+	blobs   *content.Store
 	lock    *os.File
 	inStore func(diffID digest.Digest) bool
 }
@@ -56,7 +58,7 @@ func (x *Index) SetStoreCheck(has func(diffID digest.Digest) bool) { x.inStore =
 // OpenIndex opens (creating) the index under dir, with blobs as its blob
 // store, and takes a shared lock that Prune's exclusive one waits for, so
 // no entry a running build may still use disappears under it.
-func OpenIndex(dir string, blobs *Blobs) (*Index, error) {
+func OpenIndex(dir string, blobs *content.Store) (*Index, error) {
 	x := &Index{dir: dir, blobs: blobs}
 	for _, d := range []string{x.entries(), x.files(), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -268,7 +270,7 @@ type PruneResult struct {
 
 // Prune removes entries, then every blob no remaining entry references. It
 // waits for running builds (their shared locks) and blocks new ones.
-func Prune(ctx context.Context, dir string, blobs *Blobs, o PruneOptions) (PruneResult, error) {
+func Prune(ctx context.Context, dir string, blobs *content.Store, o PruneOptions) (PruneResult, error) {
 	var res PruneResult
 	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -321,7 +323,7 @@ func Prune(ctx context.Context, dir string, blobs *Blobs, o PruneOptions) (Prune
 			used[r.Layer.Digest] = true
 		}
 	}
-	n, bytes, err := blobs.removeUnused(ctx, used)
+	n, bytes, err := blobs.RemoveUnused(ctx, used)
 	res.Blobs, res.Bytes = n, bytes
 	if err != nil || o.Also == nil {
 		return res, err

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/content"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // entry stores a blob of size n and a record for it under a key named by i.
-func entry(t *testing.T, x *Index, b *Blobs, i int, n int, used time.Time) (Key, digest.Digest) {
+func entry(t *testing.T, x *Index, b *content.Store, i int, n int, used time.Time) (Key, digest.Digest) {
 	t.Helper()
 	d, size, err := b.Put(strings.NewReader(strings.Repeat(string(rune('a'+i)), n)), "")
 	if err != nil {
@@ -32,7 +34,7 @@ func entry(t *testing.T, x *Index, b *Blobs, i int, n int, used time.Time) (Key,
 
 func TestIndexGetPutTornAndTTL(t *testing.T) {
 	dir := t.TempDir()
-	b, _ := OpenBlobs(filepath.Join(dir, "blobs"))
+	b, _ := content.OpenStore(filepath.Join(dir, "blobs"))
 	x, err := OpenIndex(filepath.Join(dir, "cache"), b)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +64,7 @@ func TestIndexGetPutTornAndTTL(t *testing.T) {
 func TestPruneByAgeAndSize(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	b, _ := OpenBlobs(filepath.Join(dir, "blobs"))
+	b, _ := content.OpenStore(filepath.Join(dir, "blobs"))
 	x, err := OpenIndex(filepath.Join(dir, "cache"), b)
 	if err != nil {
 		t.Fatal(err)

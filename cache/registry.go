@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/builder-dev/builder/content"
+
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -126,7 +128,7 @@ func (r *Remote) getEntry(ctx context.Context, tag, mediaType string) (types.Ima
 
 // fetchBlob stores blob d of src in blobs unless it is there, verifying
 // it against its digest (a mismatch keeps nothing and names the digest).
-func (r *Remote) fetchBlob(ctx context.Context, src types.ImageSource, d ocispec.Descriptor, blobs *Blobs) error {
+func (r *Remote) fetchBlob(ctx context.Context, src types.ImageSource, d ocispec.Descriptor, blobs *content.Store) error {
 	if n, err := blobs.Stat(d.Digest); err == nil && n == d.Size {
 		return nil
 	}
@@ -143,7 +145,7 @@ func (r *Remote) fetchBlob(ctx context.Context, src types.ImageSource, d ocispec
 
 // Fetch looks k up; on a hit it stores the layer blob in blobs (verified
 // against its digest) and returns the record. ErrMiss when absent.
-func (r *Remote) Fetch(ctx context.Context, k Key, blobs *Blobs) (Record, error) {
+func (r *Remote) Fetch(ctx context.Context, k Key, blobs *content.Store) (Record, error) {
 	src, cfg, layers, err := r.getEntry(ctx, k.Hex(), recordMediaType)
 	if err != nil {
 		return Record{}, err
@@ -166,7 +168,7 @@ func (r *Remote) Fetch(ctx context.Context, k Key, blobs *Blobs) (Record, error)
 
 // FetchMount finds the exported contents of cache mount id: a tar blob,
 // stored (verified) in blobs. ErrMiss when there is none.
-func (r *Remote) FetchMount(ctx context.Context, id string, blobs *Blobs) (ocispec.Descriptor, error) {
+func (r *Remote) FetchMount(ctx context.Context, id string, blobs *content.Store) (ocispec.Descriptor, error) {
 	src, cfg, layers, err := r.getEntry(ctx, mountTag(id), mountMediaType)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -198,7 +200,7 @@ func (r *Remote) Export(ctx context.Context, rec Record, open func() (io.ReadClo
 
 // ExportMount stores layer (a tar of cache mount id's contents, in blobs)
 // as the mount's latest contents.
-func (r *Remote) ExportMount(ctx context.Context, id string, layer ocispec.Descriptor, blobs *Blobs) error {
+func (r *Remote) ExportMount(ctx context.Context, id string, layer ocispec.Descriptor, blobs *content.Store) error {
 	cfg, err := json.Marshal(struct{ ID string }{id})
 	if err != nil {
 		return err

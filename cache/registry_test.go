@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/builder-dev/builder/content"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -42,8 +44,8 @@ func TestNewRemoteForms(t *testing.T) {
 // second blob store fetches the record and the verified layer blob.
 func TestRemoteLayoutRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	a, _ := OpenBlobs(t.TempDir())
-	b, _ := OpenBlobs(t.TempDir())
+	a, _ := content.OpenStore(t.TempDir())
+	b, _ := content.OpenStore(t.TempDir())
 	data := []byte("layer bytes")
 	d, n, err := a.Put(strings.NewReader(string(data)), "")
 	if err != nil {

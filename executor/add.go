@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/snapshot"
 )
 

@@ -25,7 +25,7 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/image"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	digest "github.com/opencontainers/go-digest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,11 +16,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/builder-dev/builder/content"
+	digest "github.com/opencontainers/go-digest"
+
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/sandbox"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/snapshot"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -33,8 +35,8 @@ type Resolver interface {
 
 // Config holds an executor's collaborators and settings.
 type Config struct {
-	Blobs    *cache.Blobs // where new layer blobs go (required)
-	Resolver Resolver     // FROM resolution (required)
+	Blobs    *content.Store // where new layer blobs go (required)
+	Resolver Resolver       // FROM resolution (required)
 	// WorkDir is scratch space for stage root filesystems; it must be on a
 	// filesystem that supports ownership and xattrs (required).
 	WorkDir string

@@ -9,8 +9,8 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/snapshot"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"

@@ -8,10 +8,10 @@ import (
 	"io"
 	"sync"
 
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/layer"
+	"github.com/builder-dev/builder/registry"
 	digest "github.com/opencontainers/go-digest"
 )
 

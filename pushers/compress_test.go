@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/image/imagetest"
-	"github.com/builder-dev/builder/internal/layer"
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/image/imagetest"
+	"github.com/builder-dev/builder/layer"
+	"github.com/builder-dev/builder/registry"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -25,7 +26,7 @@ func (wrongDiff) DiffID() digest.Digest { return digest.FromString("not this") }
 
 func TestCompressLayersOnce(t *testing.T) {
 	ctx := context.Background()
-	blobs, err := cache.OpenBlobs(filepath.Join(t.TempDir(), "blobs"))
+	blobs, err := content.OpenStore(filepath.Join(t.TempDir(), "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}

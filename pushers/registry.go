@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/registry"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"

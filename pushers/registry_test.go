@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/image/imagetest"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/image/imagetest"
 	"github.com/builder-dev/builder/internal/store/storetest"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/google/go-containerregistry/pkg/registry"

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/image"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	cimage "go.podman.io/image/v5/image"

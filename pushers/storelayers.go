@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/layer"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
 )

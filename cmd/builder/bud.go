@@ -13,13 +13,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor"
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/image"
 	bstore "github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
@@ -202,7 +203,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		return err
 	}
 	defer store.Shutdown(false)
-	blobs, err := cache.OpenBlobs(filepath.Join(store.GraphRoot(), "builder", "blobs"))
+	blobs, err := content.OpenStore(filepath.Join(store.GraphRoot(), "builder", "blobs"))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ package main
 import (
 	"path/filepath"
 
+	"github.com/builder-dev/builder/content"
+
 	"github.com/builder-dev/builder/cache"
 	bstore "github.com/builder-dev/builder/internal/store"
 	digest "github.com/opencontainers/go-digest"
@@ -20,7 +22,7 @@ type budCache struct {
 	to     *cache.Remote
 }
 
-func (o *budOptions) openCache(g *globalOptions, s storage.Store, blobs *cache.Blobs, reg *budRegistry, contextDir string) (*budCache, error) {
+func (o *budOptions) openCache(g *globalOptions, s storage.Store, blobs *content.Store, reg *budRegistry, contextDir string) (*budCache, error) {
 	if (len(o.cacheFrom) > 0 || o.cacheTo != "") && !o.layers {
 		return nil, usagef("--cache-from and --cache-to need the layer cache (not --layers=false)")
 	}

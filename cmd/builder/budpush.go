@@ -10,9 +10,10 @@ import (
 	"io"
 	"strings"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/layer"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/docker/reference"
@@ -48,7 +49,7 @@ type budRegistry struct {
 // docker:// bases into the store per the --pull policy (pull) with the
 // registry flags, keeping compressed blobs in blobs for later pushes.
 // progress receives pull progress (nil: none).
-func (o *budRegistryOptions) setup(g *globalOptions, s storage.Store, blobs *cache.Blobs, resolver *image.Resolver, pull string, tags []string, progress io.Writer) (*budRegistry, error) {
+func (o *budRegistryOptions) setup(g *globalOptions, s storage.Store, blobs *content.Store, resolver *image.Resolver, pull string, tags []string, progress io.Writer) (*budRegistry, error) {
 	policy, err := image.ParsePullPolicy(pull)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--pull: %w", err)}

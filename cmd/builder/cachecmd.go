@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/builder-dev/builder/content"
+
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/executor"
 	"github.com/builder-dev/builder/snapshot"
@@ -52,7 +54,7 @@ func newPruneCmd(g *globalOptions) *cobra.Command {
 			}
 			return g.withStore(func(s storage.Store) error {
 				d := cacheDirsOf(s)
-				blobs, err := cache.OpenBlobs(d.blobs)
+				blobs, err := content.OpenStore(d.blobs)
 				if err != nil {
 					return err
 				}
@@ -93,7 +95,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "List layer cache entries, most recently used first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, _ *cache.Blobs, _ cacheDirs) error {
+			return withIndex(g, func(x *cache.Index, _ *content.Store, _ cacheDirs) error {
 				recs, err := x.List()
 				if err != nil {
 					return err
@@ -107,7 +109,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "Show the disk use of the layer cache",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, b *cache.Blobs, d cacheDirs) error {
+			return withIndex(g, func(x *cache.Index, b *content.Store, d cacheDirs) error {
 				recs, err := x.List()
 				if err != nil {
 					return err
@@ -158,10 +160,10 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func withIndex(g *globalOptions, fn func(*cache.Index, *cache.Blobs, cacheDirs) error) error {
+func withIndex(g *globalOptions, fn func(*cache.Index, *content.Store, cacheDirs) error) error {
 	return g.withStore(func(s storage.Store) error {
 		d := cacheDirsOf(s)
-		blobs, err := cache.OpenBlobs(d.blobs)
+		blobs, err := content.OpenStore(d.blobs)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/registry"
 	"github.com/spf13/cobra"
 )
 

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/registry"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
 )

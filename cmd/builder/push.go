@@ -8,12 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
-	"github.com/builder-dev/builder/internal/registry"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/pushers"
+	"github.com/builder-dev/builder/registry"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/manifest"
@@ -70,7 +71,7 @@ type registryEnv struct {
 }
 
 // env builds the registryEnv for store s; blobs may be nil (it is opened).
-func (r *registryFlags) env(g *globalOptions, s storage.Store, blobs *cache.Blobs) (*registryEnv, error) {
+func (r *registryFlags) env(g *globalOptions, s storage.Store, blobs *content.Store) (*registryEnv, error) {
 	if r.retry < 0 {
 		return nil, usagef("--retry must not be negative")
 	}
@@ -80,7 +81,7 @@ func (r *registryFlags) env(g *globalOptions, s storage.Store, blobs *cache.Blob
 		return nil, usageError{err}
 	}
 	if blobs == nil {
-		if blobs, err = cache.OpenBlobs(filepath.Join(base, "blobs")); err != nil {
+		if blobs, err = content.OpenStore(filepath.Join(base, "blobs")); err != nil {
 			return nil, err
 		}
 	}

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/compress"
 )
 
 // tarDir writes a tar of dir (contents read) to w; it returns the bytes of

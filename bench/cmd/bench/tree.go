@@ -18,7 +18,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/compress"
 )
 
 type node struct {

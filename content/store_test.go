@@ -1,4 +1,4 @@
-package cache
+package content
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestBlobs(t *testing.T) {
-	b, err := OpenBlobs(t.TempDir())
+	b, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestBlobs(t *testing.T) {
 }
 
 func TestIngestAbortLeavesNothing(t *testing.T) {
-	b, err := OpenBlobs(t.TempDir())
+	b, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

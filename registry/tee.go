@@ -4,7 +4,8 @@ import (
 	"context"
 	"io"
 
-	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/content"
+
 	"go.podman.io/image/v5/types"
 )
 
@@ -15,7 +16,7 @@ import (
 // way; the store keeps a blob only if its own digest check passes too.
 type teeRef struct {
 	types.ImageReference
-	blobs *cache.Blobs
+	blobs *content.Store
 }
 
 func (r teeRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
@@ -28,7 +29,7 @@ func (r teeRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (t
 
 type teeSource struct {
 	types.ImageSource
-	blobs *cache.Blobs
+	blobs *content.Store
 }
 
 func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.BlobInfoCache) (io.ReadCloser, int64, error) {
@@ -53,7 +54,7 @@ func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.Bl
 // teeReader copies what it reads into an ingest and commits it at EOF.
 type teeReader struct {
 	rc  io.ReadCloser
-	ing *cache.Ingester // nil once committed or abandoned
+	ing *content.Ingester // nil once committed or abandoned
 	bi  types.BlobInfo
 }
 

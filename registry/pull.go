@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/compress"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/copy"

@@ -13,7 +13,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/image"
 	"github.com/klauspost/compress/zstd"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"

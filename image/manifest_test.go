@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/image"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"

@@ -11,9 +11,10 @@ import (
 	"io"
 	"os"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/image"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -52,7 +53,7 @@ func (c Compression) MediaType() string {
 // Write runs produce with a writer whose bytes become a layer blob in blobs,
 // computing diff_id and digest in the same pass. With c.RawDir the tar is
 // also (or, uncompressed, only) kept in a scratch file there.
-func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
+func Write(ctx context.Context, blobs *content.Store, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
 	scratchOnly := c.Kind == compress.None && c.RawDir != ""
 	diffHash := sha256.New()
 	sinks := []io.Writer{diffHash}
@@ -71,7 +72,7 @@ func Write(ctx context.Context, blobs *cache.Blobs, c Compression, produce func(
 		sinks = append(sinks, raw)
 	}
 	var (
-		ing     *cache.Ingester
+		ing     *content.Ingester
 		zw      io.WriteCloser = nopCloser{}
 		teeDone                = func(error) {}
 	)
@@ -144,7 +145,7 @@ func (nopCloser) Close() error                { return nil }
 
 // Stored is a layer whose blob lives in the local blob store.
 type Stored struct {
-	Blobs  *cache.Blobs
+	Blobs  *content.Store
 	Desc   ocispec.Descriptor
 	Diff   digest.Digest
 	TarLen int64 // uncompressed size, when known

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
@@ -159,7 +160,7 @@ func TestAuthKey(t *testing.T) {
 }
 
 func TestVariants(t *testing.T) {
-	blobs, err := cache.OpenBlobs(filepath.Join(t.TempDir(), "blobs"))
+	blobs, err := content.OpenStore(filepath.Join(t.TempDir(), "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func (s *fakeSource) GetBlob(_ context.Context, bi types.BlobInfo, _ types.BlobI
 }
 
 func TestTeeSource(t *testing.T) {
-	blobs, _ := cache.OpenBlobs(filepath.Join(t.TempDir(), "blobs"))
+	blobs, _ := content.OpenStore(filepath.Join(t.TempDir(), "blobs"))
 	good, bad := []byte("good blob"), []byte("bad blob")
 	goodD, badD := digest.FromBytes(good), digest.FromString("something else")
 	inner := &fakeSource{blobs: map[digest.Digest][]byte{goodD: good, badD: bad}}

@@ -7,8 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -23,11 +24,11 @@ import (
 // wins, and every entry names a valid blob.
 type Variants struct {
 	dir   string
-	Blobs *cache.Blobs
+	Blobs *content.Store
 }
 
 // OpenVariants opens (creating) the index in dir over blobs.
-func OpenVariants(dir string, blobs *cache.Blobs) (*Variants, error) {
+func OpenVariants(dir string, blobs *content.Store) (*Variants, error) {
 	if blobs == nil {
 		return nil, errors.New("variants: no blob store")
 	}

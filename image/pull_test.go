@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/builder-dev/builder/internal/image"
+	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store/storetest"
 	"github.com/builder-dev/builder/pushers"
 	digest "github.com/opencontainers/go-digest"

@@ -10,8 +10,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/internal/compress"
+	"github.com/builder-dev/builder/content"
+
+	"github.com/builder-dev/builder/compress"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -37,7 +38,7 @@ func TestWriteComputesBothDigests(t *testing.T) {
 		{compress.Zstd, ocispec.MediaTypeImageLayerZstd},
 	} {
 		t.Run(tc.kind.String(), func(t *testing.T) {
-			blobs, err := cache.OpenBlobs(t.TempDir())
+			blobs, err := content.OpenStore(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +82,7 @@ func TestWriteComputesBothDigests(t *testing.T) {
 }
 
 func TestWriteProducerErrorLeavesNoBlob(t *testing.T) {
-	blobs, err := cache.OpenBlobs(t.TempDir())
+	blobs, err := content.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestWriteProducerErrorLeavesNoBlob(t *testing.T) {
 // that file as an uncompressed layer with the same diff ID.
 func TestWriteKeepsRawCopy(t *testing.T) {
 	tarBytes := sampleTar(t)
-	blobs, err := cache.OpenBlobs(t.TempDir())
+	blobs, err := content.OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-// Package cache owns the local content-addressed blob store and (later) the
-// step-key → layer index.
-package cache
+// Package content is the project's content-addressed blob store: layer
+// blobs of builds, blobs pulled from registries, compressed variants and
+// remote cache entries all live in it, under their digests.
+package content
 
 import (
 	"context"
@@ -16,30 +17,30 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// ErrNotFound is returned by Blobs.Open for an unknown digest.
+// ErrNotFound is returned by Store.Open for an unknown digest.
 var ErrNotFound = errors.New("blob not found")
 
-// Blobs is a content-addressed store: blobs/sha256/<hex>. A blob becomes
+// Store is a content-addressed store: DIR/sha256/<hex>. A blob becomes
 // visible only after it was fully written, fsynced and renamed into place,
 // so a crash never leaves a torn blob under its digest.
-type Blobs struct {
+type Store struct {
 	dir string
 }
 
-// OpenBlobs opens (creating) a blob store rooted at dir.
-func OpenBlobs(dir string) (*Blobs, error) {
+// OpenStore opens (creating) a blob store rooted at dir.
+func OpenStore(dir string) (*Store, error) {
 	for _, d := range []string{filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("blob store: %w", err)
 		}
 	}
 	sweepTemps(filepath.Join(dir, "tmp"), 24*time.Hour) // left by killed writers
-	return &Blobs{dir: dir}, nil
+	return &Store{dir: dir}, nil
 }
 
-// removeUnused deletes every blob not in used and returns how many and
-// how many bytes. The caller holds the cache's exclusive lock.
-func (b *Blobs) removeUnused(ctx context.Context, used map[digest.Digest]bool) (int, int64, error) {
+// RemoveUnused deletes every blob not in used and returns how many and
+// how many bytes. The caller keeps writers away (the cache's exclusive lock).
+func (b *Store) RemoveUnused(ctx context.Context, used map[digest.Digest]bool) (int, int64, error) {
 	dir := filepath.Join(b.dir, "sha256")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -67,7 +68,7 @@ func (b *Blobs) removeUnused(ctx context.Context, used map[digest.Digest]bool) (
 }
 
 // Size is the total size of the blobs in the store.
-func (b *Blobs) Size() (int64, int, error) {
+func (b *Store) Size() (int64, int, error) {
 	ents, err := os.ReadDir(filepath.Join(b.dir, "sha256"))
 	if err != nil {
 		return 0, 0, err
@@ -82,12 +83,12 @@ func (b *Blobs) Size() (int64, int, error) {
 }
 
 // Path is where the blob with digest d lives (whether or not it exists).
-func (b *Blobs) Path(d digest.Digest) string {
+func (b *Store) Path(d digest.Digest) string {
 	return filepath.Join(b.dir, d.Algorithm().String(), d.Encoded())
 }
 
 // Stat reports the size of blob d, or ErrNotFound.
-func (b *Blobs) Stat(d digest.Digest) (int64, error) {
+func (b *Store) Stat(d digest.Digest) (int64, error) {
 	if err := d.Validate(); err != nil {
 		return 0, err
 	}
@@ -102,7 +103,7 @@ func (b *Blobs) Stat(d digest.Digest) (int64, error) {
 }
 
 // Open returns the blob's bytes.
-func (b *Blobs) Open(d digest.Digest) (*os.File, error) {
+func (b *Store) Open(d digest.Digest) (*os.File, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func (b *Blobs) Open(d digest.Digest) (*os.File, error) {
 
 // Ingest starts writing a new blob. Write the bytes, then Commit; Close
 // without Commit discards them.
-func (b *Blobs) Ingest() (*Ingester, error) {
+func (b *Store) Ingest() (*Ingester, error) {
 	f, err := os.CreateTemp(filepath.Join(b.dir, "tmp"), "ingest-")
 	if err != nil {
 		return nil, fmt.Errorf("blob store: %w", err)
@@ -125,7 +126,7 @@ func (b *Blobs) Ingest() (*Ingester, error) {
 
 // Ingester writes one blob.
 type Ingester struct {
-	b       *Blobs
+	b       *Store
 	f       *os.File
 	h       hash.Hash
 	n       int64
@@ -187,7 +188,7 @@ func (w *Ingester) Close() error {
 }
 
 // Put stores r's bytes as one blob.
-func (b *Blobs) Put(r io.Reader, expected digest.Digest) (digest.Digest, int64, error) {
+func (b *Store) Put(r io.Reader, expected digest.Digest) (digest.Digest, int64, error) {
 	w, err := b.Ingest()
 	if err != nil {
 		return "", 0, err
@@ -197,4 +198,18 @@ func (b *Blobs) Put(r io.Reader, expected digest.Digest) (digest.Digest, int64, 
 		return "", 0, err
 	}
 	return w.Commit(expected)
+}
+
+// sweepTemps removes temp files older than age (left by killed writers;
+// younger ones may belong to a running build).
+func sweepTemps(dir string, age time.Duration) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
