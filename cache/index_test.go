@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/platform"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -22,7 +23,7 @@ func entry(t *testing.T, x *Index, b *content.Store, i int, n int, used time.Tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := Root(digest.FromString("base"), ocispec.Platform{OS: "linux", Architecture: "amd64"}).Next([]byte{byte(i)})
+	k := Root(digest.FromString("base"), platform.Platform{OS: "linux", Architecture: "amd64"}).Next([]byte{byte(i)})
 	rec := Record{Key: k.Hex(), Step: "RUN " + string(rune('a'+i)), Created: used,
 		Layer: &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: size}, DiffID: d}
 	if err := x.Put(rec); err != nil {

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"hash"
 
+	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // keyVersion is mixed into every key; bump it when what a key covers changes.
@@ -26,10 +26,10 @@ type Input struct {
 
 // Root is the key of FROM: the base manifest digest and the platform (a
 // moved tag gives another digest, so another key).
-func Root(base digest.Digest, p ocispec.Platform) Key {
+func Root(base digest.Digest, p platform.Platform) Key {
 	h := framed("root")
 	lp(h, []byte(base))
-	lp(h, []byte(platformString(p)))
+	lp(h, []byte(p.String()))
 	return Key{digest.NewDigest(digest.SHA256, h)}
 }
 
@@ -85,14 +85,6 @@ func lp(h hash.Hash, b []byte) {
 	var n [binary.MaxVarintLen64]byte
 	h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 	h.Write(b)
-}
-
-func platformString(p ocispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 // DigestOf hashes parts length-prefixed under a domain tag: the digest of

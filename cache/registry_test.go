@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/platform"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -51,7 +52,7 @@ func TestRemoteLayoutRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := Root(digest.Digest("sha256:"+strings.Repeat("a", 64)), ocispec.Platform{OS: "linux", Architecture: "amd64"}).Next([]byte("RUN true"))
+	k := Root(digest.Digest("sha256:"+strings.Repeat("a", 64)), platform.Platform{OS: "linux", Architecture: "amd64"}).Next([]byte("RUN true"))
 	rec := Record{Key: k.Hex(), Step: "RUN true", Created: time.Unix(1, 0).UTC(),
 		Layer:  &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: n},
 		DiffID: digest.NewDigestFromBytes(digest.SHA256, func() []byte { s := sha256.Sum256(data); return s[:] }())}

@@ -6,11 +6,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/builder-dev/builder/platform"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-var amd64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
+var amd64 = platform.Platform{OS: "linux", Architecture: "amd64"}
 
 func mustParse(t *testing.T, src string) *File {
 	t.Helper()
@@ -87,12 +87,12 @@ func equalInts(a, b []int) bool {
 
 func TestPlanDefaults(t *testing.T) {
 	f := mustParse(t, "FROM alpine\nARG TARGETPLATFORM\nRUN true\n")
-	p, err := f.Plan(PlanOptions{BuildPlatform: ocispec.Platform{OS: "linux", Architecture: "aarch64"}})
+	p, err := f.Plan(PlanOptions{BuildPlatform: platform.Platform{OS: "linux", Architecture: "aarch64"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := p.Stages[0]
-	if got := formatPlatform(s.Platform); got != "linux/arm64" {
+	if got := s.Platform.String(); got != "linux/arm64" {
 		t.Errorf("target platform defaults to the build platform: got %s", got)
 	}
 	steps, err := p.Lower(s, BaseConfig{})

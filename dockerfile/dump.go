@@ -41,7 +41,7 @@ func Dump(steps []Step) string {
 				d.add("file", f.String())
 			}
 			d.json("proxy", s.Proxy)
-			d.str("platform", formatPlatform(s.Platform))
+			d.str("platform", s.Platform.String())
 		case *Copy:
 			kind := "copy"
 			if s.Add {
@@ -64,7 +64,7 @@ func Dump(steps []Step) string {
 			if s.Unpack != nil {
 				d.str("unpack", strconv.FormatBool(*s.Unpack))
 			}
-			d.str("platform", formatPlatform(s.Platform))
+			d.str("platform", s.Platform.String())
 		case *Meta:
 			d.add("meta", strconv.Quote(s.Text))
 			d.flag("nohistory", s.NoHistory)

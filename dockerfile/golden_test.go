@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/builder-dev/builder/platform"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -35,18 +35,18 @@ func loadCase(t *testing.T, dir string) ([]byte, PlanOptions, map[string]BaseCon
 		t.Fatal(err)
 	}
 	opts := PlanOptions{
-		Platform:      ocispec.Platform{OS: "linux", Architecture: "amd64"},
-		BuildPlatform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		Platform:      platform.Platform{OS: "linux", Architecture: "amd64"},
+		BuildPlatform: platform.Platform{OS: "linux", Architecture: "amd64"},
 	}
 	var co caseOptions
 	if readJSON(t, filepath.Join(dir, "args.json"), &co) {
 		opts.Target, opts.BuildArgs = co.Target, co.BuildArgs
 		for _, p := range []struct {
 			s   string
-			dst *ocispec.Platform
+			dst *platform.Platform
 		}{{co.Platform, &opts.Platform}, {co.BuildPlatform, &opts.BuildPlatform}} {
 			if p.s != "" {
-				if *p.dst, err = parsePlatform(p.s); err != nil {
+				if *p.dst, err = platform.Parse(p.s); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -106,10 +106,10 @@ func build(t *testing.T, df []byte, opts PlanOptions, images map[string]BaseConf
 			from = fmt.Sprintf("stage:%d", s.Base.Stage)
 		}
 		if s.Base.Platform != nil {
-			from += " from-platform=" + formatPlatform(*s.Base.Platform)
+			from += " from-platform=" + s.Base.Platform.String()
 		}
 		fmt.Fprintf(&out, "stage %d name=%q at=%s base=%s platform=%s deps=%v\n",
-			s.Index, s.Name, s.At, from, formatPlatform(s.Platform), s.Deps)
+			s.Index, s.Name, s.At, from, s.Platform.String(), s.Deps)
 		steps, err := p.Lower(s, base)
 		if err != nil {
 			return out.String(), err

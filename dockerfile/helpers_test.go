@@ -5,34 +5,6 @@ import (
 	"testing"
 )
 
-func TestParsePlatform(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"linux/amd64", "linux/amd64"},
-		{"Linux/X86_64", "linux/amd64"},
-		{"linux/aarch64", "linux/arm64"},
-		{"linux/arm64/v8", "linux/arm64"},
-		{"linux/arm", "linux/arm/v7"},
-		{"linux/armhf", "linux/arm/v7"},
-		{"linux/arm/6", "linux/arm/v6"},
-		{"linux/i386", "linux/386"},
-		{"linux/amd64/v3", "linux/amd64/v3"},
-		{"macos/arm64", "darwin/arm64"},
-		{"linux", "error"},
-		{"linux/", "error"},
-		{"/amd64", "error"},
-		{"a/b/c/d", "error"},
-	} {
-		p, err := parsePlatform(tt.in)
-		got := formatPlatform(p)
-		if err != nil {
-			got = "error"
-		}
-		if got != tt.want {
-			t.Errorf("parsePlatform(%q) = %s, want %s", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestExposedPorts(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{"80", "80/tcp"},

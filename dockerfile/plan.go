@@ -8,11 +8,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/builder-dev/builder/platform"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // PlanOptions are the build inputs that select and parameterise stages.
@@ -24,10 +24,10 @@ type PlanOptions struct {
 	BuildArgs map[string]string
 	// Platform is the target platform (TARGETPLATFORM, TARGETOS, ...).
 	// Zero means BuildPlatform.
-	Platform ocispec.Platform
+	Platform platform.Platform
 	// BuildPlatform is the platform the builder runs on (BUILDPLATFORM, ...).
 	// Zero means linux on this binary's architecture.
-	BuildPlatform ocispec.Platform
+	BuildPlatform platform.Platform
 }
 
 // Plan is the set of stages a target needs, with FROM lines expanded and
@@ -43,7 +43,7 @@ type Plan struct {
 	names     map[string]int    // lower-cased AS name -> index; a later duplicate wins
 	buildArgs map[string]string // copy of PlanOptions.BuildArgs
 	globals   *argList          // automatic platform args + meta ARGs
-	target    ocispec.Platform
+	target    platform.Platform
 }
 
 // Stage is one FROM section of the Dockerfile.
@@ -56,7 +56,7 @@ type Stage struct {
 	// Platform is the platform every step of the stage runs for: the
 	// FROM --platform value, the parent stage's platform for FROM <stage>
 	// (BuildKit lets the parent win), else the plan's target platform.
-	Platform ocispec.Platform
+	Platform platform.Platform
 
 	src  *fileStage
 	refs []stageRef // every stage reference, checked when the stage is planned
@@ -64,9 +64,9 @@ type Stage struct {
 
 // Base is the expanded FROM of a stage.
 type Base struct {
-	Image    string            // expanded FROM reference ("scratch" allowed); "" when Stage >= 0
-	Stage    int               // Dockerfile index of an earlier stage, or -1
-	Platform *ocispec.Platform // expanded FROM --platform; nil = plan platform
+	Image    string             // expanded FROM reference ("scratch" allowed); "" when Stage >= 0
+	Stage    int                // Dockerfile index of an earlier stage, or -1
+	Platform *platform.Platform // expanded FROM --platform; nil = plan platform
 }
 
 // stageRef records one reference to another stage, for error messages.
@@ -91,14 +91,14 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 	}
 	build := opts.BuildPlatform
 	if build.OS == "" || build.Architecture == "" {
-		build = defaultPlatform()
+		build = platform.Host()
 	}
-	build = normalizePlatform(build)
+	build = platform.Normalize(build)
 	p.target = opts.Platform
 	if p.target.OS == "" || p.target.Architecture == "" {
 		p.target = build
 	}
-	p.target = normalizePlatform(p.target)
+	p.target = platform.Normalize(p.target)
 
 	cfg := f.lintCfg
 	cfg.Warn = func(rule, _, _, msg string, loc []parser.Range) {
@@ -213,7 +213,7 @@ func (p *Plan) planStage(i int, fs *fileStage, lex *shell.Lex, lint *linter.Lint
 		if pm.Result == "" {
 			return nil, errorf(fs.at, "empty platform value from expression %s", fs.st.Platform)
 		}
-		plat, err := parsePlatform(pm.Result)
+		plat, err := platform.Parse(pm.Result)
 		if err != nil {
 			return nil, errorf(fs.at, "failed to parse platform %s: %w", fs.st.Platform, err)
 		}
@@ -244,7 +244,7 @@ func platformLint(lint *linter.Linter, fs *fileStage, m shell.ProcessWordResult,
 	if len(m.Matched) > 0 || len(m.Unmatched) > 0 {
 		return
 	}
-	plat, err := parsePlatform(m.Result)
+	plat, err := platform.Parse(m.Result)
 	if err != nil || strings.Contains(fs.st.Name, plat.OS) || strings.Contains(fs.st.Name, plat.Architecture) {
 		return
 	}

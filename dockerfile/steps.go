@@ -3,8 +3,8 @@ package dockerfile
 import (
 	"fmt"
 
+	"github.com/builder-dev/builder/platform"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Pos is a position in a Dockerfile. Positions never enter cache keys.
@@ -113,7 +113,7 @@ type Exec struct {
 	// "#!" sets it; Args then execute that file through the shell. Other
 	// heredocs are folded into the shell command line, so Files is empty.
 	Files    []Heredoc
-	Platform ocispec.Platform
+	Platform platform.Platform
 	// Proxy holds the predefined proxy args given with --build-arg
 	// (HTTP_PROXY, no_proxy, ...) as "K=V". The executor adds them to the
 	// environment; as in Docker they stay out of cache keys and history.
@@ -141,7 +141,7 @@ type Copy struct {
 	Checksum   string // ADD --checksum=sha256:...
 	KeepGitDir bool
 	Unpack     *bool // ADD --unpack; nil = Docker default (local archives unpacked)
-	Platform   ocispec.Platform
+	Platform   platform.Platform
 }
 
 // Meta is every config-only instruction (ENV LABEL MAINTAINER CMD ENTRYPOINT

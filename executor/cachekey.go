@@ -26,12 +26,12 @@ import (
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // rootKey is the key a stage starts from.
-func (e *Executor) rootKey(img *image.Image, base string, platform ocispec.Platform) cache.Key {
+func (e *Executor) rootKey(img *image.Image, base string, plat platform.Platform) cache.Key {
 	id := img.ManifestDigest
 	if id == "" {
 		// A stored image without its manifest: its layers and config are its identity.
@@ -41,7 +41,7 @@ func (e *Executor) rootKey(img *image.Image, base string, platform ocispec.Platf
 	if base == "scratch" {
 		id = "scratch"
 	}
-	return e.withSettings(cache.Root(id, platform))
+	return e.withSettings(cache.Root(id, plat))
 }
 
 // withSettings folds into k the build settings that change every layer's
@@ -145,7 +145,7 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 
 // sourceInput is the input a step reads from src: the content of the
 // context files selected (hash), or the key of a stage or base image.
-func (e *Executor) sourceInput(ctx context.Context, src dockerfile.Source, done map[int]*stageState, p ocispec.Platform, hash func(*srcRoot) (digest.Digest, map[string]digest.Digest, error)) (cache.Input, map[string]digest.Digest, bool, error) {
+func (e *Executor) sourceInput(ctx context.Context, src dockerfile.Source, done map[int]*stageState, p platform.Platform, hash func(*srcRoot) (digest.Digest, map[string]digest.Digest, error)) (cache.Input, map[string]digest.Digest, bool, error) {
 	switch src.Kind {
 	case dockerfile.SourceContext:
 		d, files, err := hash(&srcRoot{root: e.ctxRoot, ignore: e.cfg.Ignore, context: true, what: "build context"})

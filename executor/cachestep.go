@@ -21,6 +21,7 @@ import (
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/layer"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -423,7 +424,7 @@ func (e *Executor) exportMounts(ctx context.Context) {
 // follow inputs, not outputs), and probes --cache-from for all of them at
 // once: entries found land in the local index, so the build then hits
 // them one after the other without a network round trip per step.
-func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) {
+func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) {
 	if len(e.cfg.CacheFrom) == 0 || e.cfg.Cache == nil || e.cfg.NoCache {
 		return
 	}
@@ -431,8 +432,8 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, platform oc
 	var keys []cache.Key
 	sims := map[int]*stageState{}
 	for _, st := range p.Stages {
-		pl := platform
-		if st.Platform.OS != "" {
+		pl := plat
+		if !st.Platform.IsZero() {
 			pl = st.Platform
 		}
 		s, err := e.baseState(ctx, st, sims, pl)

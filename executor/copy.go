@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/platform"
 	securejoin "github.com/cyphar/filepath-securejoin"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // copyJob is one COPY/ADD being written into an upper dir.
@@ -128,18 +128,13 @@ func (e *Executor) copySource(ctx context.Context, c *dockerfile.Copy, done map[
 	}
 }
 
-// imageState resolves an image used as a COPY or mount source, once per build.
-func (e *Executor) imageState(ctx context.Context, ref string, p ocispec.Platform) (*stageState, error) {
-	if st, ok := e.images[ref]; ok {
-		return st, nil
-	}
-	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
+// imageState is an image used as a COPY or mount source.
+func (e *Executor) imageState(ctx context.Context, ref string, p platform.Platform) (*stageState, error) {
+	img, err := e.resolve(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
-	st := &stageState{img: *img}
-	e.images[ref] = st
-	return st, nil
+	return &stageState{img: *img, platform: p}, nil
 }
 
 // openStateRoot gives read access to a stage's or image's file tree.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/builder-dev/builder/cache"
@@ -25,12 +26,11 @@ import (
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/snapshot"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Resolver finds a base image (FROM, COPY --from=IMAGE) for a platform.
 type Resolver interface {
-	Resolve(ctx context.Context, ref string, p ocispec.Platform) (*image.Image, error)
+	Resolve(ctx context.Context, ref string, p platform.Platform) (*image.Image, error)
 }
 
 // Config holds an executor's collaborators and settings.
@@ -97,21 +97,20 @@ type Executor struct {
 	ctxRoot   *os.Root
 	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
 	warnedIDs bool
-	images    map[string]*stageState // COPY --from=IMAGE roots, by reference
-	platform  ocispec.Platform       // of the build in progress
-	times     []stepTime             // cached or run steps, for the summary line
-	exports   sync.WaitGroup         // --cache-to uploads in flight
+	platform  platform.Platform // of the build in progress
+	times     []stepTime        // cached or run steps, for the summary line
+	exports   sync.WaitGroup    // --cache-to uploads in flight
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
 	// with --cache-to at the end of the build.
 	mountsUsed map[string]string
-	hashMemo   map[string]hashResult   // context selections hashed in this build
-	started    time.Time               // the build's creation time (no --timestamp)
-	missed     bool                    // a cacheable step ran in this build
-	finalStage bool                    // the stage being built is the target
-	probed     map[cache.Key]bool      // keys the up-front probe looked up in --cache-from
-	bases      map[string]*image.Image // FROM images resolved in this build
+	hashMemo   map[string]hashResult     // context selections hashed in this build
+	started    time.Time                 // the build's creation time (no --timestamp)
+	missed     bool                      // a cacheable step ran in this build
+	finalStage bool                      // the stage being built is the target
+	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
+	resolved   map[resolved]*image.Image // images resolved in this build
 }
 
 // New validates cfg and returns an Executor.
@@ -147,7 +146,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	e := &Executor{cfg: cfg, ctxRoot: root, images: map[string]*stageState{}, mountsUsed: map[string]string{}}
+	e := &Executor{cfg: cfg, ctxRoot: root, mountsUsed: map[string]string{}}
 	e.chownOK = probeChown(cfg.WorkDir)
 	return e, nil
 }
@@ -160,15 +159,15 @@ func (e *Executor) Close() error {
 
 // Build runs every stage of p (dependency order) for platform and returns
 // the target stage's image.
-func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, platform ocispec.Platform) (*image.Image, error) {
-	e.platform = platform
-	e.started, e.missed, e.probed, e.bases = time.Time{}, false, nil, nil
-	e.prefetch(ctx, p, platform)
+func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) (*image.Image, error) {
+	e.platform = plat
+	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
+	e.prefetch(ctx, p, plat)
 	done := map[int]*stageState{}
 	var last *stageState
 	for i, st := range p.Stages {
 		e.finalStage = i == len(p.Stages)-1
-		s, err := e.runStage(ctx, p, st, done, platform, i, len(p.Stages))
+		s, err := e.runStage(ctx, p, st, done, plat, i, len(p.Stages))
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/layer"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/snapshot"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -25,14 +26,14 @@ type stageState struct {
 	base     cache.Key // key of the stage's FROM: content keys are scoped by it
 	baseRef  string    // the FROM image as written, and its identity (for --explain-cache)
 	baseID   digest.Digest
-	platform ocispec.Platform
+	platform platform.Platform
 }
 
-func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform, n, total int) (*stageState, error) {
-	if st.Platform.OS != "" {
-		platform = st.Platform
+func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, plat platform.Platform, n, total int) (*stageState, error) {
+	if !st.Platform.IsZero() {
+		plat = st.Platform
 	}
-	s, err := e.baseState(ctx, st, done, platform)
+	s, err := e.baseState(ctx, st, done, plat)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func stageName(p *dockerfile.Plan, idx int) string {
 }
 
 // baseState resolves FROM into a fresh stage state.
-func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map[int]*stageState, platform ocispec.Platform) (*stageState, error) {
+func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map[int]*stageState, plat platform.Platform) (*stageState, error) {
 	s := &stageState{}
 	switch {
 	case st.Base.Stage >= 0:
@@ -95,18 +96,18 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		s.key, s.base = parent.key, parent.base
 	case strings.EqualFold(st.Base.Image, "scratch"):
 		s.img = image.Image{Config: dockerspec.DockerOCIImage{Image: ocispec.Image{
-			Platform: ocispec.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant},
+			Platform: plat.OCI(),
 			RootFS:   ocispec.RootFS{Type: "layers"},
 		}}}
-		s.key = e.rootKey(&s.img, "scratch", platform)
+		s.key = e.rootKey(&s.img, "scratch", plat)
 		s.base = s.key
 	default:
-		img, err := e.resolveBase(ctx, st.Base.Image, platform)
+		img, err := e.resolve(ctx, st.Base.Image, plat)
 		if err != nil {
 			return nil, &dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM %s: %w", st.Base.Image, err)}
 		}
 		s.img = cloneImage(*img)
-		s.key = e.rootKey(img, st.Base.Image, platform)
+		s.key = e.rootKey(img, st.Base.Image, plat)
 		s.base = s.key
 		s.baseRef, s.baseID = st.Base.Image, img.ManifestDigest
 		e.noteBase(s)
@@ -116,7 +117,7 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 	}
 	// The built image is new: its identity is not the base's.
 	s.img.ManifestDigest = ""
-	s.platform = platform
+	s.platform = plat
 	return s, nil
 }
 
@@ -281,21 +282,29 @@ func stepsShown(steps []dockerfile.Step) int {
 	return 1
 }
 
-// resolveBase resolves a FROM image once per build and platform (the
-// up-front cache probe and the build ask for the same ones; a second
-// resolve could pull again).
-func (e *Executor) resolveBase(ctx context.Context, ref string, p ocispec.Platform) (*image.Image, error) {
-	k := ref + "\x00" + p.OS + "/" + p.Architecture + "/" + p.Variant
-	if img, ok := e.bases[k]; ok {
+// resolved is the key of the one resolution cache: FROM, COPY --from and
+// RUN --mount from= of the same image for the same platform are the same
+// image within a build.
+type resolved struct {
+	ref  string
+	plat platform.Platform
+}
+
+// resolve resolves an image reference once per build and platform (the
+// up-front cache probe and the steps ask for the same ones; a second
+// resolve could pull again, or see a moved tag).
+func (e *Executor) resolve(ctx context.Context, ref string, p platform.Platform) (*image.Image, error) {
+	k := resolved{ref, p}
+	if img, ok := e.resolved[k]; ok {
 		return img, nil
 	}
 	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
-	if e.bases == nil {
-		e.bases = map[string]*image.Image{}
+	if e.resolved == nil {
+		e.resolved = map[resolved]*image.Image{}
 	}
-	e.bases[k] = img
+	e.resolved[k] = img
 	return img, nil
 }

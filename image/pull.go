@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker/reference"
 	storageTransport "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
@@ -53,15 +53,15 @@ func ParsePullPolicy(s string) (PullPolicy, error) {
 type Puller interface {
 	// Pull resolves name (short names through registries.conf), copies
 	// the image for p into the store and returns the stored image's ID.
-	Pull(ctx context.Context, name string, p ocispec.Platform) (string, error)
+	Pull(ctx context.Context, name string, p platform.Platform) (string, error)
 	// Changed reports whether the registry's manifest for name differs
 	// from all the local digests.
-	Changed(ctx context.Context, name string, p ocispec.Platform, local []digest.Digest) (bool, error)
+	Changed(ctx context.Context, name string, p platform.Platform, local []digest.Digest) (bool, error)
 }
 
 // resolveName resolves a plain name or a docker:// reference (with a
 // Puller) through the store, pulling as r.Pull says.
-func (r *Resolver) resolveName(ctx context.Context, ref string, p ocispec.Platform) (types.ImageReference, error) {
+func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platform) (types.ImageReference, error) {
 	local := ref
 	if rest, ok := strings.CutPrefix(ref, "docker://"); ok {
 		n, err := reference.ParseNormalizedNamed(rest)
@@ -102,7 +102,7 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p ocispec.Platfo
 		case err == nil:
 			return storageRefByID(r.Store, id)
 		case mismatch:
-			r.warn("no image for the requested platform could be pulled; using the local one", "image", ref, "platform", platformString(p), "error", err)
+			r.warn("no image for the requested platform could be pulled; using the local one", "image", ref, "platform", p.String(), "error", err)
 		default:
 			return nil, err
 		}
@@ -118,8 +118,8 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p ocispec.Platfo
 
 // pullOnce pulls name for p at most once per resolver (a failure too is
 // remembered: a build does not wait through the retries twice).
-func (r *Resolver) pullOnce(ctx context.Context, name string, p ocispec.Platform) (string, error) {
-	key := name + "\x00" + platformString(p)
+func (r *Resolver) pullOnce(ctx context.Context, name string, p platform.Platform) (string, error) {
+	key := name + "\x00" + p.String()
 	r.mu.Lock()
 	res, ok := r.pulled[key]
 	r.mu.Unlock()
@@ -146,19 +146,13 @@ type pullResult struct {
 
 // platformMatches reports whether the stored image id is for p (an image
 // whose config cannot be read is taken as matching: the load reports it).
-func (r *Resolver) platformMatches(id string, p ocispec.Platform) bool {
+func (r *Resolver) platformMatches(id string, p platform.Platform) bool {
 	info, err := store.Inspect(r.Store, id)
 	if err != nil {
 		return true
 	}
-	c := info.Config.Platform
-	if c.OS == "" && c.Architecture == "" {
-		return true
-	}
-	if c.OS != p.OS || c.Architecture != p.Architecture {
-		return false
-	}
-	return p.Variant == "" || c.Variant == "" || c.Variant == p.Variant
+	c := platform.FromOCI(info.Config.Platform)
+	return c.IsZero() || p.Matches(c)
 }
 
 func (r *Resolver) warn(msg string, args ...any) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store/storetest"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -27,7 +28,7 @@ type fakePuller struct {
 	pulls   []string
 }
 
-func (f *fakePuller) Pull(ctx context.Context, name string, p ocispec.Platform) (string, error) {
+func (f *fakePuller) Pull(ctx context.Context, name string, p platform.Platform) (string, error) {
 	f.pulls = append(f.pulls, name+" "+p.Architecture)
 	if f.err != nil {
 		return "", f.err
@@ -39,18 +40,18 @@ func (f *fakePuller) Pull(ctx context.Context, name string, p ocispec.Platform) 
 	return mustID(f.t, img), nil
 }
 
-func (f *fakePuller) Changed(context.Context, string, ocispec.Platform, []digest.Digest) (bool, error) {
+func (f *fakePuller) Changed(context.Context, string, platform.Platform, []digest.Digest) (bool, error) {
 	return f.changed, nil
 }
 
 func TestResolvePullPolicy(t *testing.T) {
-	amd64 := ocispec.Platform{OS: "linux", Architecture: "amd64"}
-	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+	amd64 := platform.Platform{OS: "linux", Architecture: "amd64"}
+	arm64 := platform.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
 	tests := []struct {
 		name    string
 		policy  image.PullPolicy
 		ref     string
-		p       ocispec.Platform
+		p       platform.Platform
 		changed bool
 		pullErr error
 		pulls   int
@@ -143,7 +144,7 @@ func TestResolveKeepsRawConfig(t *testing.T) {
 	w.writeIndex(tagged(ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(man))}, "v1"))
 	r := &image.Resolver{Sys: storetest.Sys(t)}
 	defer r.Close()
-	img, err := r.Resolve(context.Background(), "oci:"+w.dir+":v1", ocispec.Platform{OS: "linux", Architecture: "amd64"})
+	img, err := r.Resolve(context.Background(), "oci:"+w.dir+":v1", platform.Platform{OS: "linux", Architecture: "amd64"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/platform"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -78,9 +78,9 @@ type Resolver struct {
 // survive. Layers are described as the source serves them (containers-storage
 // and docker-archive sources serve uncompressed tar, whose digest is the
 // diff ID) and their Open verifies digest and size.
-func (r *Resolver) Resolve(ctx context.Context, ref string, p ocispec.Platform) (*Image, error) {
-	if p.OS == "" || p.Architecture == "" {
-		p = ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
+func (r *Resolver) Resolve(ctx context.Context, ref string, p platform.Platform) (*Image, error) {
+	if p.IsZero() {
+		p = platform.Host()
 	}
 	iref, err := r.parse(ctx, ref, p)
 	if err != nil {
@@ -121,7 +121,7 @@ func (r *Resolver) Close() error {
 	return errors.Join(errs...)
 }
 
-func (r *Resolver) parse(ctx context.Context, ref string, p ocispec.Platform) (types.ImageReference, error) {
+func (r *Resolver) parse(ctx context.Context, ref string, p platform.Platform) (types.ImageReference, error) {
 	name, rest, hasPrefix := strings.Cut(ref, ":")
 	if !hasPrefix || !transports[name] || (name == "docker" && r.Puller != nil) {
 		return r.resolveName(ctx, ref, p)
@@ -156,7 +156,7 @@ func (r *Resolver) storeRef(name string, wrap func(error) error) (types.ImageRef
 // maxIndexDepth bounds nested indexes (an index whose entry is an index).
 const maxIndexDepth = 4
 
-func (r *Resolver) load(ctx context.Context, src types.ImageSource, p ocispec.Platform) (*Image, error) {
+func (r *Resolver) load(ctx context.Context, src types.ImageSource, p platform.Platform) (*Image, error) {
 	var instance *digest.Digest
 	unparsed := cimage.UnparsedInstance(src, nil)
 	man, mt, err := unparsed.Manifest(ctx)
@@ -173,7 +173,7 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p ocispec.Pl
 		}
 		d, err := list.ChooseInstance(r.platformContext(p))
 		if err != nil {
-			return nil, fmt.Errorf("no manifest for platform %s: %w", platformString(p), err)
+			return nil, fmt.Errorf("no manifest for platform %s: %w", p, err)
 		}
 		instance = &d
 		unparsed = cimage.UnparsedInstance(src, instance)
@@ -208,9 +208,9 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p ocispec.Pl
 	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
 		return nil, fmt.Errorf("parsing config: %w", err)
 	}
-	if instance == nil && r.Log != nil && (cfg.OS != p.OS || cfg.Architecture != p.Architecture) {
+	if instance == nil && r.Log != nil && !p.Matches(platform.FromOCI(cfg.Platform)) {
 		r.Log.Warn("base image platform differs from the requested platform",
-			"image", platformString(cfg.Platform), "requested", platformString(p))
+			"image", platform.FromOCI(cfg.Platform), "requested", p)
 	}
 
 	infos := ci.LayerInfos()
@@ -277,21 +277,13 @@ func uncompressedMediaType(mediaType string) string {
 }
 
 // platformContext is r.Sys with the platform choice set to p.
-func (r *Resolver) platformContext(p ocispec.Platform) *types.SystemContext {
+func (r *Resolver) platformContext(p platform.Platform) *types.SystemContext {
 	var sys types.SystemContext
 	if r.Sys != nil {
 		sys = *r.Sys
 	}
 	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Architecture, p.Variant
 	return &sys
-}
-
-func platformString(p ocispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 // getter serialises GetBlob calls on sources that are not thread-safe.

@@ -13,6 +13,7 @@ import (
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/image/imagetest"
 	"github.com/builder-dev/builder/internal/store/storetest"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -107,17 +108,17 @@ func TestResolveOCILayout(t *testing.T) {
 	tests := []struct {
 		name     string
 		ref      string
-		platform ocispec.Platform
+		platform platform.Platform
 		want     *image.Image
 		wantMan  digest.Digest
 		wantErr  string
 	}{
-		{name: "index-amd64", ref: "oci:" + w.dir + ":multi", platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
-		{name: "index-arm64", ref: "oci:" + w.dir + ":multi", platform: ocispec.Platform{OS: "linux", Architecture: "arm64"}, want: arm, wantMan: armDesc.Digest},
-		{name: "index-arm64-v8", ref: "oci:" + w.dir + ":multi", platform: ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, want: arm, wantMan: armDesc.Digest},
-		{name: "index-missing", ref: "oci:" + w.dir + ":multi", platform: ocispec.Platform{OS: "linux", Architecture: "s390x"}, wantErr: "no manifest for platform linux/s390x"},
-		{name: "single", ref: "oci:" + w.dir + ":single", platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
-		{name: "single-other-platform", ref: "oci:" + w.dir + ":single", platform: ocispec.Platform{OS: "linux", Architecture: "arm64"}, want: amd, wantMan: amdDesc.Digest},
+		{name: "index-amd64", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
+		{name: "index-arm64", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "arm64"}, want: arm, wantMan: armDesc.Digest},
+		{name: "index-arm64-v8", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, want: arm, wantMan: armDesc.Digest},
+		{name: "index-missing", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "s390x"}, wantErr: "no manifest for platform linux/s390x"},
+		{name: "single", ref: "oci:" + w.dir + ":single", platform: platform.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
+		{name: "single-other-platform", ref: "oci:" + w.dir + ":single", platform: platform.Platform{OS: "linux", Architecture: "arm64"}, want: amd, wantMan: amdDesc.Digest},
 		{name: "no-tag", ref: "oci:" + w.dir + ":nope", wantErr: "nope"},
 		{name: "bad-transport-ref", ref: "docker-archive:", wantErr: "docker-archive"},
 		{name: "plain-no-store", ref: "alpine", wantErr: "no local store"},
@@ -189,7 +190,7 @@ func TestResolveStoreAndArchives(t *testing.T) {
 	}
 
 	r := &image.Resolver{Store: s, Sys: sys}
-	amd64 := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	amd64 := platform.Platform{OS: "linux", Architecture: "amd64"}
 	for _, ref := range []string{"app:v1", "localhost/app:v1", "containers-storage:app:v1", "containers-storage:" + mustID(t, img)[:12]} {
 		t.Run(ref, func(t *testing.T) {
 			got, err := r.Resolve(ctx, ref, amd64)
@@ -297,7 +298,7 @@ func TestResolveVerifiesBlobs(t *testing.T) {
 	}
 	r := &image.Resolver{Sys: storetest.Sys(t)}
 	defer r.Close()
-	got, err := r.Resolve(ctx, "oci:"+w.dir+":v1", ocispec.Platform{OS: "linux", Architecture: "amd64"})
+	got, err := r.Resolve(ctx, "oci:"+w.dir+":v1", platform.Platform{OS: "linux", Architecture: "amd64"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/image/imagetest"
 	"github.com/builder-dev/builder/internal/store/storetest"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/google/go-containerregistry/pkg/registry"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -57,7 +58,7 @@ func TestPushRegistry(t *testing.T) {
 
 			r := &image.Resolver{Sys: sys}
 			defer r.Close()
-			got, err := r.Resolve(ctx, ref, ocispec.Platform{OS: "linux", Architecture: "amd64"})
+			got, err := r.Resolve(ctx, ref, platform.Platform{OS: "linux", Architecture: "amd64"})
 			if err != nil {
 				t.Fatal(err)
 			}

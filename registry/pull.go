@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/copy"
@@ -43,7 +44,7 @@ type Puller struct {
 // unqualified-search registries; "docker://" optional), copies the image
 // for platform p into the store (for an index, only p's manifest, with its
 // layers fetched in parallel) and returns the stored image's ID.
-func (p *Puller) Pull(ctx context.Context, name string, plat ocispec.Platform) (string, error) {
+func (p *Puller) Pull(ctx context.Context, name string, plat platform.Platform) (string, error) {
 	cands, err := p.candidates(name)
 	if err != nil {
 		return "", err
@@ -155,7 +156,7 @@ func withTagOrDigest(repo, user reference.Named) (reference.Named, error) {
 }
 
 // platformSys is p.Sys choosing plat in image indexes.
-func (p *Puller) platformSys(plat ocispec.Platform) *types.SystemContext {
+func (p *Puller) platformSys(plat platform.Platform) *types.SystemContext {
 	var sys types.SystemContext
 	if p.Sys != nil {
 		sys = *p.Sys
@@ -164,7 +165,7 @@ func (p *Puller) platformSys(plat ocispec.Platform) *types.SystemContext {
 	return &sys
 }
 
-func (p *Puller) pullOne(ctx context.Context, named reference.Named, plat ocispec.Platform) (string, error) {
+func (p *Puller) pullOne(ctx context.Context, named reference.Named, plat platform.Platform) (string, error) {
 	srcRef, err := docker.NewReference(named)
 	if err != nil {
 		return "", err
@@ -233,7 +234,7 @@ func (p *Puller) recordVariants(id string, m manifest.Manifest) error {
 
 // Changed reports whether the registry's manifest for name differs from
 // every digest the local image carries (the --pull=newer test).
-func (p *Puller) Changed(ctx context.Context, name string, plat ocispec.Platform, local []digest.Digest) (bool, error) {
+func (p *Puller) Changed(ctx context.Context, name string, plat platform.Platform, local []digest.Digest) (bool, error) {
 	cands, err := p.candidates(name)
 	if err != nil {
 		return false, err

@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/platform"
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/dockerfile"
@@ -24,7 +24,6 @@ import (
 	"github.com/builder-dev/builder/pushers"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"go.podman.io/storage"
 )
@@ -154,7 +153,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	default:
 		return usagef("--format: unknown format %q (want oci or docker)", o.format)
 	}
-	platform, err := parsePlatform(o.platform)
+	plat, err := parsePlatform(o.platform)
 	if err != nil {
 		return usageError{err}
 	}
@@ -182,7 +181,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 		printWarning(g.stderr, w)
 	}
 	plan, err := file.Plan(dockerfile.PlanOptions{
-		Target: o.target, BuildArgs: args, Platform: platform, BuildPlatform: hostPlatform(),
+		Target: o.target, BuildArgs: args, Platform: plat, BuildPlatform: platform.Host(),
 	})
 	if err != nil {
 		return buildError{err}
@@ -267,7 +266,7 @@ func (o *budOptions) run(ctx context.Context, g *globalOptions, contextDir strin
 	}
 	defer ex.Close()
 
-	img, err := ex.Build(ctx, plan, platform)
+	img, err := ex.Build(ctx, plan, plat)
 	if err != nil {
 		return buildError{err}
 	}
@@ -483,27 +482,11 @@ func loadIgnore(file, contextDir string) (*dockerfile.Ignore, error) {
 	return nil, nil
 }
 
-func hostPlatform() ocispec.Platform {
-	p := ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
-	if runtime.GOARCH == "arm64" {
-		p.Variant = "v8"
-	}
-	return p
-}
-
-func parsePlatform(s string) (ocispec.Platform, error) {
+func parsePlatform(s string) (platform.Platform, error) {
 	if s == "" {
-		return hostPlatform(), nil
+		return platform.Host(), nil
 	}
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return ocispec.Platform{}, fmt.Errorf("--platform %q: want os/arch[/variant]", s)
-	}
-	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	return p, nil
+	return platform.Parse(s)
 }
 
 func mkdirp(dir string) string {

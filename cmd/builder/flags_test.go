@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/builder-dev/builder/platform"
 )
 
 func TestParseOutput(t *testing.T) {
@@ -40,9 +40,9 @@ func TestParseOutput(t *testing.T) {
 }
 
 func TestParsePlatform(t *testing.T) {
-	for in, want := range map[string]ocispec.Platform{
+	for in, want := range map[string]platform.Platform{
 		"linux/amd64":    {OS: "linux", Architecture: "amd64"},
-		"linux/arm64/v8": {OS: "linux", Architecture: "arm64", Variant: "v8"},
+		"linux/arm64/v8": {OS: "linux", Architecture: "arm64"},
 	} {
 		got, err := parsePlatform(in)
 		if err != nil || got.OS != want.OS || got.Architecture != want.Architecture || got.Variant != want.Variant {

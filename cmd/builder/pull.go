@@ -40,7 +40,7 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 }
 
 func (o *pullOptions) run(ctx context.Context, g *globalOptions, s storage.Store, name string) error {
-	platform, err := parsePlatform(o.platform)
+	plat, err := parsePlatform(o.platform)
 	if err != nil {
 		return usageError{err}
 	}
@@ -58,7 +58,7 @@ func (o *pullOptions) run(ctx context.Context, g *globalOptions, s storage.Store
 	}
 	r := &image.Resolver{Store: s, Sys: env.sys, Log: g.log, Pull: policy, Puller: env.puller(s, progress, g)}
 	defer r.Close()
-	img, err := r.Resolve(ctx, name, platform)
+	img, err := r.Resolve(ctx, name, plat)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/platform"
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/image"
@@ -188,7 +189,7 @@ func (o *pushOptions) run(ctx context.Context, g *globalOptions, s storage.Store
 	}
 	r := &image.Resolver{Store: s, Sys: env.sys, Log: g.log, Pull: image.PullNever}
 	defer r.Close()
-	img, err := r.Resolve(ctx, info.ID, info.Config.Platform)
+	img, err := r.Resolve(ctx, info.ID, platform.FromOCI(info.Config.Platform))
 	if err != nil {
 		return err
 	}
