@@ -20,7 +20,7 @@ import (
 // runExec runs one RUN in the sandbox over a writable snapshot and commits
 // the changes as a layer.
 func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exec, done map[int]*stageState, prefix string) error {
-	if e.cfg.Sandbox == nil {
+	if e.cfg.Runner == nil {
 		return errors.New("RUN needs a sandbox, and none is configured")
 	}
 	m, err := e.prepare(ctx, s)
@@ -67,7 +67,7 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 	if network == "" || network == "default" {
 		network = e.cfg.Network
 	}
-	spec, err := e.cfg.Sandbox.Spec(sandbox.SpecOptions{
+	spec, err := e.cfg.Runner.Spec(sandbox.SpecOptions{
 		Rootfs: m.Root(), Args: x.Args, Env: env, Cwd: cwd,
 		UID: uint32(u.UID), GID: uint32(u.GID), AdditionalGids: u.groups,
 		Network: network, Mounts: mounts,
@@ -76,7 +76,7 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 		return err
 	}
 	out := &prefixWriter{w: e.cfg.Out, prefix: prefix}
-	err = e.cfg.Sandbox.Run(ctx, spec, nil, out, out)
+	err = e.cfg.Runner.Run(ctx, spec, nil, out, out)
 	out.Flush()
 	if err != nil && e.cfg.Out == io.Discard && e.cfg.ErrOut != nil {
 		// --quiet hides RUN output; a failing RUN still shows its last lines.

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/builder-dev/builder/content"
 	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
@@ -31,6 +31,24 @@ import (
 // Resolver finds a base image (FROM, COPY --from=IMAGE) for a platform.
 type Resolver interface {
 	Resolve(ctx context.Context, ref string, p platform.Platform) (*image.Image, error)
+}
+
+// Runner runs one RUN step described as a runtime-spec bundle: the
+// sandbox (sandbox.Sandbox), or a fake in tests.
+type Runner interface {
+	// Spec describes the step; Run runs it and reports its exit.
+	Spec(o sandbox.SpecOptions) (*specs.Spec, error)
+	Run(ctx context.Context, spec *specs.Spec, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+// CacheIndex is the local layer cache: step key → record (cache.Index).
+type CacheIndex interface {
+	Get(k cache.Key, ttl time.Duration) (cache.Record, error)
+	Put(r cache.Record) error
+	PutFiles(k cache.Key, files map[string]digest.Digest) error
+	Files(k cache.Key) map[string]digest.Digest
+	Children(parent cache.Key) []cache.Record
+	List() ([]cache.Record, error)
 }
 
 // Config holds an executor's collaborators and settings.
@@ -46,8 +64,8 @@ type Config struct {
 	Ignore *dockerfile.Ignore
 	// Snapshots materializes stage file trees (required).
 	Snapshots snapshot.Driver
-	// Sandbox runs RUN steps; nil makes RUN an error.
-	Sandbox *sandbox.Sandbox
+	// Runner runs RUN steps (the sandbox); nil makes RUN an error.
+	Runner Runner
 	// Network is the default RUN network: "host" or "none".
 	Network string
 	// Secrets are the --secret values by id.
@@ -67,7 +85,7 @@ type Config struct {
 	// discards output (--quiet).
 	ErrOut io.Writer
 	// Cache is the layer cache index; nil disables the cache (--layers=false).
-	Cache *cache.Index
+	Cache CacheIndex
 	// NoCache skips lookups but still records entries (--no-cache).
 	NoCache bool
 	// CacheFrom are registry caches looked in after a local miss;
@@ -266,5 +284,3 @@ func firstWord(s string) string {
 func (e *Executor) tempDir(prefix string) (string, error) {
 	return os.MkdirTemp(e.cfg.WorkDir, prefix)
 }
-
-var _ = filepath.Join

@@ -1,37 +1,23 @@
 package main
 
-// builder prune and builder cache ls/du: the layer cache beside the store
-// (<graphroot>/builder/cache, blobs in <graphroot>/builder/blobs).
+// builder prune and builder cache ls/du/hash-context: the layer cache
+// beside the store.
 
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/builder-dev/builder/content"
-
-	"github.com/builder-dev/builder/cache"
-	"github.com/builder-dev/builder/executor"
-	"github.com/builder-dev/builder/snapshot"
+	"github.com/builder-dev/builder/build"
+	"github.com/builder-dev/builder/images"
 	"github.com/docker/go-units"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
-	"go.podman.io/storage"
 )
 
-type cacheDirs struct{ index, blobs, snapshots string }
-
-func cacheDirsOf(s storage.Store) cacheDirs {
-	base := filepath.Join(s.GraphRoot(), "builder")
-	return cacheDirs{index: filepath.Join(base, "cache"), blobs: filepath.Join(base, "blobs"), snapshots: filepath.Join(base, "snapshots")}
-}
-
 func newPruneCmd(g *globalOptions) *cobra.Command {
-	var all bool
-	var olderThan time.Duration
+	var o build.PruneOptions
 	var keep string
 	cmd := &cobra.Command{
 		Use:   "prune [flags]",
@@ -41,46 +27,27 @@ func newPruneCmd(g *globalOptions) *cobra.Command {
 			"entry uses are deleted. Images in the store are not touched. Waits for running builds.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := cache.PruneOptions{All: all, MaxAge: olderThan}
 			if keep != "" {
 				n, err := units.RAMInBytes(keep)
 				if err != nil || n < 0 {
 					return usagef("--keep-storage %q: want a size such as 10GB", keep)
 				}
-				o.MaxBytes = n
+				o.KeepBytes = n
 			}
-			if !all && olderThan == 0 && o.MaxBytes == 0 {
-				o.All = true // as `buildah prune`: no filter means everything
-			}
-			return g.withStore(func(s storage.Store) error {
-				d := cacheDirsOf(s)
-				blobs, err := content.OpenStore(d.blobs)
-				if err != nil {
-					return err
-				}
-				var trees snapshot.PruneResult
-				o.Also = func(kept map[digest.Digest]bool) error {
-					keep := func(d digest.Digest) bool { return kept[d] }
-					if o.All {
-						keep = nil
-					}
-					var err error
-					trees, err = snapshot.Prune(d.snapshots, keep)
-					return err
-				}
-				res, err := cache.Prune(cmd.Context(), d.index, blobs, o)
+			return g.withStore(func(s *images.Store) error {
+				res, err := build.Prune(cmd.Context(), s, o)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "removed %d cache entries, %d blobs and %d extracted layers, %s reclaimed\n",
-					res.Entries, res.Blobs, trees.Trees, units.HumanSize(float64(res.Bytes+trees.Bytes)))
+					res.Entries, res.Blobs, res.Trees, units.HumanSize(float64(res.Bytes)))
 				return nil
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVarP(&all, "all", "a", false, "remove every cache entry")
-	f.DurationVar(&olderThan, "older-than", 0, "remove entries unused for longer than this (e.g. 168h)")
+	f.BoolVarP(&o.All, "all", "a", false, "remove every cache entry")
+	f.DurationVar(&o.OlderThan, "older-than", 0, "remove entries unused for longer than this (e.g. 168h)")
 	f.StringVar(&keep, "keep-storage", "", "then remove the least recently used entries until the cache is at most this size (e.g. 5GB)")
 	return cmd
 }
@@ -95,8 +62,8 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "List layer cache entries, most recently used first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, _ *content.Store, _ cacheDirs) error {
-				recs, err := x.List()
+			return g.withStore(func(s *images.Store) error {
+				recs, err := build.CacheEntries(s)
 				if err != nil {
 					return err
 				}
@@ -109,26 +76,14 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 		Short: "Show the disk use of the layer cache",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withIndex(g, func(x *cache.Index, b *content.Store, d cacheDirs) error {
-				recs, err := x.List()
-				if err != nil {
-					return err
-				}
-				var used int64
-				seen := map[string]bool{}
-				for _, r := range recs {
-					if r.Layer != nil && !seen[r.Layer.Digest.String()] {
-						seen[r.Layer.Digest.String()] = true
-						used += r.Layer.Size
-					}
-				}
-				total, n, err := b.Size()
+			return g.withStore(func(s *images.Store) error {
+				u, err := build.Usage(s)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "entries\t%d\nlayers\t%s (%d blobs)\nblob store\t%s (%d blobs)\nextracted layers\t%s\n",
-					len(recs), units.HumanSize(float64(used)), len(seen), units.HumanSize(float64(total)), n,
-					units.HumanSize(float64(snapshot.Size(d.snapshots))))
+					u.Entries, units.HumanSize(float64(u.LayerBytes)), u.Layers, units.HumanSize(float64(u.BlobBytes)), u.Blobs,
+					units.HumanSize(float64(u.TreeBytes)))
 				return nil
 			})
 		},
@@ -143,11 +98,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			ignore, err := loadIgnore(file, dir)
-			if err != nil {
-				return usageError{err}
-			}
-			d, n, err := executor.HashContext(cmd.Context(), dir, ignore)
+			d, n, err := build.HashContext(cmd.Context(), dir, file)
 			if err != nil {
 				return err
 			}
@@ -160,23 +111,7 @@ func newCacheCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func withIndex(g *globalOptions, fn func(*cache.Index, *content.Store, cacheDirs) error) error {
-	return g.withStore(func(s storage.Store) error {
-		d := cacheDirsOf(s)
-		blobs, err := content.OpenStore(d.blobs)
-		if err != nil {
-			return err
-		}
-		x, err := cache.OpenIndex(d.index, blobs)
-		if err != nil {
-			return err
-		}
-		defer x.Close()
-		return fn(x, blobs, d)
-	})
-}
-
-func printEntries(w io.Writer, recs []cache.Record) error {
+func printEntries(w io.Writer, recs []build.CacheEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tCREATED\tLAST USED\tSIZE\tSTEP")
 	for _, r := range recs {

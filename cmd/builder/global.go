@@ -1,11 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 
+	"github.com/builder-dev/builder/build"
+	"github.com/builder-dev/builder/images"
 	"github.com/spf13/cobra"
 )
 
@@ -33,17 +34,8 @@ func (g *globalOptions) addFlags(cmd *cobra.Command) {
 }
 
 func (g *globalOptions) setup() error {
-	var lvl slog.Level
-	switch strings.ToLower(g.logLevel) {
-	case "debug", "trace":
-		lvl = slog.LevelDebug
-	case "info":
-		lvl = slog.LevelInfo
-	case "warn", "warning", "":
-		lvl = slog.LevelWarn
-	case "error", "fatal", "panic":
-		lvl = slog.LevelError
-	default:
+	lvl, ok := parseLogLevel(g.logLevel)
+	if !ok {
 		return usagef("--log-level: unknown level %q", g.logLevel)
 	}
 	g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl,
@@ -54,8 +46,47 @@ func (g *globalOptions) setup() error {
 			}
 			return a
 		}}))
-	setLibraryLogLevel(lvl)
+	build.SetLibraryLogLevel(lvl)
 	return nil
+}
+
+// parseLogLevel reads a --log-level value ("" is the default, warn).
+func parseLogLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(s) {
+	case "trace":
+		return slog.LevelDebug - 4, true
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn", "warning", "":
+		return slog.LevelWarn, true
+	case "error", "fatal", "panic":
+		return slog.LevelError, true
+	}
+	return 0, false
+}
+
+// openStore opens the store the global flags select. Close it when done.
+func (g *globalOptions) openStore() (*images.Store, error) {
+	return images.Open(images.StoreOptions{
+		Root: g.root, RunRoot: g.runroot, Driver: g.storageDriver, DriverOpts: g.storageOpts, Log: g.log,
+	})
+}
+
+// withStore opens the store, runs fn with it and closes the store,
+// reporting a close failure only when fn succeeded.
+func (g *globalOptions) withStore(fn func(*images.Store) error) (err error) {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := s.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return fn(s)
 }
 
 func isCobraUsage(err error) bool {
@@ -64,5 +95,3 @@ func isCobraUsage(err error) bool {
 		strings.Contains(s, "accepts ") || strings.Contains(s, "requires at least") ||
 		strings.Contains(s, "requires at most") || strings.HasPrefix(s, "invalid argument")
 }
-
-var _ = fmt.Sprintf

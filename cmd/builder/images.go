@@ -8,11 +8,12 @@ import (
 	"text/tabwriter"
 	"text/template"
 	"time"
+	"unicode"
 
-	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/images"
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/storage"
 )
 
 type imagesOptions struct {
@@ -33,7 +34,7 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 			if o.json && o.format != "" && o.format != "json" {
 				return usagef("--json and --format %q conflict", o.format)
 			}
-			return g.withStore(func(s storage.Store) error { return o.run(g.stdout, s, args) })
+			return g.withStore(func(s *images.Store) error { return o.run(g.stdout, s, args) })
 		},
 	}
 	f := cmd.Flags()
@@ -65,15 +66,10 @@ type imageJSON struct {
 	ReadOnly bool      `json:"readonly"`
 }
 
-func (o *imagesOptions) run(w io.Writer, s storage.Store, args []string) error {
-	list, err := store.List(s)
+func (o *imagesOptions) run(w io.Writer, s *images.Store, args []string) error {
+	list, err := s.List(args...)
 	if err != nil {
 		return err
-	}
-	if len(args) > 0 {
-		if list, err = filterImages(s, list, args); err != nil {
-			return err
-		}
 	}
 	switch {
 	case o.json || o.format == "json":
@@ -131,7 +127,7 @@ func (o *imagesOptions) id(id string) string {
 
 // rows expands images into one row per name (one "<none>" row for an
 // unnamed image).
-func (o *imagesOptions) rows(list []store.Summary, now time.Time) []imageRow {
+func (o *imagesOptions) rows(list []images.Summary, now time.Time) []imageRow {
 	var rows []imageRow
 	for _, im := range list {
 		base := imageRow{
@@ -154,25 +150,6 @@ func (o *imagesOptions) rows(list []store.Summary, now time.Time) []imageRow {
 	return rows
 }
 
-// filterImages keeps the images args resolve to, in list order.
-func filterImages(s storage.Store, list []store.Summary, args []string) ([]store.Summary, error) {
-	want := map[string]bool{}
-	for _, a := range args {
-		img, err := store.LookupImage(s, a)
-		if err != nil {
-			return nil, err
-		}
-		want[img.ID] = true
-	}
-	var out []store.Summary
-	for _, im := range list {
-		if want[im.ID] {
-			out = append(out, im)
-		}
-	}
-	return out, nil
-}
-
 // splitName splits a stored name into repository and tag ("<none>" for a
 // digest-only name).
 func splitName(name string) (repo, tag string) {
@@ -192,55 +169,18 @@ func humanAgo(now, t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	d := now.Sub(t)
-	if d < 0 {
+	if t.After(now) {
 		return "In the future"
 	}
-	return humanDuration(d) + " ago"
+	return units.HumanDuration(now.Sub(t)) + " ago"
 }
 
-func humanDuration(d time.Duration) string {
-	plural := func(n int, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return fmt.Sprintf("%d %ss", n, unit)
-	}
-	switch s := int(d.Seconds()); {
-	case s < 1:
-		return "Less than a second"
-	case s < 60:
-		return plural(s, "second")
-	case d < 2*time.Minute:
-		return "About a minute"
-	case d < time.Hour:
-		return plural(int(d.Minutes()), "minute")
-	case d < 2*time.Hour:
-		return "About an hour"
-	case d < 48*time.Hour:
-		return plural(int(d.Hours()), "hour")
-	case d < 14*24*time.Hour:
-		return plural(int(d.Hours()/24), "day")
-	case d < 60*24*time.Hour:
-		return plural(int(d.Hours()/24/7), "week")
-	case d < 2*365*24*time.Hour:
-		return plural(int(d.Hours()/24/30), "month")
-	default:
-		return plural(int(d.Hours()/24/365), "year")
-	}
-}
-
-// humanSize renders a byte count with decimal units ("5.123 MB").
+// humanSize renders a byte count as podman does ("5.12 MB").
 func humanSize(n int64) string {
 	if n < 0 {
 		return "unknown"
 	}
-	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
-	v := float64(n)
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return strings.TrimSpace(fmt.Sprintf("%.4g %s", v, units[i]))
+	s := units.HumanSizeWithPrecision(float64(n), 3)
+	i := strings.LastIndexFunc(s, unicode.IsDigit)
+	return s[:i+1] + " " + s[i+1:]
 }

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"text/template"
 
-	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/images"
 	"github.com/spf13/cobra"
-	"go.podman.io/storage"
 )
 
 func newInspectCmd(g *globalOptions) *cobra.Command {
@@ -27,8 +26,8 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 					return usagef("--format: %v", err)
 				}
 			}
-			return g.withStore(func(s storage.Store) error {
-				info, err := store.Inspect(s, args[0])
+			return g.withStore(func(s *images.Store) error {
+				info, err := s.Inspect(args[0])
 				if err != nil {
 					return fmt.Errorf("inspect: %w", err)
 				}

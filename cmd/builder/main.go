@@ -1,4 +1,6 @@
-// Command builder is a rootless, daemonless OCI image builder.
+// Command builder is a rootless, daemonless OCI image builder. It turns
+// flags into options of the build and images libraries and prints their
+// results; the work is theirs.
 package main
 
 import (
@@ -10,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/builder-dev/builder/build"
+	"github.com/builder-dev/builder/images"
 	"github.com/spf13/cobra"
 )
 
@@ -27,12 +31,6 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
-
-// buildError marks a failed build (exit 1): bad Dockerfile, failing step.
-type buildError struct{ err error }
-
-func (e buildError) Error() string { return e.err.Error() }
-func (e buildError) Unwrap() error { return e.err }
 
 func main() {
 	maybeReexec(os.Args)
@@ -57,14 +55,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
 	var ue usageError
-	var be buildError
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), images.IsOptionError(err), isCobraUsage(err):
 		return exitUsage
-	case errors.As(err, &be):
+	case build.IsFailure(err):
 		return exitBuild
-	case isCobraUsage(err):
-		return exitUsage
 	default:
 		return exitInternal
 	}

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/images"
 	"github.com/spf13/cobra"
-	"go.podman.io/storage"
 )
 
 type rmiOptions struct {
@@ -30,7 +29,7 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 			case !o.all && len(args) == 0:
 				return usagef("rmi requires at least 1 IMAGE argument (or --all)")
 			}
-			return g.withStore(func(s storage.Store) error { return o.run(g.stdout, s, args) })
+			return g.withStore(func(s *images.Store) error { return o.run(g.stdout, s, args) })
 		},
 	}
 	f := cmd.Flags()
@@ -41,10 +40,10 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 
 // run removes each image, printing what it did; it keeps going after a
 // failure and returns every failure.
-func (o *rmiOptions) run(w io.Writer, s storage.Store, args []string) error {
+func (o *rmiOptions) run(w io.Writer, s *images.Store, args []string) error {
 	force := o.force
 	if o.all {
-		list, err := store.List(s)
+		list, err := s.List()
 		if err != nil {
 			return err
 		}
@@ -55,7 +54,7 @@ func (o *rmiOptions) run(w io.Writer, s storage.Store, args []string) error {
 	}
 	var errs []error
 	for _, a := range args {
-		r, err := store.Remove(s, a, force)
+		r, err := s.Remove(a, force)
 		if err != nil {
 			errs = append(errs, err)
 			continue

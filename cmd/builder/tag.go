@@ -3,9 +3,8 @@ package main
 import (
 	"fmt"
 
-	"github.com/builder-dev/builder/internal/store"
+	"github.com/builder-dev/builder/images"
 	"github.com/spf13/cobra"
-	"go.podman.io/storage"
 )
 
 func newTagCmd(g *globalOptions) *cobra.Command {
@@ -16,8 +15,8 @@ func newTagCmd(g *globalOptions) *cobra.Command {
 			"\"app:v2\" becomes \"localhost/app:v2\", a missing tag is \"latest\".",
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withStore(func(s storage.Store) error {
-				if _, err := store.Tag(s, args[0], args[1:]...); err != nil {
+			return g.withStore(func(s *images.Store) error {
+				if _, err := s.Tag(args[0], args[1:]...); err != nil {
 					return fmt.Errorf("tag %s: %w", args[0], err)
 				}
 				return nil

@@ -56,11 +56,18 @@ func TestBoundaries(t *testing.T) {
 		{"executor", mod + "pushers", "the executor does not deliver images"},
 		{"cache", mod + "executor", "the cache knows nothing of sandboxes"},
 		{"internal", mod + "cmd", "nothing imports the command"},
+		{"images", mod + "build", "the image library knows nothing of builds"},
+		{"images", mod + "executor", "the image library knows nothing of builds"},
 		{"pushers", mod + "executor", "outputs know nothing of execution"},
 	}
+	// The command line is flags and printing over the library entries.
+	cliMay := map[string]bool{mod + "build": true, mod + "images": true, mod + "platform": true}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(p.ImportPath, mod)
 		for _, imp := range p.Imports {
+			if rel == "cmd/builder" && strings.HasPrefix(imp, mod) && !cliMay[imp] {
+				t.Errorf("cmd/builder imports %s: the command line goes through the library entries (build, images, platform)", imp)
+			}
 			if strings.HasPrefix(imp, "github.com/moby/buildkit/") && !strings.HasPrefix(rel, "dockerfile") {
 				t.Errorf("%s imports %s: only dockerfile/ may use BuildKit", rel, imp)
 			}

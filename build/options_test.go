@@ -1,31 +1,29 @@
-package main
+package build
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/builder-dev/builder/platform"
 )
 
 func TestParseOutput(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    output
+		want    Output
 		wantErr string
 	}{
-		{"type=oci,dest=out", output{"oci", "out"}, ""},
-		{"type=docker-archive,dest=a.tar", output{"docker-archive", "a.tar"}, ""},
-		{"type=local,dest=/tmp/r", output{"local", "/tmp/r"}, ""},
-		{"rootfs-dir", output{"local", "rootfs-dir"}, ""},
-		{"type=zip,dest=x", output{}, "unknown type"},
-		{"type=oci", output{}, "dest= is required"},
-		{"type=oci,dest=x,compression=zstd", output{}, "unknown key"},
+		{"type=oci,dest=out", Output{"oci", "out"}, ""},
+		{"type=docker-archive,dest=a.tar", Output{"docker-archive", "a.tar"}, ""},
+		{"type=local,dest=/tmp/r", Output{"local", "/tmp/r"}, ""},
+		{"rootfs-dir", Output{"local", "rootfs-dir"}, ""},
+		{"type=zip,dest=x", Output{}, "unknown type"},
+		{"type=oci", Output{}, "dest= is required"},
+		{"type=oci,dest=x,compression=zstd", Output{}, "unknown key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseOutput(tc.in)
+			got, err := ParseOutput(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -36,23 +34,6 @@ func TestParseOutput(t *testing.T) {
 				t.Fatalf("got %+v %v", got, err)
 			}
 		})
-	}
-}
-
-func TestParsePlatform(t *testing.T) {
-	for in, want := range map[string]platform.Platform{
-		"linux/amd64":    {OS: "linux", Architecture: "amd64"},
-		"linux/arm64/v8": {OS: "linux", Architecture: "arm64"},
-	} {
-		got, err := parsePlatform(in)
-		if err != nil || got.OS != want.OS || got.Architecture != want.Architecture || got.Variant != want.Variant {
-			t.Errorf("%s: got %+v %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"linux", "/amd64", "a/b/c/d"} {
-		if _, err := parsePlatform(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
 	}
 }
 
@@ -75,7 +56,7 @@ func TestParseSecret(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			id, sec, err := parseSecret(tc.in)
+			id, sec, err := ParseSecret(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -94,8 +75,7 @@ func TestBuildArgs(t *testing.T) {
 	os.WriteFile(f, []byte("# comment\nA=from-file\nB=file\nFROM_ENV\n"), 0o644)
 	t.Setenv("FROM_ENV", "env-value")
 	t.Setenv("C", "c-env")
-	o := &budOptions{buildArgFiles: []string{f}, buildArgs: []string{"B=flag", "C", "UNSET_ARG_XYZ"}}
-	got, err := o.collectBuildArgs()
+	got, err := ReadBuildArgs([]string{f}, []string{"B=flag", "C", "UNSET_ARG_XYZ"})
 	if err != nil {
 		t.Fatal(err)
 	}

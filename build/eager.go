@@ -1,4 +1,4 @@
-package main
+package build
 
 // Eager upload: with bud --push, each new layer's compressed blob streams to
 // the first registry destination while it is being written (the upload

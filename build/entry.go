@@ -1,0 +1,98 @@
+package build
+
+// The process entry: re-exec handlers, the user namespace a rootless
+// builder works in, and the log level of the libraries underneath.
+
+import (
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"go.podman.io/storage/pkg/reexec"
+	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sys/unix"
+)
+
+// Init runs first in main. It dispatches the re-exec handlers of
+// containers/storage and of the RUN sandbox (which re-execute this binary
+// for work in another namespace) and exits when this process was one.
+func Init() {
+	if reexec.Init() {
+		os.Exit(0)
+	}
+}
+
+// EnterUserNamespace re-executes a non-root user inside a user namespace
+// with the /etc/subuid and /etc/subgid ranges mapped, as buildah and
+// podman do (in the child, _CONTAINERS_ROOTLESS_UID is set and storage
+// picks the user's paths); real root goes into a mount namespace of its
+// own instead. Only commands that use the store need it.
+func EnterUserNamespace(args []string) {
+	unshare.MaybeReexecUsingUserNamespace(false)
+	if os.Geteuid() == 0 && unshare.GetRootlessUID() <= 0 {
+		privateMountNamespace(args)
+	}
+}
+
+// privateMountNamespace re-executes real root in a mount namespace of its
+// own, so the snapshot mounts of a build never show up on (or leak into)
+// the host's mount table and vanish with the process, even on kill -9.
+// Where a new mount namespace is not allowed (a Kubernetes pod without
+// CAP_SYS_ADMIN), it carries on in the host's namespace: such builds use
+// chroot isolation and the copy snapshot driver, which mount nothing.
+func privateMountNamespace(args []string) {
+	const marker = "_BUILDER_MOUNTNS"
+	if os.Getenv(marker) != "" {
+		// Mounts made here must not propagate back to the host.
+		_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(exe, args[1:]...)
+	cmd.Args[0] = args[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), marker+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		os.Setenv(marker, "unavailable")
+		return
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		os.Exit(ee.ExitCode())
+	}
+	if err != nil {
+		os.Exit(125)
+	}
+	os.Exit(0)
+}
+
+// SetLibraryLogLevel sets the level of logrus, through which
+// containers/storage and containers/image log.
+func SetLibraryLogLevel(lvl slog.Level) {
+	switch {
+	case lvl < slog.LevelDebug:
+		logrus.SetLevel(logrus.TraceLevel)
+	case lvl < slog.LevelInfo:
+		logrus.SetLevel(logrus.DebugLevel)
+	case lvl < slog.LevelWarn:
+		logrus.SetLevel(logrus.InfoLevel)
+	case lvl < slog.LevelError:
+		logrus.SetLevel(logrus.WarnLevel)
+	default:
+		logrus.SetLevel(logrus.ErrorLevel)
+	}
+}

@@ -1,0 +1,298 @@
+// Package build is the library entry for building images: Run takes a
+// Dockerfile, a context and Options and does the whole build — store,
+// bases, layer cache, isolation and snapshots, the executor, the outputs
+// and the push — as buildah's imagebuildah does for podman. The command
+// line turns flags into Options and prints the Result; anything else that
+// wants to build an image calls Run the same way.
+package build
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/builder-dev/builder/executor"
+	"github.com/builder-dev/builder/images"
+	"github.com/builder-dev/builder/platform"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Options describe one build. The zero value of each field is the default
+// of the `bud` flag of the same name.
+type Options struct {
+	// Store is the local store (required): bases are resolved and pulled
+	// through it, the layer cache and snapshots live beside it, and the
+	// image is committed to it when it is tagged or has no other output.
+	Store *images.Store
+
+	ContextDir string // build context (default ".")
+	// Dockerfile is the Dockerfile's path; "" looks for Dockerfile, then
+	// Containerfile, in ContextDir; "-" reads Stdin.
+	Dockerfile string
+	Stdin      io.Reader
+	Target     string            // build up to this stage
+	BuildArgs  map[string]string // --build-arg (see ReadBuildArgs)
+	// Platforms to build for; none means this machine's.
+	Platforms []platform.Platform
+	Format    string // manifest format: "oci" (default) or "docker"
+	// Timestamp, when set, is every created time and the mtime ceiling of
+	// every layer entry (reproducible builds; see SourceDateEpoch).
+	Timestamp *time.Time
+	Tags      []string // names in the local store (the first is the commit's)
+	Outputs   []Output // other destinations (see ParseOutput)
+	IIDFile   string   // write the image ID here
+
+	// The layer cache.
+	NoLayers      bool          // neither use nor fill it (--layers=false)
+	NoCache       bool          // do not use it, still fill it
+	CacheTTL      time.Duration // ignore older entries (0: no limit)
+	PortableModes bool          // git's modes for context files
+	ExplainCache  bool          // say why each miss missed
+	CacheFrom     []string      // repositories to look in after a local miss
+	CacheTo       string        // repository to export entries to
+
+	// Registries.
+	Pull        string // pull policy for bases: missing (default), always, never, newer
+	Registry    images.RegistryOptions
+	Push        bool   // push to every tag that names a registry
+	DigestFile  string // with Push: write the pushed manifest's digest here
+	Compression images.Compression
+
+	// RUN.
+	Network     string            // "host" (default) or "none"
+	Isolation   string            // "" detects; rootless, chroot or oci
+	Runtime     string            // hand RUN to this OCI runtime
+	Secrets     map[string]Secret // by id (see ParseSecret)
+	Snapshotter string            // "" picks; overlay, fuse-overlayfs, copy
+
+	// Out receives progress (STEP lines, RUN output); nil discards it.
+	Out io.Writer
+	// ErrOut receives warnings, and the last lines of a failing RUN when
+	// Out discards output; nil discards them.
+	ErrOut io.Writer
+	Log    *slog.Logger
+}
+
+// Secret is one --secret: a file or an environment variable, read when a
+// RUN mounts it.
+type Secret = executor.Secret
+
+// Output is one --output destination.
+type Output struct {
+	Type string // oci, docker-archive (tar), local
+	Dest string
+}
+
+// Result is what a build made.
+type Result struct {
+	// ImageID is the image's ID: its config digest.
+	ImageID digest.Digest
+	// Tags are the names the image got in the local store.
+	Tags []string
+	// Pushed is the digest of the manifest pushed with Push ("" without).
+	Pushed digest.Digest
+}
+
+// Failure wraps the error of a build that failed for a reason in its
+// input — the Dockerfile or a step — rather than in builder or the
+// machine: the command line exits 1 for it.
+type Failure struct{ Err error }
+
+func (e *Failure) Error() string { return e.Err.Error() }
+func (e *Failure) Unwrap() error { return e.Err }
+
+// OptionError is an error in the options themselves (exit 2).
+type OptionError = images.OptionError
+
+var optionf = images.Optionf
+
+// ParseOutput parses --output: type=oci,dest=DIR | type=docker-archive,dest=FILE
+// | type=local,dest=DIR, or a bare DIR (local).
+func ParseOutput(s string) (Output, error) {
+	var o Output
+	if !strings.Contains(s, "=") {
+		return Output{Type: "local", Dest: s}, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch strings.TrimSpace(k) {
+		case "type":
+			o.Type = v
+		case "dest":
+			o.Dest = v
+		default:
+			return o, optionf("--output %q: unknown key %q", s, k)
+		}
+	}
+	switch o.Type {
+	case "oci", "docker-archive", "local", "tar":
+	default:
+		return o, optionf("--output %q: unknown type %q (want oci, docker-archive or local)", s, o.Type)
+	}
+	if o.Dest == "" {
+		return o, optionf("--output %q: dest= is required", s)
+	}
+	return o, nil
+}
+
+// ParseSecret parses --secret id=ID,src=FILE | id=ID,env=VAR (type=file|env
+// allowed); a bare id=ID reads the environment variable ID.
+func ParseSecret(s string) (string, Secret, error) {
+	var id string
+	var sec Secret
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "id":
+			id = v
+		case "src", "source":
+			sec.File = v
+		case "env":
+			sec.Env = v
+		case "type":
+			if v != "file" && v != "env" {
+				return "", sec, optionf("--secret %q: unknown type %q", s, v)
+			}
+		default:
+			return "", sec, optionf("--secret %q: unknown key %q", s, k)
+		}
+	}
+	if sec.File == "" && sec.Env == "" {
+		sec.Env = id
+		if _, ok := os.LookupEnv(id); !ok {
+			return "", sec, optionf("--secret %q: give src=FILE or env=VAR", s)
+		}
+	}
+	if id == "" {
+		if sec.File != "" {
+			id = filepath.Base(sec.File)
+		} else {
+			id = sec.Env
+		}
+	}
+	if sec.File != "" {
+		if _, err := os.Stat(sec.File); err != nil {
+			return "", sec, optionf("--secret %q: %w", s, err)
+		}
+	}
+	return id, sec, nil
+}
+
+// ReadBuildArgs collects --build-arg-file files, then --build-arg values
+// (KEY=VALUE, or KEY to take it from the environment when set).
+func ReadBuildArgs(files, args []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, optionf("--build-arg-file: %w", err)
+		}
+		sc := bufio.NewScanner(strings.NewReader(string(data)))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				if ev, set := os.LookupEnv(line); set {
+					out[line] = ev
+				}
+				continue
+			}
+			if k == "" {
+				return nil, optionf("--build-arg-file %s:%d: empty key", f, n)
+			}
+			out[k] = v
+		}
+	}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, optionf("--build-arg %q: empty key", a)
+		}
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = ev
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// SourceDateEpoch is $SOURCE_DATE_EPOCH as a timestamp (nil when unset),
+// the reproducible-builds convention for Options.Timestamp.
+func SourceDateEpoch() (*time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, optionf("SOURCE_DATE_EPOCH=%q: not a number of seconds", v)
+	}
+	t := time.Unix(n, 0).UTC()
+	return &t, nil
+}
+
+// IsFailure reports whether err is a build failure (exit 1).
+func IsFailure(err error) bool {
+	var f *Failure
+	return errors.As(err, &f)
+}
+
+func (o *Options) defaults() {
+	if o.ContextDir == "" {
+		o.ContextDir = "."
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.ErrOut == nil {
+		o.ErrOut = io.Discard
+	}
+	if o.Log == nil && o.Store != nil {
+		o.Log = o.Store.Log()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Network == "" || o.Network == "default" {
+		o.Network = "host"
+	}
+}
+
+func (o *Options) validate() error {
+	switch o.Network {
+	case "host", "none":
+	default:
+		return optionf("--network %q: want host or none", o.Network)
+	}
+	if (len(o.CacheFrom) > 0 || o.CacheTo != "") && o.NoLayers {
+		return optionf("--cache-from and --cache-to need the layer cache (not --layers=false)")
+	}
+	if len(o.Platforms) > 1 {
+		return optionf("--platform: %d platforms given; building several platforms in one build is not supported yet (build once per platform)", len(o.Platforms))
+	}
+	for _, out := range o.Outputs {
+		if _, err := ParseOutput("type=" + out.Type + ",dest=" + out.Dest); err != nil {
+			return err
+		}
+	}
+	if fi, err := os.Stat(o.ContextDir); err != nil || !fi.IsDir() {
+		return optionf("build context %q is not a directory", o.ContextDir)
+	}
+	if !o.Push && o.DigestFile != "" {
+		return optionf("--digestfile needs --push")
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestNeedsStore(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"images"}, true},
+		{[]string{"--root", "/x", "bud", "."}, true},
+		{[]string{"--log-level", "debug", "version"}, false},
+		{[]string{"login", "reg"}, false},
+		{[]string{"bud", "--help"}, false},
+		{[]string{}, false},
+		{[]string{"--", "images"}, false},
+	}
+	for _, tc := range tests {
+		if got := needsStore(tc.args); got != tc.want {
+			t.Errorf("needsStore(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestLogLevelArg(t *testing.T) {
+	tests := []struct {
+		args []string
+		want slog.Level
+		ok   bool
+	}{
+		{[]string{"--log-level", "debug", "images"}, slog.LevelDebug, true},
+		{[]string{"--log-level=error"}, slog.LevelError, true},
+		{[]string{"--log-level=bogus"}, 0, false},
+		{[]string{"images", "--", "--log-level", "debug"}, 0, false},
+		{[]string{"images"}, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := logLevelArg(tc.args)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("logLevelArg(%q) = %v %v", tc.args, got, ok)
+		}
+	}
+}
+
+// Bad flags are usage errors (exit 2), caught before any store is opened.
+func TestUsageExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bud", "--platform", "linux/amd46", t.TempDir()}, `unknown architecture "amd46"`},
+		{[]string{"bud", "--output", "type=zip,dest=x", t.TempDir()}, "unknown type"},
+		{[]string{"bud", "--network", "bridge", t.TempDir()}, "want host or none"},
+		{[]string{"bud", "--secret", "id=x,bogus=1", t.TempDir()}, "unknown key"},
+		{[]string{"bud", "/no/such/context"}, "is not a directory"},
+		{[]string{"bud", "--bogus"}, "unknown flag"},
+		{[]string{"--log-level", "loud", "version"}, "unknown level"},
+	}
+	for _, tc := range tests {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut)
+		if code != exitUsage || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut.String(), exitUsage, tc.want)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package images
+
+// Registries: the SystemContext every transfer uses (auth, TLS,
+// registries.conf, a blob-info cache kept under the store), retries, and
+// the compressed-variants index that makes each layer compressed once.
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/registry"
+	"go.podman.io/image/v5/types"
+)
+
+// RegistryOptions are the registry flags shared by bud, push, pull and
+// login: --tls-verify, --cert-dir, --creds, --authfile, --retry,
+// --retry-delay.
+type RegistryOptions = registry.Options
+
+// DefaultRetry is the default of RegistryOptions.Retry (podman's).
+const DefaultRetry = registry.DefaultRetry
+
+// Registry is what talking to registries with this store needs.
+type Registry struct {
+	Sys      *types.SystemContext
+	Retry    registry.Retrier
+	Variants *registry.Variants
+	store    *Store
+}
+
+// Registry prepares registry access for o.
+func (s *Store) Registry(o RegistryOptions) (*Registry, error) {
+	if o.Retry < 0 {
+		return nil, Optionf("--retry must not be negative")
+	}
+	sys, err := o.SystemContext(nil, s.Dir("blobinfocache"))
+	if err != nil {
+		return nil, &OptionError{err}
+	}
+	blobs, err := s.Blobs()
+	if err != nil {
+		return nil, err
+	}
+	v, err := registry.OpenVariants(s.Dir("variants"), blobs)
+	if err != nil {
+		return nil, err
+	}
+	rt := o.Retrier()
+	rt.Log = s.log
+	return &Registry{Sys: sys, Retry: rt, Variants: v, store: s}, nil
+}
+
+// Puller pulls into the store, reporting progress to w (nil: none).
+func (r *Registry) Puller(w io.Writer) *registry.Puller {
+	return &registry.Puller{Store: r.store.s, Sys: r.Sys, Variants: r.Variants, Retry: r.Retry, Report: w, Log: r.store.log}
+}
+
+// Compression is --compression and --compression-level.
+type Compression struct {
+	Format string // "gzip" (default) or "zstd"
+	Level  int    // 0: the compressor's default
+	// Force recompresses layers already compressed in another format
+	// (--compression given explicitly); otherwise they are sent as they are.
+	Force bool
+}
+
+// Kind parses c.Format.
+func (c Compression) Kind() (compress.Kind, error) {
+	switch strings.ToLower(c.Format) {
+	case "gzip", "":
+		return compress.Gzip, nil
+	case "zstd":
+		return compress.Zstd, nil
+	}
+	return compress.None, Optionf("--compression: unknown format %q (want gzip or zstd)", c.Format)
+}
+
+// ParseFormat parses a manifest format: "oci" or "docker".
+func ParseFormat(s string) (image.Format, error) {
+	f, err := image.ParseFormat(s)
+	if err != nil {
+		return f, &OptionError{err}
+	}
+	return f, nil
+}
+
+// Login checks the credentials against server and stores them in the auth
+// file, as podman does.
+func Login(ctx context.Context, o RegistryOptions, server, user, password string, log *slog.Logger) error {
+	sys, err := o.SystemContext(nil, "")
+	if err != nil {
+		return &OptionError{err}
+	}
+	rt := o.Retrier()
+	rt.Log = log
+	_, err = registry.Login(ctx, sys, rt, server, user, password)
+	return err
+}
+
+// Logout removes the stored credentials of server (or of every registry).
+func Logout(o RegistryOptions, server string, all bool) error {
+	sys, err := o.SystemContext(nil, "")
+	if err != nil {
+		return &OptionError{err}
+	}
+	return registry.Logout(sys, server, all)
+}

@@ -1,0 +1,108 @@
+// Package images is the library entry for the local image store and for
+// registries: it opens the containers/storage store that podman and buildah
+// share (with their flags and storage.conf), keeps builder's own state
+// beside it (blob store, compressed variants, blob-info cache), and lists,
+// inspects, tags, removes, pushes and pulls images. The build library and
+// the command line both go through it.
+package images
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/internal/store"
+	"go.podman.io/storage"
+)
+
+// StoreOptions select the store, as buildah's and podman's global flags
+// do. Empty fields take their value from the user's storage.conf.
+type StoreOptions struct {
+	Root    string // graph root (--root)
+	RunRoot string // run root (--runroot)
+	Driver  string // graph driver (--storage-driver)
+	// DriverOpts replace storage.conf's driver options (--storage-opt).
+	DriverOpts []string
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+// Store is an open local store and builder's state beside it
+// (<graphroot>/builder). It is safe for concurrent use.
+type Store struct {
+	s    storage.Store
+	opts StoreOptions
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	blobs *content.Store
+}
+
+// OptionError is an error in what the caller asked for (a bad flag value,
+// a malformed reference): the command line reports it as a usage error.
+type OptionError struct{ Err error }
+
+func (e *OptionError) Error() string { return e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Optionf makes an OptionError.
+func Optionf(format string, a ...any) error { return &OptionError{fmt.Errorf(format, a...)} }
+
+// IsOptionError reports whether err is (or wraps) an OptionError.
+func IsOptionError(err error) bool {
+	var oe *OptionError
+	return errors.As(err, &oe)
+}
+
+// Open opens the store. Close it when done.
+func Open(o StoreOptions) (*Store, error) {
+	s, err := store.Open(store.Options{Root: o.Root, RunRoot: o.RunRoot, Driver: o.Driver, DriverOpts: o.DriverOpts})
+	if err != nil {
+		return nil, err
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{s: s, opts: o, log: log}, nil
+}
+
+// Close shuts the store down.
+func (s *Store) Close() error {
+	if _, err := s.s.Shutdown(false); err != nil {
+		return fmt.Errorf("shutting down storage: %w", err)
+	}
+	return nil
+}
+
+// Storage is the containers/storage store itself.
+func (s *Store) Storage() storage.Store { return s.s }
+
+// Options are the options the store was opened with.
+func (s *Store) Options() StoreOptions { return s.opts }
+
+// Log is the store's logger.
+func (s *Store) Log() *slog.Logger { return s.log }
+
+// Dir is builder's directory name under the graph root (blobs, cache,
+// snapshots, tmp, ...).
+func (s *Store) Dir(name string) string {
+	return filepath.Join(s.s.GraphRoot(), "builder", name)
+}
+
+// Blobs is builder's content-addressed blob store beside the store.
+func (s *Store) Blobs() (*content.Store, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.blobs == nil {
+		b, err := content.OpenStore(s.Dir("blobs"))
+		if err != nil {
+			return nil, err
+		}
+		s.blobs = b
+	}
+	return s.blobs, nil
+}
