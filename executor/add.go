@@ -103,7 +103,7 @@ func (j *copyJob) fetchURL(ctx context.Context, raw, dest string, destIsDir bool
 // maybeExtract unpacks a local tar archive (plain, gzip, bzip2, xz or zstd)
 // into dest, as ADD does. It reports false when the file is not an archive.
 func (j *copyJob) maybeExtract(ctx context.Context, src *srcRoot, rel, dest string) (bool, error) {
-	f, err := src.root.Open(rel)
+	f, err := src.FS.Open(rel)
 	if err != nil {
 		return false, err
 	}

@@ -15,9 +15,7 @@ import (
 	"hash"
 	"io/fs"
 	"os"
-	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/executor/selection"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
@@ -130,7 +129,11 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 				continue // secrets never count; cache and tmpfs mounts hold no input
 			}
 			in, _, ok, err := e.sourceInput(ctx, m.From, done, st.Platform, func(src *srcRoot) (digest.Digest, map[string]digest.Digest, error) {
-				return e.hashSelection(ctx, src, []string{m.Source}, nil, false, false)
+				it, err := src.Item(m.Source)
+				if err != nil {
+					return "", nil, err
+				}
+				return e.hashItems(ctx, src, []selection.Item{it}, nil)
 			})
 			if err != nil || !ok {
 				return keyed{}, err
@@ -148,7 +151,7 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 func (e *Executor) sourceInput(ctx context.Context, src dockerfile.Source, done map[int]*stageState, p platform.Platform, hash func(*srcRoot) (digest.Digest, map[string]digest.Digest, error)) (cache.Input, map[string]digest.Digest, bool, error) {
 	switch src.Kind {
 	case dockerfile.SourceContext:
-		d, files, err := hash(&srcRoot{root: e.ctxRoot, ignore: e.cfg.Ignore, context: true, what: "build context"})
+		d, files, err := hash(e.contextSource())
 		if err != nil {
 			return cache.Input{}, nil, false, nil // the step itself reports the problem
 		}
@@ -180,9 +183,9 @@ type hashEntry struct {
 	sum  digest.Digest
 }
 
-// hashSelection hashes what a COPY of patterns from src selects, walking
-// the source exactly as copyJob does: same matching, same .dockerignore
-// and --exclude rules, symlinks followed only for the named sources.
+// hashSelection hashes what a COPY of patterns from src selects: the
+// selection walker's items and entries, exactly what the copy writes (or a
+// context bind mount shows, for a literal path: see bindItems).
 func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, excludes []string, parents, add bool) (digest.Digest, map[string]digest.Digest, error) {
 	// The context does not change during a build: hash each selection once
 	// (the up-front probe and the step itself ask for the same ones).
@@ -193,7 +196,17 @@ func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, ex
 			return m.d, m.files, nil
 		}
 	}
-	d, files, err := e.hashSelectionOnce(ctx, src, patterns, excludes, parents, add)
+	var paths []string
+	for _, p := range patterns {
+		if !add || (!isURL(p) && !isGitURL(p)) {
+			paths = append(paths, p)
+		}
+	}
+	items, err := src.Items(paths, parents)
+	if err != nil {
+		return "", nil, err
+	}
+	d, files, err := e.hashItems(ctx, src, items, excludes)
 	if err == nil && memo != "" {
 		if e.hashMemo == nil {
 			e.hashMemo = map[string]hashResult{}
@@ -208,28 +221,26 @@ type hashResult struct {
 	files map[string]digest.Digest
 }
 
-func (e *Executor) hashSelectionOnce(ctx context.Context, src *srcRoot, patterns, excludes []string, parents, add bool) (digest.Digest, map[string]digest.Digest, error) {
+// hashItems hashes items and what the walker selects below them.
+func (e *Executor) hashItems(ctx context.Context, src *srcRoot, items []selection.Item, excludes []string) (digest.Digest, map[string]digest.Digest, error) {
+	x, err := selection.NewExcludes(excludes)
+	if err != nil {
+		return "", nil, err
+	}
 	var ents []hashEntry
-	for _, p := range patterns {
-		if add && (isURL(p) || isGitURL(p)) {
-			continue
-		}
-		items, err := expandSource(src, p, parents)
+	for i := range items {
+		it := &items[i]
+		prefix := it.Rel + "\x00" + it.Keep
+		err := src.Walk(ctx, it, x, selection.Visitor{Visit: func(en *selection.Entry) error {
+			name := prefix
+			if en.Parent != nil {
+				name = prefix + "\x00" + en.Rel
+			}
+			ents = append(ents, hashEntry{name: name, fi: en.Info, rel: en.Rel})
+			return nil
+		}})
 		if err != nil {
 			return "", nil, err
-		}
-		for _, it := range items {
-			fi, err := src.root.Stat(it.rel)
-			if err != nil {
-				return "", nil, err
-			}
-			prefix := it.rel + "\x00" + it.keep
-			ents = append(ents, hashEntry{name: prefix, fi: fi, rel: it.rel})
-			if fi.IsDir() {
-				if err := walkForHash(ctx, src, it.rel, prefix, excludes, false, &ents); err != nil {
-					return "", nil, err
-				}
-			}
 		}
 	}
 	if err := e.sumFiles(ctx, src, ents); err != nil {
@@ -243,53 +254,6 @@ func (e *Executor) hashSelectionOnce(ctx context.Context, src *srcRoot, patterns
 		files[ents[i].rel] = d
 	}
 	return digest.NewDigest(digest.SHA256, h), files, nil
-}
-
-// walkForHash lists dir's entries as copyDir (filtered=false) and
-// copyDirFiltered (true) would copy them.
-func walkForHash(ctx context.Context, src *srcRoot, rel, prefix string, excludes []string, filtered bool, out *[]hashEntry) error {
-	f, err := src.root.Open(rel)
-	if err != nil {
-		if filtered {
-			return nil
-		}
-		return err
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		srel := path.Join(rel, n)
-		fi, err := src.root.Lstat(srel)
-		if err != nil {
-			if filtered {
-				continue
-			}
-			return err
-		}
-		skip := src.excluded(srel) || (!filtered && matchExcludes(excludes, srel, rel))
-		if skip {
-			if fi.IsDir() && (filtered || (src.ignore != nil && src.ignore.HasExclusions())) {
-				if err := walkForHash(ctx, src, srel, prefix, excludes, true, out); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		*out = append(*out, hashEntry{name: prefix + "\x00" + srel, fi: fi, rel: srel})
-		if fi.IsDir() {
-			if err := walkForHash(ctx, src, srel, prefix, excludes, false, out); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // sumFiles fills in link targets and content digests, reading files in
@@ -312,7 +276,7 @@ func (e *Executor) sumFiles(ctx context.Context, src *srcRoot, ents []hashEntry)
 				en := &ents[i]
 				switch {
 				case en.fi.Mode()&fs.ModeSymlink != 0:
-					l, err := src.root.Readlink(en.rel)
+					l, err := src.FS.Readlink(en.rel)
 					if err != nil {
 						fail(err)
 						continue
@@ -324,7 +288,7 @@ func (e *Executor) sumFiles(ctx context.Context, src *srcRoot, ents []hashEntry)
 						fail(fmt.Errorf("%s: no stat", en.rel))
 						continue
 					}
-					open := func() (*os.File, error) { return src.root.Open(en.rel) }
+					open := func() (*os.File, error) { return src.FS.Open(en.rel) }
 					var d digest.Digest
 					var err error
 					if e.cfg.FileHashes != nil && src.context {
@@ -408,6 +372,7 @@ func HashContext(ctx context.Context, dir string, ignore *dockerfile.Ignore) (di
 	}
 	defer root.Close()
 	e := &Executor{cfg: Config{Context: dir}}
-	d, files, err := e.hashSelection(ctx, &srcRoot{root: root, ignore: ignore, context: true, what: "build context"}, []string{"."}, nil, false, false)
+	src := &srcRoot{Root: selection.Root{FS: root, Ignore: ignore, What: "build context"}, context: true}
+	d, files, err := e.hashSelection(ctx, src, []string{"."}, nil, false, false)
 	return d, len(files), err
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/dockerfile"
-	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -44,68 +43,54 @@ func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[in
 }
 
 func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string) (*specs.Mount, func(), error) {
-	var root string
-	var release func()
+	var src *srcRoot
+	release := func() {}
 	switch m.From.Kind {
 	case dockerfile.SourceContext:
-		root = e.cfg.Context
+		src = e.contextSource()
 	case dockerfile.SourceStage:
 		st, ok := done[m.From.Stage]
 		if !ok {
 			return nil, nil, fmt.Errorf("from: stage %d has not been built", m.From.Stage)
 		}
-		dir, rel, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
-		if err != nil {
+		var err error
+		if src, release, err = e.openStateRoot(ctx, st, fmt.Sprintf("stage %d", m.From.Stage)); err != nil {
 			return nil, nil, err
 		}
-		root, release = dir, func() { rel() }
 	default:
 		st, err := e.imageState(ctx, m.From.Image, e.platform)
 		if err != nil {
 			return nil, nil, err
 		}
-		dir, rel, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
-		if err != nil {
+		if src, release, err = e.openStateRoot(ctx, st, "image "+m.From.Image); err != nil {
 			return nil, nil, err
 		}
-		root, release = dir, func() { rel() }
 	}
-	src, err := securejoin.SecureJoin(root, m.Source)
+	it, err := src.Item(m.Source)
+	if err != nil {
+		return nil, release, fmt.Errorf("source %s: %w", m.Source, err)
+	}
+	// The mount shows what the selection walker selects, as the step's
+	// cache key covers it: without ignore rules the source itself (its
+	// path has no symlink left, so it stays inside the root), else a view
+	// of the selection. A writable bind must not change the context or a
+	// stage: writes go to a private copy that is thrown away, as with
+	// BuildKit.
+	source, err := filepath.Abs(filepath.Join(src.FS.Name(), filepath.FromSlash(it.Real)))
 	if err != nil {
 		return nil, release, err
 	}
-	if _, err := os.Stat(src); err != nil {
-		return nil, release, fmt.Errorf("source %s: %w", m.Source, err)
-	}
-	if !m.ReadOnly {
-		// A writable bind must not change the context or a stage: writes go
-		// to a private copy that is thrown away, as with BuildKit.
-		cp := filepath.Join(tmp, "bind-"+shortHash(m.Target))
-		if err := copyForBind(ctx, src, cp); err != nil {
+	if src.Ignore != nil || !m.ReadOnly {
+		source = filepath.Join(tmp, "bind-"+shortHash(m.Target))
+		if err := e.materialize(ctx, src, &it, source, m.ReadOnly); err != nil {
 			return nil, release, err
 		}
-		src = cp
 	}
 	opts := []string{"rbind"}
 	if m.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	return &specs.Mount{Destination: m.Target, Type: "bind", Source: src, Options: opts}, release, nil
-}
-
-func copyForBind(ctx context.Context, src, dst string) error {
-	fi, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, data, fi.Mode().Perm())
-	}
-	return copyTree(ctx, src, dst)
+	return &specs.Mount{Destination: m.Target, Type: "bind", Source: source, Options: opts}, release, nil
 }
 
 // cacheMount gives a directory that persists across builds, keyed by id.
