@@ -13,7 +13,9 @@ import (
 )
 
 // ignore is a .dockerignore matcher for tests (dockerfile.Ignore's rules).
-type ignore struct{ pm *patternmatcher.PatternMatcher }
+type ignore struct {
+	pm *patternmatcher.PatternMatcher
+}
 
 func newIgnore(t testing.TB, pats ...string) *ignore {
 	pm, err := patternmatcher.New(pats)
@@ -78,7 +80,7 @@ func TestResolve(t *testing.T) {
 	r := openRoot(t, dir, newIgnore(t, ".env", "secret", "!secret/public.txt", "ignoredlink"))
 	tests := []struct{ in, want, err string }{
 		{"etc/passwd", "etc/passwd", ""},
-		{"sh", "usr/bin/busybox", ""},         // absolute link resolved inside the root
+		{"sh", "usr/bin/busybox", ""},          // absolute link resolved inside the root
 		{"bin/busybox", "usr/bin/busybox", ""}, // through a linked directory
 		{"rel", "usr/bin/busybox", ""},         // ".." stops at the root
 		{"/etc/../etc/passwd", "etc/passwd", ""},
@@ -87,7 +89,7 @@ func TestResolve(t *testing.T) {
 		{"nope", "", "file not found: nope"},
 		{"dangling", "", "file not found: dangling (at nowhere)"},
 		{".env", "", "excluded by .dockerignore"},
-		{"pub", "", "excluded by .dockerignore): pub (at .env)"},      // a link never brings an ignored file back
+		{"pub", "", "excluded by .dockerignore): pub (at .env)"},         // a link never brings an ignored file back
 		{"pubdir", "", "excluded by .dockerignore): pubdir (at secret)"}, // ... nor an ignored directory
 		{"pubdir/key", "", "excluded by .dockerignore"},
 		{"secret/public.txt", "secret/public.txt", ""}, // re-included below an ignored directory
