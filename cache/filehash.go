@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/gob"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage/pkg/ioutils"
 )
 
 // FileHashes remembers the content digest of files between builds, keyed
@@ -100,20 +102,12 @@ func (h *FileHashes) Save() error {
 	if err := os.MkdirAll(filepath.Dir(h.path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(h.path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = gob.NewEncoder(tmp).Encode(h.seen)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(h.seen); err != nil {
 		return err
 	}
 	// No fsync: a lost index only costs one rehash.
-	if err := os.Rename(tmp.Name(), h.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := ioutils.AtomicWriteFileWithOpts(h.path, buf.Bytes(), 0o600, &ioutils.AtomicFileWriterOptions{NoSync: true}); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/content"
+	"go.podman.io/storage/pkg/ioutils"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -60,7 +61,7 @@ func (x *Index) SetStoreCheck(has func(diffID digest.Digest) bool) { x.inStore =
 // no entry a running build may still use disappears under it.
 func OpenIndex(dir string, blobs *content.Store) (*Index, error) {
 	x := &Index{dir: dir, blobs: blobs}
-	for _, d := range []string{x.entries(), x.files(), filepath.Join(dir, "tmp")} {
+	for _, d := range []string{x.entries(), x.files()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("cache index: %w", err)
 		}
@@ -74,7 +75,9 @@ func OpenIndex(dir string, blobs *content.Store) (*Index, error) {
 		return nil, fmt.Errorf("cache index lock: %w", err)
 	}
 	x.lock = f
-	sweepTemps(filepath.Join(dir, "tmp"), time.Hour)
+	for _, d := range []string{x.entries(), x.files()} {
+		sweepTemps(d, time.Hour)
+	}
 	return x, nil
 }
 
@@ -182,23 +185,7 @@ func (x *Index) Files(k Key) map[string]digest.Digest {
 }
 
 func (x *Index) writeAtomic(p string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Join(x.dir, "tmp"), "entry-")
-	if err != nil {
-		return fmt.Errorf("cache index: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cache index: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cache index: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cache index: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if err := ioutils.AtomicWriteFile(p, b, 0o600); err != nil {
 		return fmt.Errorf("cache index: %w", err)
 	}
 	return nil
@@ -362,14 +349,18 @@ func flockCtx(ctx context.Context, f *os.File, how int) error {
 	}
 }
 
-// sweepTemps removes temp files older than age (left by killed writers;
-// younger ones may belong to a running build).
+// sweepTemps removes the temp files of atomic writes (".tmp-*") older
+// than age: killed writers leave them; younger ones may belong to a
+// running build.
 func sweepTemps(dir string, age time.Duration) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}

@@ -1,15 +1,12 @@
 // Package compress sniffs, decompresses and compresses layer streams.
 //
-// Readers accept every format a layer or an ADD archive may use in the wild (gzip, bzip2, xz, zstd);
-// writers produce the two formats the OCI image spec names for layers (gzip, zstd), plus xz for
+// Readers accept every format a layer or an ADD archive may use in the wild (gzip, bzip2, xz, zstd),
+// through containers/image's own detection and decompressors; writers produce the two formats the OCI image spec names for layers (gzip, zstd), plus xz for
 // completeness. Writers are deterministic: the same input and level give the same bytes on any machine,
 // whatever its core count, because reproducible builds need reproducible blob digests.
 package compress
 
 import (
-	"bytes"
-	"compress/bzip2"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -17,6 +14,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/ulikunitz/xz"
+	"go.podman.io/image/v5/pkg/compression"
+	compressiontypes "go.podman.io/image/v5/pkg/compression/types"
 )
 
 // Kind names a compression format.
@@ -47,72 +46,33 @@ func (k Kind) String() string {
 	return fmt.Sprintf("compress.Kind(%d)", int(k))
 }
 
-// Magic numbers; zstd skippable frames (0x184D2A50..5F, little endian) start some zstd:chunked blobs.
-var (
-	magicGzip  = []byte{0x1f, 0x8b}
-	magicBzip2 = []byte("BZh")
-	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
-)
-
-// headLen is how many bytes Detect needs to see to recognise every format.
-const headLen = 6
-
-// Detect reports the format of a stream from its first bytes (at least 6 for a sure answer).
-func Detect(head []byte) Kind {
-	switch {
-	case bytes.HasPrefix(head, magicGzip):
-		return Gzip
-	case bytes.HasPrefix(head, magicBzip2) && len(head) > 3 && head[3] >= '1' && head[3] <= '9':
-		// "BZh" alone is plausible text; the block size digit makes it specific.
-		return Bzip2
-	case bytes.HasPrefix(head, magicXz):
-		return Xz
-	case bytes.HasPrefix(head, magicZstd):
-		return Zstd
-	case len(head) >= 4 && head[0]&0xf0 == 0x50 && head[1] == 0x2a && head[2] == 0x4d && head[3] == 0x18:
-		return Zstd
-	}
-	return None
-}
-
-// Decompress sniffs r and returns a reader of the decompressed bytes and the detected kind. For None the
-// returned reader yields r's bytes unchanged. Close releases the decompressor (and its goroutines) but
-// never closes r: the caller owns r.
+// Decompress sniffs r and returns a reader of the decompressed bytes and the detected kind, with
+// containers/image's detection and decompressors (the ones its copies use). For None the returned
+// reader yields r's bytes unchanged. Close releases the decompressor (and its goroutines) but never
+// closes r: the caller owns r.
 func Decompress(r io.Reader) (io.ReadCloser, Kind, error) {
-	head := make([]byte, headLen)
-	n, err := io.ReadFull(r, head)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+	algo, decompress, src, err := compression.DetectCompressionFormat(r)
+	if err != nil {
 		return nil, None, fmt.Errorf("sniff compression: %w", err)
 	}
-	head = head[:n]
-	kind := Detect(head)
-	// Put the sniffed bytes back in front; MultiReader keeps r's own Read sizes for the rest.
-	src := io.MultiReader(bytes.NewReader(head), r)
-	switch kind {
-	case Gzip:
-		zr, err := pgzip.NewReader(src)
-		if err != nil {
-			return nil, kind, fmt.Errorf("gzip: %w", err)
-		}
-		return zr, kind, nil
-	case Bzip2:
-		return io.NopCloser(bzip2.NewReader(src)), kind, nil
-	case Xz:
-		xr, err := xz.NewReader(src)
-		if err != nil {
-			return nil, kind, fmt.Errorf("xz: %w", err)
-		}
-		return io.NopCloser(xr), kind, nil
-	case Zstd:
-		// Low memory mode off, default window limit (klauspost caps it, refusing hostile frames).
-		zr, err := zstd.NewReader(src)
-		if err != nil {
-			return nil, kind, fmt.Errorf("zstd: %w", err)
-		}
-		return zr.IOReadCloser(), kind, nil
+	if decompress == nil {
+		return io.NopCloser(src), None, nil
 	}
-	return io.NopCloser(src), None, nil
+	kind := kindByName[algo.Name()]
+	rc, err := decompress(src)
+	if err != nil {
+		return nil, kind, fmt.Errorf("%s: %w", kind, err)
+	}
+	return rc, kind, nil
+}
+
+// kindByName maps containers/image's algorithm names (zstd:chunked is zstd to a reader).
+var kindByName = map[string]Kind{
+	compressiontypes.GzipAlgorithmName:        Gzip,
+	compressiontypes.Bzip2AlgorithmName:       Bzip2,
+	compressiontypes.XzAlgorithmName:          Xz,
+	compressiontypes.ZstdAlgorithmName:        Zstd,
+	compressiontypes.ZstdChunkedAlgorithmName: Zstd,
 }
 
 // gzipBlockSize is pgzip's independently compressed block. It is fixed (not derived from the machine)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
@@ -162,5 +161,3 @@ func isTarHeader(b []byte) bool {
 	_, err := tar.NewReader(strings.NewReader(string(b))).Next()
 	return err == nil || err == io.ErrUnexpectedEOF
 }
-
-var _ fs.FileMode

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/builder-dev/builder/dockerfile"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -209,5 +208,3 @@ func applyOwnerMode(p string, m dockerfile.Mount, def fs.FileMode) {
 func shortHash(s string) string {
 	return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:24]
 }
-
-var _ = strings.TrimSpace

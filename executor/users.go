@@ -1,205 +1,183 @@
 package executor
 
+// Users and groups of an image, as runc and docker read them: the parsing
+// and the USER rules are moby/sys/user's (a numeric user is always the id
+// itself, never a name; ids outside 0..2^31-1 are refused).
+
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/user"
 )
 
 // idPair is a resolved uid/gid.
 type idPair struct{ UID, GID int }
 
+// maxIDFile bounds how much of /etc/passwd or /etc/group is read: both
+// come from the image.
+const maxIDFile = 16 << 20
+
+// openIDFile opens /etc/passwd or /etc/group of the rootfs; a missing file
+// (scratch images have none) is an empty one.
+func openIDFile(rootfs *os.Root, name string) (io.ReadCloser, error) {
+	if rootfs == nil {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	f, err := rootfs.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read /%s: %w", name, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, maxIDFile), f}, nil
+}
+
+func passwdEntries(rootfs *os.Root, match func(user.User) bool) ([]user.User, error) {
+	r, err := openIDFile(rootfs, "etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return user.ParsePasswdFilter(r, match)
+}
+
+func groupEntries(rootfs *os.Root, match func(user.Group) bool) ([]user.Group, error) {
+	r, err := openIDFile(rootfs, "etc/group")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return user.ParseGroupFilter(r, match)
+}
+
+// parseID reads a numeric id; ok is false for a name.
+func parseID(s, what string) (int, bool, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, true, fmt.Errorf("invalid %s %q: %w", what, s, user.ErrRange)
+		}
+		return 0, false, nil
+	}
+	if n < 0 || n > 1<<31-1 {
+		return 0, true, fmt.Errorf("invalid %s %q: %w", what, s, user.ErrRange)
+	}
+	return n, true, nil
+}
+
 // resolveChown turns "user[:group]" into numeric ids using the rootfs'
-// /etc/passwd and /etc/group, as docker does for COPY --chown and USER.
-// A numeric user with no group gets gid = uid; a named user with no group
-// gets the user's primary group.
+// /etc/passwd and /etc/group, as docker does for COPY --chown and WORKDIR.
+// A numeric user with no group gets its passwd entry's group, else gid =
+// uid; a named user with no group gets the user's primary group.
 func resolveChown(rootfs *os.Root, spec string) (idPair, error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if userPart == "" {
 		return idPair{}, fmt.Errorf("invalid user %q", spec)
 	}
-	var ids idPair
-	if n, err := strconv.Atoi(userPart); err == nil {
-		if n < 0 {
-			return idPair{}, fmt.Errorf("invalid uid %q", userPart)
+	uid, numeric, err := parseID(userPart, "uid")
+	if err != nil {
+		return idPair{}, err
+	}
+	ids := idPair{uid, uid}
+	users, err := passwdEntries(rootfs, func(u user.User) bool {
+		if numeric {
+			return u.Uid == uid
 		}
-		ids = idPair{n, n}
-		if !hasGroup {
-			// A numeric uid known in passwd takes its primary group.
-			if e, ok, _ := lookupPasswd(rootfs, func(f []string) bool { return f[2] == userPart }); ok {
-				ids.GID = e.GID
-			}
-		}
-	} else {
-		e, ok, err := lookupPasswd(rootfs, func(f []string) bool { return f[0] == userPart })
-		if err != nil {
-			return idPair{}, err
-		}
-		if !ok {
-			return idPair{}, fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
-		}
-		ids = e
+		return u.Name == userPart
+	})
+	if err != nil {
+		return idPair{}, err
+	}
+	switch {
+	case len(users) > 0:
+		ids = idPair{users[0].Uid, users[0].Gid}
+	case !numeric:
+		return idPair{}, fmt.Errorf("unable to find user %s: %w", userPart, user.ErrNoPasswdEntries)
 	}
 	if hasGroup {
-		if groupPart == "" {
-			return idPair{}, fmt.Errorf("invalid group in %q", spec)
-		}
-		if n, err := strconv.Atoi(groupPart); err == nil {
-			if n < 0 {
-				return idPair{}, fmt.Errorf("invalid gid %q", groupPart)
-			}
-			ids.GID = n
-		} else {
-			gid, ok, err := lookupGroup(rootfs, groupPart)
-			if err != nil {
-				return idPair{}, err
-			}
-			if !ok {
-				return idPair{}, fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart)
-			}
-			ids.GID = gid
+		if ids.GID, err = resolveGroup(rootfs, groupPart); err != nil {
+			return idPair{}, err
 		}
 	}
 	return ids, nil
 }
 
-func lookupPasswd(rootfs *os.Root, match func([]string) bool) (idPair, bool, error) {
-	var out idPair
-	found := false
-	err := scanColonFile(rootfs, "etc/passwd", func(f []string) bool {
-		if len(f) < 4 || !match(f) {
-			return false
-		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		out, found = idPair{uid, gid}, true
-		return true
-	})
-	return out, found, err
-}
-
-func lookupGroup(rootfs *os.Root, name string) (int, bool, error) {
-	gid, found := 0, false
-	err := scanColonFile(rootfs, "etc/group", func(f []string) bool {
-		if len(f) < 3 || f[0] != name {
-			return false
-		}
-		n, err := strconv.Atoi(f[2])
-		if err != nil {
-			return false
-		}
-		gid, found = n, true
-		return true
-	})
-	return gid, found, err
-}
-
-// scanColonFile calls fn for each colon-separated line until it returns
-// true. A missing file is not an error (scratch images have none).
-func scanColonFile(rootfs *os.Root, name string, fn func([]string) bool) error {
-	if rootfs == nil {
-		return nil
+func resolveGroup(rootfs *os.Root, name string) (int, error) {
+	if name == "" {
+		return 0, fmt.Errorf("invalid group %q", name)
 	}
-	f, err := rootfs.Open(name)
-	if os.IsNotExist(err) {
-		return nil
+	gid, numeric, err := parseID(name, "gid")
+	if err != nil || numeric {
+		return gid, err
 	}
+	groups, err := groupEntries(rootfs, func(g user.Group) bool { return g.Name == name })
 	if err != nil {
-		return fmt.Errorf("read /%s: %w", name, err)
+		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if fn(strings.Split(line, ":")) {
-			return nil
-		}
+	if len(groups) == 0 {
+		return 0, fmt.Errorf("unable to find group %s: %w", name, user.ErrNoGroupEntries)
 	}
-	return sc.Err()
+	return groups[0].Gid, nil
 }
 
 // userInfo is a resolved RUN user.
 type userInfo struct {
 	UID, GID int
-	groups   []uint32 // supplementary groups from /etc/group
+	groups   []uint32 // the primary group, then the user's groups from /etc/group
 	home     string
 }
 
-// resolveUser resolves USER as a RUN runs it: a name or uid, optionally
-// with a group; a uid unknown to /etc/passwd runs with gid 0 and HOME=/,
-// as docker does; supplementary groups come from /etc/group membership.
+// resolveUser resolves USER as runc and docker run it: a name or uid,
+// optionally with a group; a uid unknown to /etc/passwd runs with gid 0
+// and HOME=/. The groups list starts with the primary gid (so a process
+// cannot shed it to escape a group's denial, the class of CVE-2022-36109)
+// and holds every group /etc/group lists the user in, with or without an
+// explicit group.
 func resolveUser(rootfs *os.Root, spec string) (userInfo, error) {
-	u := userInfo{home: "/root"}
-	if spec == "" {
-		spec = "0"
-	}
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	var name string
-	var found bool
-	err := scanColonFile(rootfs, "etc/passwd", func(f []string) bool {
-		if len(f) < 6 || (f[0] != userPart && f[2] != userPart) {
-			return false
-		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		u.UID, u.GID, u.home, name, found = uid, gid, f[5], f[0], true
-		return true
-	})
+	passwd, err := openIDFile(rootfs, "etc/passwd")
 	if err != nil {
-		return u, err
+		return userInfo{}, err
 	}
-	if !found {
-		n, err := strconv.Atoi(userPart)
-		if err != nil || n < 0 {
-			return u, fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
-		}
-		u.UID, u.GID, u.home = n, 0, "/"
-		if n == 0 {
-			u.home = "/root"
-		}
+	defer passwd.Close()
+	group, err := openIDFile(rootfs, "etc/group")
+	if err != nil {
+		return userInfo{}, err
 	}
-	if hasGroup {
-		if n, err := strconv.Atoi(groupPart); err == nil && n >= 0 {
-			u.GID = n
-		} else {
-			gid, ok, err := lookupGroup(rootfs, groupPart)
-			if err != nil {
-				return u, err
-			}
-			if !ok {
-				return u, fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart)
-			}
-			u.GID = gid
-		}
+	defer group.Close()
+	eu, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, passwd, group)
+	if err != nil {
+		return userInfo{}, err
 	}
-	if name != "" && !hasGroup {
-		err := scanColonFile(rootfs, "etc/group", func(f []string) bool {
-			if len(f) < 4 {
-				return false
-			}
-			for _, m := range strings.Split(f[3], ",") {
-				if m == name {
-					if gid, err := strconv.Atoi(f[2]); err == nil && gid != u.GID {
-						u.groups = append(u.groups, uint32(gid))
-					}
-				}
-			}
-			return false
-		})
+	u := userInfo{UID: eu.Uid, GID: eu.Gid, home: eu.Home, groups: []uint32{uint32(eu.Gid)}}
+	if u.UID == 0 && u.home == "/" {
+		u.home = "/root"
+	}
+	// GetExecUser gives supplementary groups only without an explicit
+	// group; the user's memberships apply either way.
+	name := ""
+	if users, err := passwdEntries(rootfs, func(x user.User) bool { return x.Uid == eu.Uid }); err == nil && len(users) > 0 {
+		name = users[0].Name
+	}
+	if name != "" {
+		gs, err := groupEntries(rootfs, func(g user.Group) bool { return slices.Contains(g.List, name) })
 		if err != nil {
-			return u, err
+			return userInfo{}, err
+		}
+		for _, g := range gs {
+			if gid := uint32(g.Gid); !slices.Contains(u.groups, gid) {
+				u.groups = append(u.groups, gid)
+			}
 		}
 	}
 	return u, nil

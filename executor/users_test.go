@@ -18,6 +18,7 @@ func testRootfs(t *testing.T) *os.Root {
 		"# a comment",
 		"app:x:1000:1001:app:/home/app:/bin/sh",
 		"svc:x:2000:2000::/srv:/bin/false",
+		"31337:x:0:0:numeric name:/root:/bin/sh",
 	}, "\n")+"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte(strings.Join([]string{
 		"root:x:0:",
@@ -51,6 +52,8 @@ func TestResolveChown(t *testing.T) {
 		{":10", idPair{}, "invalid user"},
 		{"app:", idPair{}, "invalid group"},
 		{"-1", idPair{}, "invalid uid"},
+		{"4294967296", idPair{}, "must be in range"},
+		{"31337", idPair{31337, 31337}, ""}, // the id, not the user named 31337
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
@@ -77,13 +80,17 @@ func TestResolveUser(t *testing.T) {
 		home       string
 		wantErrSub string
 	}{
-		{"", 0, 0, nil, "/root", ""},
-		{"app", 1000, 1001, []uint32{10, 50}, "/home/app", ""},
-		{"1000", 1000, 1001, []uint32{10, 50}, "/home/app", ""},
-		{"app:wheel", 1000, 10, nil, "/home/app", ""},
-		{"svc", 2000, 2000, []uint32{10}, "/srv", ""},
-		{"5555", 5555, 0, nil, "/", ""}, // unknown uid runs with gid 0
-		{"5555:42", 5555, 42, nil, "/", ""},
+		{"", 0, 0, []uint32{0}, "/root", ""},
+		{"app", 1000, 1001, []uint32{1001, 10, 50}, "/home/app", ""},
+		{"1000", 1000, 1001, []uint32{1001, 10, 50}, "/home/app", ""},
+		{"app:wheel", 1000, 10, []uint32{10, 50}, "/home/app", ""}, // memberships apply with an explicit group too
+		{"1000:7", 1000, 7, []uint32{7, 10, 50}, "/home/app", ""},
+		{"svc", 2000, 2000, []uint32{2000, 10}, "/srv", ""},
+		{"5555", 5555, 0, []uint32{0}, "/", ""}, // unknown uid runs with gid 0
+		{"5555:42", 5555, 42, []uint32{42}, "/", ""},
+		{"31337", 31337, 0, []uint32{0}, "/", ""}, // a user *named* 31337 (uid 0) is not uid 31337's entry
+		{"4294967296", 0, 0, nil, "", "must be in range"},
+		{"1:4294967296", 0, 0, nil, "", "must be in range"},
 		{"ghost", 0, 0, nil, "", "unable to find user ghost"},
 		{"app:ghosts", 0, 0, nil, "", "unable to find group ghosts"},
 	}

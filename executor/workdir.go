@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -54,5 +53,3 @@ func (e *Executor) workdir(ctx context.Context, s *stageState, m *dockerfile.Met
 	}
 	return true, nil
 }
-
-var _ fs.FileMode

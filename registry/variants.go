@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/builder-dev/builder/content"
+	"go.podman.io/storage/pkg/ioutils"
 
 	"github.com/builder-dev/builder/compress"
 	digest "github.com/opencontainers/go-digest"
@@ -95,19 +96,8 @@ func (v *Variants) Record(diffID digest.Digest, desc ocispec.Descriptor) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("variants index: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return fmt.Errorf("variants index: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("variants index: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("variants index: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	// No fsync: a lost entry only costs one compression.
+	if err := ioutils.AtomicWriteFileWithOpts(p, b, 0o600, &ioutils.AtomicFileWriterOptions{NoSync: true}); err != nil {
 		return fmt.Errorf("variants index: %w", err)
 	}
 	return nil

@@ -90,12 +90,15 @@ func setCredentials(p *specs.Process, chroot, noSetgroups bool) *wireError {
 		}
 	}
 	gids := make([]int, 0, len(p.User.AdditionalGids))
+	onlyPrimary := true // nothing asked for beyond the primary group
 	for _, g := range p.User.AdditionalGids {
 		gids = append(gids, int(g))
+		onlyPrimary = onlyPrimary && g == p.User.GID
 	}
 	if err := unix.Setgroups(gids); err != nil {
-		// With no groups asked for, a denied setgroups is harmless.
-		if !(errors.Is(err, unix.EPERM) && len(gids) == 0 && noSetgroups) {
+		// Where the namespace forbids setgroups (a single-id mapping), a
+		// list of at most the primary group is harmless to leave unset.
+		if !(errors.Is(err, unix.EPERM) && onlyPrimary && noSetgroups) {
 			return fail(codeSetup, "setgroups", fmt.Sprint(gids), err)
 		}
 	}

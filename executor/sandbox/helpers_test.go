@@ -47,7 +47,7 @@ func busyboxRootfs(t *testing.T, etc bool) string {
 	must(t, os.MkdirAll(bin, 0o755))
 	data, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Skipf("busybox-static is needed: %v", err)
+		t.Fatalf("busybox-static is needed (hack/install-deps.sh installs it): %v", err)
 	}
 	must(t, os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755))
 	out, err := exec.Command("/bin/busybox", "--list").Output()

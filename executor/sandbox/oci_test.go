@@ -84,6 +84,6 @@ func TestOCI(t *testing.T) {
 		})
 	}
 	if ran == 0 {
-		t.Skip("neither runc nor crun is installed")
+		t.Fatal("neither runc nor crun is installed (hack/install-deps.sh installs both)")
 	}
 }
