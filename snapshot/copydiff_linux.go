@@ -203,6 +203,11 @@ func (t *treeDiff) walk(old *fnode, all bool) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", joinName(f.rel, name), err)
 		}
+		if !t.scan && strings.HasPrefix(name, whiteoutPrefix) && (prev == nil || !prev.st.same(&st)) {
+			// The shadow holds this diff's whiteouts under such names: a file a step made must
+			// not pass for one.
+			return fmt.Errorf("/%s: %w", joinName(f.rel, name), ErrReservedName)
+		}
 		n := &fnode{name: name, st: st}
 		f.node.kids = append(f.node.kids, n)
 		isDirectory := st.typ() == unix.S_IFDIR

@@ -445,3 +445,40 @@ func TestCopyDriverCache(t *testing.T) {
 	}
 	checkClean(t, root)
 }
+
+// A step that creates a file under a whiteout name gets no layer: such a
+// file would delete its namesake for every consumer of the image. With
+// fuse-overlayfs the mount itself refuses the name.
+func TestReservedNamesRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, dc := range availableDrivers(t) {
+		for _, name := range []string{".wh.etc", "usr/.wh..wh..opq", "data/.wh.x"} {
+			t.Run(dc.name+"/"+name, func(t *testing.T) {
+				d, err := dc.open(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				l1, l2 := baseLayers(t)
+				m, err := d.Prepare(ctx, layersOf(l1, l2))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Release()
+				p := filepath.Join(m.Root(), name)
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				err = os.WriteFile(p, nil, 0o644)
+				if dc.name == "fuse-overlayfs" {
+					if !errors.Is(err, unix.EINVAL) {
+						t.Fatalf("fuse-overlayfs let %s be created: %v", name, err)
+					}
+					return
+				}
+				mustDo(t, err)
+				err = m.Diff(ctx, io.Discard, WriteOptions{})
+				if !errors.Is(err, ErrReservedName) || !strings.Contains(err.Error(), "/"+name) {
+					t.Fatalf("diff: %v; want ErrReservedName naming /%s", err, name)
+				}
+			})
+		}
+	}
+}

@@ -311,7 +311,8 @@ func (m *overlayMount) Diff(ctx context.Context, w io.Writer, opts WriteOptions)
 		return fmt.Errorf("%s: diff of a released snapshot", m.d.name)
 	}
 	// The kernel honours only its own namespace; fuse-overlayfs reads every marker.
-	f := upperFormat{opaqueXattrs: []string{m.d.prefix + "opaque"}, prune: true}
+	// fuse-overlayfs refuses ".wh." names itself (EINVAL), so only its own whiteouts carry them.
+	f := upperFormat{opaqueXattrs: []string{m.d.prefix + "opaque"}, prune: true, refuseFiles: true}
 	if m.d.fuseBin != "" {
 		f = upperFormat{opaqueXattrs: opaqueXattrs, markerFiles: true, prune: true}
 	}

@@ -3,7 +3,6 @@ package snapshot
 import (
 	"bytes"
 	"context"
-	digest "github.com/opencontainers/go-digest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"golang.org/x/sys/unix"
 )

@@ -94,3 +94,8 @@ func keepXattrOnDisk(name string) bool {
 
 // paxXattr is the PAX record prefix for xattrs (GNU tar, bsdtar, Go and containers/storage agree).
 const paxXattr = "SCHILY.xattr."
+
+// ErrReservedName is wrapped by a diff that finds a file a step created
+// under a whiteout name: the image-spec reserves the ".wh." prefix, and such
+// a file in a layer would delete its namesake for every consumer.
+var ErrReservedName = errors.New("names starting with .wh. are reserved for whiteouts by the OCI image-spec; a step may not create them")

@@ -24,6 +24,9 @@ type upperFormat struct {
 	// adds and removes mountpoints such as /etc/hosts), and whiteouts of names no lower layer has
 	// (fuse-overlayfs leaves those; the kernel never does).
 	prune bool
+	// refuseFiles: whiteouts are never regular files here (kernel overlayfs), so a ".wh." file is
+	// one a step made (see WriteOptions.RefuseWhiteoutFiles).
+	refuseFiles bool
 }
 
 // writeUpper writes the layer tar of an upper dir with exactly the entries and bytes the kernel
@@ -45,6 +48,7 @@ func writeUpper(ctx context.Context, w io.Writer, upper string, opts WriteOption
 	// An empty prefix looks for the xattr "opaque", a name without namespace the kernel refuses.
 	opts.Overlay = &OverlayOptions{XattrPrefix: ""}
 	opts.Include = nil
+	opts.RefuseWhiteoutFiles = f.refuseFiles
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {

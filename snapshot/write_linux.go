@@ -24,6 +24,9 @@ type WriteOptions struct {
 	// Include, when non-nil, limits the walk to these paths relative to dir (a directory brings its
 	// whole subtree), plus headers for their parent directories. A missing path is an error.
 	Include []string
+	// RefuseWhiteoutFiles fails on an on-disk file named ".wh.*" (ErrReservedName): in a kernel
+	// overlay upper dir whiteouts are 0/0 devices, so such a file is something a step created.
+	RefuseWhiteoutFiles bool
 }
 
 // OverlayOptions describe the overlay whose upper dir WriteTar reads.
@@ -120,6 +123,9 @@ func (g *tarGen) walk(dirfd int, rel string, sel *selection, opaqueAbove bool) e
 			if g.opts.Overlay != nil && st.Rdev == 0 {
 				c.whiteout, c.tarName = true, whiteoutPrefix+name
 			}
+		}
+		if !c.whiteout && g.opts.RefuseWhiteoutFiles && strings.HasPrefix(name, whiteoutPrefix) {
+			return fmt.Errorf("/%s: %w", joinName(rel, name), ErrReservedName)
 		}
 		kids = append(kids, c)
 	}
