@@ -152,3 +152,39 @@ func TestIsGitSource(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:s3cret@host/a.tgz":  "https://user:xxxxx@host/a.tgz",
+		"http://u:p@127.0.0.1:8080/x?y=1": "http://u:xxxxx@127.0.0.1:8080/x?y=1",
+		"https://token@host/a":            "https://token@host/a", // no password to hide
+		"https://host/a":                  "https://host/a",
+		"git@github.com:org/repo.git":     "git@github.com:org/repo.git",
+		"local/file@2x.png":               "local/file@2x.png",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// The step text (STEP lines, history, cache records) never holds the password.
+	f, err := Parse(strings.NewReader("FROM scratch\nADD --checksum=sha256:"+strings.Repeat("a", 64)+" https://me:hunter2@example.com/f /f\n"), "Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Plan(PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := p.Lower(p.Stages[0], BaseConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if strings.Contains(s.String(), "hunter2") {
+			t.Errorf("step text %q holds the password", s.String())
+		}
+		if c, ok := s.(*Copy); ok && c.Srcs[0] != "https://me:hunter2@example.com/f" {
+			t.Errorf("the source itself must keep its credentials: %q", c.Srcs[0])
+		}
+	}
+}

@@ -118,7 +118,9 @@ func copyText(name string, c copySpec) string {
 	if c.unpack != nil {
 		flag("unpack", strconv.FormatBool(*c.unpack))
 	}
-	parts = append(parts, c.SourcePaths...)
+	for _, src := range c.SourcePaths {
+		parts = append(parts, RedactURL(src))
+	}
 	for _, sc := range c.SourceContents {
 		parts = append(parts, "<<"+sc.Path)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/snapshot"
 )
 
@@ -32,9 +33,10 @@ func isGitURL(s string) bool {
 // fetchURL downloads an ADD URL into the upper dir. The file is 0600 as in
 // docker unless --chmod says otherwise; its mtime is the Last-Modified time.
 func (j *copyJob) fetchURL(ctx context.Context, raw, dest string, destIsDir bool) error {
+	shown := dockerfile.RedactURL(raw) // never a password in a message
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("ADD %s: %w", raw, err)
+		return fmt.Errorf("ADD %s: invalid URL", shown)
 	}
 	var check hash.Hash
 	var want string
@@ -61,11 +63,11 @@ func (j *copyJob) fetchURL(ctx context.Context, raw, dest string, destIsDir bool
 	}
 	resp, err := j.e.cfg.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("ADD %s: %w", raw, err)
+		return fmt.Errorf("ADD %s: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("ADD %s: unexpected HTTP status %s", raw, resp.Status)
+		return fmt.Errorf("ADD %s: unexpected HTTP status %s", shown, resp.Status)
 	}
 	name := path.Base(u.Path)
 	if name == "/" || name == "." || name == "" {
@@ -93,7 +95,7 @@ func (j *copyJob) fetchURL(ctx context.Context, raw, dest string, destIsDir bool
 	if check != nil {
 		if got := fmt.Sprintf("%x", check.Sum(nil)); got != want {
 			j.up.Remove(target)
-			return fmt.Errorf("ADD %s: checksum mismatch: expected %s, got %s:%s", raw, j.step.Checksum, strings.SplitN(j.step.Checksum, ":", 2)[0], got)
+			return fmt.Errorf("ADD %s: checksum mismatch: expected %s, got %s:%s", shown, j.step.Checksum, strings.SplitN(j.step.Checksum, ":", 2)[0], got)
 		}
 	}
 	return nil
