@@ -4,6 +4,7 @@ package build
 // builder works in, and the log level of the libraries underneath.
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -45,9 +46,17 @@ func EnterUserNamespace(args []string) {
 // chroot isolation and the copy snapshot driver, which mount nothing.
 func privateMountNamespace(args []string) {
 	const marker = "_BUILDER_MOUNTNS"
-	if os.Getenv(marker) != "" {
-		// Mounts made here must not propagate back to the host.
-		_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+	switch os.Getenv(marker) {
+	case "unavailable":
+		return
+	case "":
+	default:
+		// Mounts made here must not propagate back to the host: without
+		// that, going on would put snapshot mounts in the host's table.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintf(os.Stderr, "Error: cannot make builder's mount namespace private: %v\n", err)
+			os.Exit(125)
+		}
 		return
 	}
 	exe, err := os.Executable()

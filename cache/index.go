@@ -66,19 +66,34 @@ func OpenIndex(dir string, blobs *content.Store) (*Index, error) {
 			return nil, fmt.Errorf("cache index: %w", err)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := SharedLock(dir)
 	if err != nil {
-		return nil, fmt.Errorf("cache index: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cache index lock: %w", err)
+		return nil, err
 	}
 	x.lock = f
 	for _, d := range []string{x.entries(), x.files()} {
 		sweepTemps(d, time.Hour)
 	}
 	return x, nil
+}
+
+// SharedLock takes the shared lock of the cache under dir, which Prune's
+// exclusive one waits for: whoever uses blobs of the content store (a
+// build, a push, a pull) holds it, so prune never deletes a blob in use.
+// Close releases it.
+func SharedLock(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache lock: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cache lock: %w", err)
+	}
+	return f, nil
 }
 
 // Close releases the shared lock.

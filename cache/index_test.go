@@ -106,3 +106,23 @@ func TestPruneByAgeAndSize(t *testing.T) {
 	}
 	_ = old
 }
+
+// Prune waits for every holder of the shared lock (builds, pushes and
+// pulls), so no blob in use disappears under them.
+func TestPruneWaitsForSharedLock(t *testing.T) {
+	dir := t.TempDir()
+	b, _ := content.OpenStore(filepath.Join(dir, "blobs"))
+	held, err := SharedLock(filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := Prune(ctx, filepath.Join(dir, "cache"), b, PruneOptions{All: true}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("prune did not wait for the lock holder: %v", err)
+	}
+	held.Close()
+	if _, err := Prune(context.Background(), filepath.Join(dir, "cache"), b, PruneOptions{All: true}); err != nil {
+		t.Fatalf("prune after release: %v", err)
+	}
+}

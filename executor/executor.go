@@ -229,8 +229,18 @@ func (e *Executor) ExportRootfs(ctx context.Context, img *image.Image, dest stri
 		return err
 	}
 	for _, l := range img.Layers {
-		if err := e.applyLayer(ctx, dest, l); err != nil {
+		rc, err := layer.Uncompressed(ctx, l)
+		if err != nil {
 			return err
+		}
+		// The host gets files, never devices, setuid bits or file
+		// capabilities from an image, whoever runs the build.
+		_, err = snapshot.Apply(ctx, dest, rc, snapshot.ApplyOptions{
+			ForHost: true, NoChown: !e.chownOK, IgnoreChownErrors: true, IgnoreXattrErrors: true,
+		})
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("extract layer %s: %w", l.Descriptor().Digest, err)
 		}
 	}
 	return nil

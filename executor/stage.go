@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/builder-dev/builder/cache"
@@ -233,7 +232,7 @@ func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) e
 		NoChown:           !e.chownOK,
 		IgnoreChownErrors: true,
 		IgnoreXattrErrors: true,
-		SkipDevices:       os.Geteuid() != 0,
+		SkipDevices:       true, // EPERM in a user namespace, even as its root
 	})
 	if err != nil {
 		return fmt.Errorf("extract layer %s: %w", l.Descriptor().Digest, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/registry"
@@ -30,6 +31,17 @@ type Registry struct {
 	Retry    registry.Retrier
 	Variants *registry.Variants
 	store    *Store
+}
+
+// useBlobs holds the layer cache's shared lock while a push or pull uses
+// the content store, so a concurrent prune waits instead of deleting a
+// blob under it.
+func (s *Store) useBlobs() (func(), error) {
+	f, err := cache.SharedLock(s.Dir("cache"))
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // Registry prepares registry access for o.

@@ -56,6 +56,11 @@ func (s *Store) Push(ctx context.Context, src, dest string, o PushOptions) (dige
 	if err != nil {
 		return "", err
 	}
+	release, err := s.useBlobs()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Log: s.log, Pull: image.PullNever}
 	defer r.Close()
 	img, err := r.Resolve(ctx, info.ID, platform.FromOCI(info.Config.Platform))
@@ -108,6 +113,11 @@ func (s *Store) Pull(ctx context.Context, name string, o PullOptions) (string, e
 	if err != nil {
 		return "", err
 	}
+	release, err := s.useBlobs()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Log: s.log, Pull: policy, Puller: reg.Puller(o.Progress)}
 	defer r.Close()
 	img, err := r.Resolve(ctx, name, o.Platform)

@@ -27,6 +27,10 @@ type ApplyOptions struct {
 	SkipDevices bool
 	// MapOwner maps the archive's ids to the ids to chown to (nil: unchanged).
 	MapOwner func(uid, gid int) (int, int)
+	// ForHost extracts for a host directory (--output type=local), where an image's content must
+	// not gain powers: device nodes are left out, setuid and setgid bits are cleared and file
+	// capabilities (security.capability) are dropped, whoever runs the extraction.
+	ForHost bool
 }
 
 // Apply extracts an uncompressed layer tar into root and returns the bytes it read from r (the whole
@@ -182,6 +186,9 @@ func (a *applier) impliedDir(dirfd int, name string) error {
 
 func (a *applier) attrs(hdr *tar.Header) *attrs {
 	at := &attrs{mode: uint32(hdr.Mode) & 0o7777}
+	if a.opts.ForHost {
+		at.mode &^= unix.S_ISUID | unix.S_ISGID
+	}
 	at.uid, at.gid = a.set.owner(hdr.Uid, hdr.Gid)
 	mt := hdr.ModTime
 	at.times[1] = timespec(mt.Unix(), int64(mt.Nanosecond()))
@@ -191,7 +198,7 @@ func (a *applier) attrs(hdr *tar.Header) *attrs {
 	}
 	keys := make([]string, 0, len(hdr.PAXRecords))
 	for k := range hdr.PAXRecords {
-		if name, ok := strings.CutPrefix(k, paxXattr); ok && keepXattrOnDisk(name) {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && keepXattrOnDisk(name) && !(a.opts.ForHost && name == "security.capability") {
 			keys = append(keys, name)
 		}
 	}

@@ -319,3 +319,42 @@ func TestApplyCancel(t *testing.T) {
 		t.Error("Apply of a truncated tar succeeded")
 	}
 }
+
+// ForHost (--output type=local) never puts devices, setuid/setgid bits or
+// file capabilities on the host, even as real root.
+func TestApplyForHost(t *testing.T) {
+	root := t.TempDir()
+	data := makeTar(t,
+		dir("bin/"),
+		ent{name: "bin/su", typ: tar.TypeReg, mode: 0o4755, body: "suid"},
+		ent{name: "bin/sg", typ: tar.TypeReg, mode: 0o2755, body: "sgid"},
+		ent{name: "bin/ping", typ: tar.TypeReg, mode: 0o755, body: "cap", xattrs: map[string]string{"security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
+		ent{name: "tmp/", typ: tar.TypeDir, mode: 0o1777},
+		ent{name: "dev-null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		ent{name: "dev-sda", typ: tar.TypeBlock, mode: 0o660, major: 8, minor: 0},
+		ent{name: "fifo", typ: tar.TypeFifo, mode: 0o644},
+	)
+	if err := apply(t, root, data, ApplyOptions{ForHost: true, IgnoreChownErrors: true, IgnoreXattrErrors: true}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{"bin/su": 0o755, "bin/sg": 0o755, "bin/ping": 0o755, "tmp": 0o777 | os.ModeSticky | os.ModeDir} {
+		fi, err := os.Lstat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky | os.ModeDir); got != want {
+			t.Errorf("%s: mode %v, want %v", name, got, want)
+		}
+	}
+	for _, name := range []string{"dev-null", "dev-sda"} {
+		if _, err := os.Lstat(filepath.Join(root, name)); !os.IsNotExist(err) {
+			t.Errorf("%s: a device node reached the host: %v", name, err)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(root, "fifo")); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("fifo: %v %v", fi, err)
+	}
+	if _, err := unix.Lgetxattr(filepath.Join(root, "bin/ping"), "security.capability", make([]byte, 64)); err == nil {
+		t.Error("a file capability reached the host")
+	}
+}
