@@ -95,7 +95,11 @@ func (d *copyDriver) materialize(ctx context.Context, layers []Layer, md *locked
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("layer %s: %w", l.DiffID, err)
 		}
-		_, err = Apply(ctx, rootfs, rc, d.extract)
+		v := verifyDiffID(rc, l.DiffID)
+		_, err = Apply(ctx, rootfs, v, d.extract)
+		if err == nil {
+			err = v.finish()
+		}
 		rc.Close()
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("extract layer %s: %w", l.DiffID, err)

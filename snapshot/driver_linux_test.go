@@ -482,3 +482,44 @@ func TestReservedNamesRefused(t *testing.T) {
 		}
 	}
 }
+
+// A layer whose bytes do not hash to its diff ID (a hostile cache record or
+// base image claiming a popular layer's ID) is never published under that
+// ID: the extraction fails, and the honest layer is extracted afterwards.
+func TestPoisonedLayerRefused(t *testing.T) {
+	ctx := context.Background()
+	honest := makeTar(t, dir("etc/"), file("etc/passwd", "root:x:0:0"))
+	evil := makeTar(t, dir("etc/"), file("etc/passwd", "root::0:0"), file("etc/backdoor", "x"))
+	for _, dc := range availableDrivers(t) {
+		t.Run(dc.name, func(t *testing.T) {
+			d, err := dc.open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			lie := Layer{DiffID: digest.FromBytes(honest), Open: func(context.Context) (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(evil)), nil
+			}}
+			if m, err := d.Prepare(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
+				if err == nil {
+					m.Release()
+				}
+				t.Fatalf("prepare over a lying layer: %v", err)
+			}
+			if _, _, err := d.View(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
+				t.Fatalf("view over a lying layer: %v", err)
+			}
+			root, release, err := d.View(ctx, layersOf(newMemLayer(honest)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			got, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+			if string(got) != "root:x:0:0" {
+				t.Errorf("etc/passwd = %q", got)
+			}
+			if _, err := os.Lstat(filepath.Join(root, "etc/backdoor")); err == nil {
+				t.Error("the lying layer's file is in the honest tree")
+			}
+		})
+	}
+}

@@ -205,8 +205,11 @@ func (s *layerStore) extractInto(ctx context.Context, dir string, l Layer) error
 		return err
 	}
 	defer rc.Close()
-	_, err = extractOverlay(ctx, dir, rc, s.extract, s.prefix)
-	return err
+	v := verifyDiffID(rc, l.DiffID)
+	if _, err := extractOverlay(ctx, dir, v, s.extract, s.prefix); err != nil {
+		return err
+	}
+	return v.finish()
 }
 
 // publish makes a complete tree (extracted, or a committed upper dir) the layer at final.
@@ -366,4 +369,39 @@ func convertMarker(pfd int, base, prefix string) error {
 		}
 	}
 	return removeAllAt(pfd, base)
+}
+
+// ErrDiffIDMismatch is wrapped when a layer's tar is not the one its diff ID names.
+var ErrDiffIDMismatch = errors.New("layer content does not match its diff ID")
+
+// diffVerifier hashes a layer's tar as it is extracted. A tree is trusted by
+// its diff ID (other builds in the same store reuse it by that name), and
+// the ID may come from a base image's config or a remote cache record, so
+// a tree is published only once its bytes were seen to hash to it.
+type diffVerifier struct {
+	r    io.Reader
+	want digest.Digest
+	v    digest.Verifier
+}
+
+func verifyDiffID(r io.Reader, want digest.Digest) *diffVerifier {
+	return &diffVerifier{r: r, want: want, v: want.Verifier()}
+}
+
+func (d *diffVerifier) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.v.Write(p[:n]) // a digest.Verifier never fails to write
+	return n, err
+}
+
+// finish reads what the extraction left (padding after the end-of-archive
+// blocks) and checks the digest.
+func (d *diffVerifier) finish() error {
+	if _, err := io.Copy(io.Discard, d); err != nil {
+		return err
+	}
+	if !d.v.Verified() {
+		return fmt.Errorf("%w %s", ErrDiffIDMismatch, d.want)
+	}
+	return nil
 }
