@@ -219,7 +219,7 @@ func readDockerfile(file, contextDir string, stdin io.Reader) ([]byte, string, e
 		if stdin == nil {
 			return nil, "", errors.New("-f -: no standard input")
 		}
-		data, err := io.ReadAll(stdin)
+		data, err := io.ReadAll(io.LimitReader(stdin, dockerfile.MaxDockerfileSize+1))
 		return data, "Dockerfile", err
 	}
 	if file == "" {
@@ -234,7 +234,13 @@ func readDockerfile(file, contextDir string, stdin io.Reader) ([]byte, string, e
 			return nil, "", fmt.Errorf("no Dockerfile or Containerfile in %s (use -f)", contextDir)
 		}
 	}
-	data, err := os.ReadFile(file)
+	// Parse refuses a file over the limit; no need to read more of it.
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", fmt.Errorf("read Dockerfile: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, dockerfile.MaxDockerfileSize+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("read Dockerfile: %w", err)
 	}

@@ -148,7 +148,7 @@ LABEL k=$V
 		if err != nil {
 			t.Fatal(err)
 		}
-		want[s.Index] = Dump(steps)
+		want[s.Index] = Dump(base, steps)
 	}
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -161,7 +161,7 @@ LABEL k=$V
 				t.Error(err)
 				return
 			}
-			if got := Dump(steps); got != want[s.Index] {
+			if got := Dump(base, steps); got != want[s.Index] {
 				t.Errorf("stage %d differs:\n%s\nvs\n%s", s.Index, got, want[s.Index])
 			}
 		}()
@@ -172,24 +172,29 @@ LABEL k=$V
 	}
 }
 
-// Meta configs must be independent snapshots.
-func TestMetaSnapshots(t *testing.T) {
+// Meta changes apply to the config they are given and share nothing with
+// it or with each other: applying a prefix of the steps gives the config at
+// that point, every time.
+func TestMetaChanges(t *testing.T) {
 	f := mustParse(t, "FROM scratch\nLABEL a=1\nLABEL b=2\nEXPOSE 80\nEXPOSE 81\n")
 	p := mustPlan(t, f, PlanOptions{})
 	steps, err := p.Lower(p.Stages[0], BaseConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := steps[1].(*Meta).Config
+	first := ConfigAfter(BaseConfig{}, steps[:2])
 	if len(first.Labels) != 1 {
-		t.Errorf("first LABEL snapshot has %v", first.Labels)
+		t.Errorf("after the first LABEL: %v", first.Labels)
 	}
 	first.Labels["x"] = "y"
-	if _, ok := steps[2].(*Meta).Config.Labels["x"]; ok {
-		t.Error("Meta configs share a map")
+	if _, ok := ConfigAfter(BaseConfig{}, steps[:3]).Labels["x"]; ok {
+		t.Error("applying the changes again sees another caller's map")
 	}
-	if n := len(steps[3].(*Meta).Config.ExposedPorts); n != 1 {
-		t.Errorf("first EXPOSE snapshot has %d ports", n)
+	if n := len(ConfigAfter(BaseConfig{}, steps[:4]).ExposedPorts); n != 1 {
+		t.Errorf("after the first EXPOSE: %d ports", n)
+	}
+	if all := ConfigAfter(BaseConfig{}, steps); len(all.Labels) != 2 || len(all.ExposedPorts) != 2 {
+		t.Errorf("after all: %+v", all)
 	}
 }
 
@@ -271,7 +276,7 @@ func TestEntrypointKeepsCmdFromSameStage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := strings.Join(steps[len(steps)-1].(*Meta).Config.Cmd, " ")
+		got := strings.Join(ConfigAfter(base, steps).Cmd, " ")
 		if got != want {
 			t.Errorf("target %s: Cmd = %q, want %q", target, got, want)
 		}
@@ -289,11 +294,11 @@ func TestOnBuildCleared(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, ok := steps[0].(*Meta)
-	if !ok || !first.NoHistory || first.Config.OnBuild != nil {
-		t.Fatalf("first step must be the normalised base, got %s", Dump(steps[:1]))
+	if !ok || !first.NoHistory || ConfigAfter(base, steps[:1]).OnBuild != nil {
+		t.Fatalf("first step must be the normalised base, got %s", Dump(base, steps[:1]))
 	}
 	label := steps[1].(*Meta)
-	if label.Text != "LABEL from=trigger" || label.At.Line != 1 || label.Config.OnBuild != nil {
-		t.Errorf("trigger step = %s", Dump(steps[1:2]))
+	if label.Text != "LABEL from=trigger" || label.At.Line != 1 || ConfigAfter(base, steps[:2]).OnBuild != nil {
+		t.Errorf("trigger step = %s", Dump(base, steps[1:2]))
 	}
 }

@@ -12,12 +12,14 @@ import (
 
 // Dump renders steps one per line, for golden tests and debugging. The
 // format is stable: "<pos> <kind>=<quoted text> key=value...", where empty
-// values are left out and lists are JSON. A Meta shows only the config
-// fields that changed since the previous Meta of the list (all fields for
-// the first one).
-func Dump(steps []Step) string {
+// values are left out and lists are JSON. A Meta shows the config fields
+// that differ, after its change, from the config after the previous Meta
+// of the list (all fields for the first one); changes apply to a copy of
+// base, the config Lower was given.
+func Dump(base BaseConfig, steps []Step) string {
 	var b strings.Builder
 	var prev map[string]json.RawMessage
+	cfg := cloneConfig(base)
 	for _, s := range steps {
 		var d dumper
 		switch s := s.(type) {
@@ -70,7 +72,10 @@ func Dump(steps []Step) string {
 			d.flag("nohistory", s.NoHistory)
 			d.str("author", s.Author)
 			d.str("mkdir", s.Mkdir)
-			prev = d.config(prev, s.Config)
+			if s.Change != nil {
+				s.Change(&cfg)
+			}
+			prev = d.config(prev, cfg)
 		}
 		fmt.Fprintf(&b, "%s %s\n", s.Pos(), strings.Join(d.parts, " "))
 	}
@@ -197,4 +202,16 @@ func (h Heredoc) String() string {
 		prefix = "<<-"
 	}
 	return prefix + h.Name + ":" + strconv.Quote(h.Data)
+}
+
+// ConfigAfter is the config steps leave when their Meta changes are
+// applied, in order, to a copy of base (the config Lower was given).
+func ConfigAfter(base BaseConfig, steps []Step) BaseConfig {
+	cfg := cloneConfig(base)
+	for _, s := range steps {
+		if m, ok := s.(*Meta); ok && m.Change != nil {
+			m.Change(&cfg)
+		}
+	}
+	return cfg
 }

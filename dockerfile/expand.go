@@ -1,6 +1,8 @@
 package dockerfile
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -13,15 +15,23 @@ import (
 type argList struct {
 	keys []string
 	vals map[string]string
+	size int // bytes of names and values, against MaxArgsSize
 }
 
 func newArgList() *argList { return &argList{vals: map[string]string{}} }
 
-func (a *argList) set(k, v string) {
-	if _, ok := a.vals[k]; !ok {
+func (a *argList) set(k, v string) error {
+	old, ok := a.vals[k]
+	if !ok {
 		a.keys = append(a.keys, k)
+		a.size += len(k)
 	}
+	a.size += len(v) - len(old)
 	a.vals[k] = v
+	if a.size > MaxArgsSize {
+		return fmt.Errorf("the ARG values in effect would exceed %s: %w", mib(MaxArgsSize), ErrTooLarge)
+	}
+	return nil
 }
 
 func (a *argList) get(k string) (string, bool) {
@@ -30,10 +40,7 @@ func (a *argList) get(k string) (string, bool) {
 }
 
 func (a *argList) clone() *argList {
-	c := newArgList()
-	for _, k := range a.keys {
-		c.set(k, a.vals[k])
-	}
+	c := &argList{keys: slices.Clone(a.keys), vals: maps.Clone(a.vals), size: a.size}
 	return c
 }
 
@@ -94,10 +101,19 @@ func (s scope) environ() []string {
 // process environment built by appending.
 func envGet(env []string, key string) (string, bool) {
 	for i := len(env) - 1; i >= 0; i-- {
-		k, v, _ := strings.Cut(env[i], "=")
-		if shell.EqualEnvKeys(k, key) {
+		if v, ok := envValue(env[i], key); ok {
 			return v, true
 		}
+	}
+	return "", false
+}
+
+// envValue is kv's value if its key is key. Keys compare as
+// shell.EqualEnvKeys does on Linux, byte for byte; this runs for every
+// entry of the environment at every ENV, so it allocates nothing.
+func envValue(kv, key string) (string, bool) {
+	if len(kv) > len(key) && kv[len(key)] == '=' && kv[:len(key)] == key {
+		return kv[len(key)+1:], true
 	}
 	return "", false
 }
@@ -106,8 +122,7 @@ func envGet(env []string, key string) (string, bool) {
 // keeping the position of an existing variable stable.
 func envSet(env []string, key, val string) []string {
 	for i, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if shell.EqualEnvKeys(k, key) {
+		if _, ok := envValue(kv, key); ok {
 			env[i] = key + "=" + val
 			return env
 		}
@@ -118,7 +133,13 @@ func envSet(env []string, key, val string) []string {
 // expandWith expands one word with the file's escape token. A Lex is not
 // safe for concurrent use, so each caller owns one.
 func expandWith(lex *shell.Lex, word string, env shell.EnvGetter) (string, error) {
+	if err := checkExpansion(word, env); err != nil {
+		return "", err
+	}
 	out, _, err := lex.ProcessWord(word, env)
+	if err == nil && len(out) > MaxWordSize {
+		return "", fmt.Errorf("expanding %s makes a word over the %s limit: %w", clip(word), mib(MaxWordSize), ErrTooLarge)
+	}
 	return out, err
 }
 

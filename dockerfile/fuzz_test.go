@@ -48,7 +48,7 @@ func FuzzParse(f *testing.F) {
 				continue
 			}
 			again, err := p.Lower(s, base)
-			if err != nil || Dump(again) != Dump(steps) {
+			if err != nil || Dump(base, again) != Dump(base, steps) {
 				t.Fatalf("Lower is not repeatable for stage %d: %v", s.Index, err)
 			}
 		}

@@ -115,21 +115,15 @@ func build(t *testing.T, df []byte, opts PlanOptions, images map[string]BaseConf
 			return out.String(), err
 		}
 		again, err := p.Lower(s, base)
-		if err != nil || Dump(again) != Dump(steps) {
+		if err != nil || Dump(base, again) != Dump(base, steps) {
 			t.Errorf("stage %d: Lower is not repeatable (err %v)", s.Index, err)
 		}
-		for _, line := range strings.SplitAfter(Dump(steps), "\n") {
+		for _, line := range strings.SplitAfter(Dump(base, steps), "\n") {
 			if line != "" {
 				out.WriteString("  " + line)
 			}
 		}
-		result := base
-		for _, st := range steps {
-			if m, ok := st.(*Meta); ok {
-				result = m.Config
-			}
-		}
-		results[s.Index] = result
+		results[s.Index] = ConfigAfter(base, steps)
 	}
 	return out.String(), nil
 }

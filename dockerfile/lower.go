@@ -44,8 +44,12 @@ func (p *Plan) Lower(s *Stage, base BaseConfig) ([]Step, error) {
 		return nil, &Error{Pos: Pos{File: p.file.Name}, Err: errors.New("stage is not part of this plan")}
 	}
 	st := p.all[s.Index]
-	l := &lowerer{p: p, st: st, lex: shell.NewLex(p.file.escape), args: newArgList(), lint: linter.New(&linter.Config{})}
-	triggers := l.start(base)
+	l := &lowerer{p: p, st: st, lex: shell.NewLex(p.file.escape), args: newArgList(), lint: linter.New(&linter.Config{}),
+		budget: newBudget(&base)}
+	triggers, err := l.start(base)
+	if err != nil {
+		return nil, err
+	}
 	if st.Base.Stage >= 0 {
 		if err := l.replayParents(); err != nil {
 			return nil, err
@@ -87,6 +91,7 @@ type lowerer struct {
 	cmdSet bool // a CMD ran in this stage (see entrypoint)
 	replay bool // replaying a parent stage: only ARG and ENV count, no steps
 	steps  []Step
+	budget *budget
 }
 
 func (l *lowerer) parse(n *parser.Node) (instructions.Command, error) {
@@ -131,7 +136,7 @@ func parseTrigger(expr string, line int) (instructions.Command, error) {
 }
 
 // start normalises the base config and returns its ONBUILD triggers.
-func (l *lowerer) start(base BaseConfig) []string {
+func (l *lowerer) start(base BaseConfig) ([]string, error) {
 	l.cfg = cloneConfig(base)
 	triggers := l.cfg.OnBuild
 	l.cfg.OnBuild = nil
@@ -151,9 +156,15 @@ func (l *lowerer) start(base BaseConfig) []string {
 		if l.st.Base.Stage >= 0 {
 			from = l.p.all[l.st.Base.Stage].displayName()
 		}
-		l.meta(l.st.At, "FROM "+from, func(m *Meta) { m.NoHistory = true })
+		// The normalised base replaces the base's fields it touched.
+		env, wd := slices.Clone(l.cfg.Env), l.cfg.WorkingDir
+		l.budget = newBudget(&l.cfg)
+		err := l.emit(&Meta{At: l.st.At, Text: "FROM " + from, NoHistory: true, Change: func(c *BaseConfig) {
+			c.OnBuild, c.Env, c.WorkingDir = nil, slices.Clone(env), wd
+		}})
+		return triggers, err
 	}
-	return triggers
+	return triggers, nil
 }
 
 func (s *Stage) displayName() string {
@@ -204,19 +215,29 @@ func (l *lowerer) pos(cmd instructions.Command) Pos {
 	return l.st.At
 }
 
-func (l *lowerer) emit(s Step) {
-	if !l.replay {
-		l.steps = append(l.steps, s)
+// emit adds a step, within the stage's limits (limits.go).
+func (l *lowerer) emit(s Step) error {
+	if l.replay {
+		return nil
 	}
+	if err := l.budget.add(s); err != nil {
+		return err
+	}
+	l.steps = append(l.steps, s)
+	return nil
 }
 
-// meta emits a Meta step holding a snapshot of the current config.
-func (l *lowerer) meta(at Pos, text string, opts ...func(*Meta)) {
-	m := &Meta{At: at, Text: text, Config: cloneConfig(l.cfg)}
+// meta applies change (nil: none) to the lowerer's config and emits a Meta
+// step carrying it, for the executor to apply to the stage's config.
+func (l *lowerer) meta(at Pos, text string, change func(*BaseConfig), opts ...func(*Meta)) error {
+	if change != nil {
+		change(&l.cfg)
+	}
+	m := &Meta{At: at, Text: text, Change: change}
 	for _, o := range opts {
 		o(m)
 	}
-	l.emit(m)
+	return l.emit(m)
 }
 
 // dispatch expands one instruction (except ARG, whose default is expanded
@@ -241,42 +262,52 @@ func (l *lowerer) dispatch(cmd instructions.Command) error {
 	case *instructions.ArgCommand:
 		err = l.arg(c, at)
 	case *instructions.EnvCommand:
-		l.env(c, at)
+		err = l.env(c, at)
 	case *instructions.LabelCommand:
-		l.label(c, at)
+		err = l.label(c, at)
 	case *instructions.MaintainerCommand:
-		l.meta(at, "MAINTAINER "+c.Maintainer, func(m *Meta) { m.Author = c.Maintainer })
+		err = l.meta(at, "MAINTAINER "+c.Maintainer, nil, func(m *Meta) { m.Author = c.Maintainer })
 	case *instructions.CmdCommand:
-		l.cfg.Cmd = l.withShell(c.ShellDependantCmdLine)
-		l.cfg.ArgsEscaped = true //nolint:staticcheck // BuildKit sets it for Docker compatibility
+		cmd := l.withShell(c.ShellDependantCmdLine)
 		l.cmdSet = true
-		l.meta(at, "CMD "+jsonArray(l.cfg.Cmd))
+		l.budget.scalar("cmd", cmd...)
+		err = l.meta(at, "CMD "+jsonArray(cmd), func(c *BaseConfig) {
+			c.Cmd = slices.Clone(cmd)
+			c.ArgsEscaped = true //nolint:staticcheck // BuildKit sets it for Docker compatibility
+		})
 	case *instructions.EntrypointCommand:
-		l.entrypoint(c, at)
+		err = l.entrypoint(c, at)
 	case *instructions.HealthCheckCommand:
 		h := *c.Health
 		h.Test = slices.Clone(h.Test)
-		l.cfg.Healthcheck = &h
-		l.meta(at, healthText(&h))
+		l.budget.scalar("healthcheck", h.Test...)
+		err = l.meta(at, healthText(&h), func(c *BaseConfig) {
+			hc := h
+			hc.Test = slices.Clone(h.Test)
+			c.Healthcheck = &hc
+		})
 	case *instructions.ExposeCommand:
 		err = l.expose(c, at)
 	case *instructions.UserCommand:
-		l.cfg.User = c.User
-		l.meta(at, "USER "+c.User)
+		user := c.User
+		l.budget.scalar("user", user)
+		err = l.meta(at, "USER "+user, func(c *BaseConfig) { c.User = user })
 	case *instructions.VolumeCommand:
 		err = l.volume(c, at)
 	case *instructions.StopSignalCommand:
 		err = l.stopSignal(c, at)
 	case *instructions.ShellCommand:
-		l.cfg.Shell = slices.Clone(c.Shell)
-		l.meta(at, "SHELL "+jsonArray(c.Shell))
+		shell := slices.Clone(c.Shell)
+		l.budget.scalar("shell", shell...)
+		err = l.meta(at, "SHELL "+jsonArray(shell), func(c *BaseConfig) { c.Shell = slices.Clone(shell) })
 	case *instructions.OnbuildCommand:
-		l.cfg.OnBuild = append(l.cfg.OnBuild, c.Expression)
-		l.meta(at, "ONBUILD "+c.Expression)
+		expr := c.Expression
+		l.budget.sets += len(expr)
+		err = l.meta(at, "ONBUILD "+expr, func(c *BaseConfig) { c.OnBuild = append(c.OnBuild, expr) })
 	case *instructions.WorkdirCommand:
 		wd := workdir(l.cfg.WorkingDir, c.Path)
-		l.cfg.WorkingDir = wd
-		l.meta(at, "WORKDIR "+wd, func(m *Meta) {
+		l.budget.scalar("workdir", wd)
+		err = l.meta(at, "WORKDIR "+wd, func(c *BaseConfig) { c.WorkingDir = wd }, func(m *Meta) {
 			if wd != "/" { // BuildKit creates no layer for "/"
 				m.Mkdir = wd
 			}
@@ -324,44 +355,67 @@ func (l *lowerer) arg(c *instructions.ArgCommand, at Pos) error {
 			parts = append(parts, kv.Key)
 			continue
 		}
-		l.args.set(kv.Key, val)
+		if err := l.args.set(kv.Key, val); err != nil {
+			return err
+		}
 		parts = append(parts, kv.Key+"="+val)
 	}
-	l.meta(at, "ARG "+strings.Join(parts, " "), func(m *Meta) { m.NoHistory = true })
-	return nil
+	return l.meta(at, "ARG "+strings.Join(parts, " "), nil, func(m *Meta) { m.NoHistory = true })
 }
 
-func (l *lowerer) env(c *instructions.EnvCommand, at Pos) {
+func (l *lowerer) env(c *instructions.EnvCommand, at Pos) error {
 	parts := make([]string, 0, len(c.Env))
-	for _, kv := range c.Env {
-		l.cfg.Env = envSet(l.cfg.Env, kv.Key, kv.Value)
+	kvs := slices.Clone(c.Env)
+	for _, kv := range kvs {
 		parts = append(parts, kv.Key+"="+kv.Value)
+		if old, had := envGet(l.cfg.Env, kv.Key); had {
+			l.budget.env -= len(kv.Key) + len(old) + 1
+		}
+		l.budget.env += len(kv.Key) + len(kv.Value) + 1
 	}
-	l.meta(at, "ENV "+strings.Join(parts, " "))
+	return l.meta(at, "ENV "+strings.Join(parts, " "), func(c *BaseConfig) {
+		for _, kv := range kvs {
+			c.Env = envSet(c.Env, kv.Key, kv.Value)
+		}
+	})
 }
 
-func (l *lowerer) label(c *instructions.LabelCommand, at Pos) {
-	if l.cfg.Labels == nil {
-		l.cfg.Labels = map[string]string{}
-	}
+func (l *lowerer) label(c *instructions.LabelCommand, at Pos) error {
 	parts := make([]string, 0, len(c.Labels))
-	for _, kv := range c.Labels {
-		l.cfg.Labels[kv.Key] = kv.Value
+	kvs := slices.Clone(c.Labels)
+	for _, kv := range kvs {
 		parts = append(parts, kv.Key+"="+kv.Value)
+		if old, had := l.cfg.Labels[kv.Key]; had {
+			l.budget.labels -= len(kv.Key) + len(old) + 1
+		}
+		l.budget.labels += len(kv.Key) + len(kv.Value) + 1
 	}
-	l.meta(at, "LABEL "+strings.Join(parts, " "))
+	return l.meta(at, "LABEL "+strings.Join(parts, " "), func(c *BaseConfig) {
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		for _, kv := range kvs {
+			c.Labels[kv.Key] = kv.Value
+		}
+	})
 }
 
 // entrypoint follows BuildKit's dispatchEntrypoint exactly: setting an
 // ENTRYPOINT clears Cmd unless a CMD instruction ran earlier in this same
 // stage (ONBUILD triggers included). A CMD inherited from the base image or
 // parent stage is therefore dropped, one set just before is kept.
-func (l *lowerer) entrypoint(c *instructions.EntrypointCommand, at Pos) {
-	l.cfg.Entrypoint = l.withShell(c.ShellDependantCmdLine)
-	if !l.cmdSet {
-		l.cfg.Cmd = nil
+func (l *lowerer) entrypoint(c *instructions.EntrypointCommand, at Pos) error {
+	ep, keepCmd := l.withShell(c.ShellDependantCmdLine), l.cmdSet
+	l.budget.scalar("entrypoint", ep...)
+	if !keepCmd {
+		l.budget.scalar("cmd")
 	}
-	l.meta(at, "ENTRYPOINT "+jsonArray(l.cfg.Entrypoint))
+	return l.meta(at, "ENTRYPOINT "+jsonArray(ep), func(c *BaseConfig) {
+		c.Entrypoint = slices.Clone(ep)
+		if !keepCmd {
+			c.Cmd = nil
+		}
+	})
 }
 
 // withShell returns the argv for CMD/ENTRYPOINT/RUN: exec form as is, shell
@@ -383,6 +437,9 @@ func (l *lowerer) shell() []string {
 func (l *lowerer) expose(c *instructions.ExposeCommand, at Pos) error {
 	var ports []string
 	for _, word := range c.Ports {
+		if err := checkExpansion(word, l.scope()); err != nil {
+			return err
+		}
 		words, err := l.lex.ProcessWords(word, l.scope())
 		if err != nil {
 			return err
@@ -395,28 +452,33 @@ func (l *lowerer) expose(c *instructions.ExposeCommand, at Pos) error {
 			ports = append(ports, ps...)
 		}
 	}
-	if l.cfg.ExposedPorts == nil {
-		l.cfg.ExposedPorts = map[string]struct{}{}
-	}
-	for _, p := range ports {
-		l.cfg.ExposedPorts[p] = struct{}{}
-	}
-	l.meta(at, "EXPOSE "+strings.Join(ports, " "))
-	return nil
+	l.budget.sets += sizeOf(ports)
+	return l.meta(at, "EXPOSE "+strings.Join(ports, " "), func(c *BaseConfig) {
+		if c.ExposedPorts == nil {
+			c.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range ports {
+			c.ExposedPorts[p] = struct{}{}
+		}
+	})
 }
 
 func (l *lowerer) volume(c *instructions.VolumeCommand, at Pos) error {
-	if l.cfg.Volumes == nil {
-		l.cfg.Volumes = map[string]struct{}{}
-	}
-	for _, v := range c.Volumes {
+	vols := slices.Clone(c.Volumes)
+	for _, v := range vols {
 		if v == "" {
 			return errors.New("VOLUME specified can not be an empty string")
 		}
-		l.cfg.Volumes[v] = struct{}{}
 	}
-	l.meta(at, "VOLUME "+strings.Join(c.Volumes, " "))
-	return nil
+	l.budget.sets += sizeOf(vols)
+	return l.meta(at, "VOLUME "+strings.Join(vols, " "), func(c *BaseConfig) {
+		if c.Volumes == nil {
+			c.Volumes = map[string]struct{}{}
+		}
+		for _, v := range vols {
+			c.Volumes[v] = struct{}{}
+		}
+	})
 }
 
 func (l *lowerer) stopSignal(c *instructions.StopSignalCommand, at Pos) error {
@@ -426,9 +488,9 @@ func (l *lowerer) stopSignal(c *instructions.StopSignalCommand, at Pos) error {
 	if err := checkSignal(c.Signal); err != nil {
 		return err
 	}
-	l.cfg.StopSignal = c.Signal
-	l.meta(at, "STOPSIGNAL "+c.Signal)
-	return nil
+	sig := c.Signal
+	l.budget.scalar("stopsignal", sig)
+	return l.meta(at, "STOPSIGNAL "+sig, func(c *BaseConfig) { c.StopSignal = sig })
 }
 
 // workdir resolves WORKDIR against the current one ("/" when unset).

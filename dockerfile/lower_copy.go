@@ -86,8 +86,7 @@ func (l *lowerer) copy(c copySpec, at Pos) error {
 		step.Inline = append(step.Inline, Heredoc{Name: sc.Path, Data: sc.Data, Chomp: chomped(c.code, sc.Path)})
 	}
 	step.Text = copyText(name, c)
-	l.emit(step)
-	return nil
+	return l.emit(step)
 }
 
 // copyText is "COPY [flags] srcs... [<<heredoc...] dest" with the expanded

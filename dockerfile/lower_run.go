@@ -51,8 +51,7 @@ func (l *lowerer) run(c *instructions.RunCommand, at Pos) error {
 		Platform: l.st.Platform,
 		Proxy:    l.proxy(),
 	}
-	l.emit(step)
-	return nil
+	return l.emit(step)
 }
 
 // heredocCommand applies BuildKit's RUN heredoc rules and returns the

@@ -58,9 +58,12 @@ func Parse(r io.Reader, name string) (*File, error) {
 		name = "Dockerfile"
 	}
 	top := Pos{File: name, Line: 1}
-	dt, err := io.ReadAll(r)
+	dt, err := io.ReadAll(io.LimitReader(r, MaxDockerfileSize+1))
 	if err != nil {
 		return nil, &Error{Pos: Pos{File: name}, Err: fmt.Errorf("reading: %w", err)}
+	}
+	if len(dt) > MaxDockerfileSize {
+		return nil, &Error{Pos: Pos{File: name}, Err: fmt.Errorf("the Dockerfile is larger than %s: %w", mib(MaxDockerfileSize), ErrTooLarge)}
 	}
 	if len(bytes.TrimSpace(dt)) == 0 {
 		return nil, errorf(top, "the Dockerfile cannot be empty")

@@ -114,24 +114,30 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 		if ov, ok := p.buildArgs[kv[0]]; ok {
 			v = ov
 		}
-		p.globals.set(kv[0], v)
+		if err := p.globals.set(kv[0], v); err != nil {
+			return nil, &Error{Pos: Pos{File: f.Name}, Err: fmt.Errorf("--build-arg %s: %w", kv[0], err)}
+		}
 	}
 	declared := map[string]bool{}
 	for _, a := range f.metaArgs {
 		for _, kv := range a.Args {
 			declared[kv.Key] = true
 			if v, ok := p.buildArgs[kv.Key]; ok {
-				p.globals.set(kv.Key, v)
+				if err := p.globals.set(kv.Key, v); err != nil {
+					return nil, wrapErr(err, f.pos(rangeLine(a.Location())))
+				}
 				continue
 			}
 			if kv.Value == nil {
 				continue
 			}
 			v, err := expandWith(lex, *kv.Value, p.globals)
+			if err == nil {
+				err = p.globals.set(kv.Key, v)
+			}
 			if err != nil {
 				return nil, wrapErr(err, f.pos(rangeLine(a.Location())))
 			}
-			p.globals.set(kv.Key, v)
 		}
 	}
 
@@ -190,6 +196,9 @@ func (p *Plan) planStage(i int, fs *fileStage, lex *shell.Lex, lint *linter.Lint
 			}
 		}
 	}
+	if err := checkExpansion(fs.st.BaseName, p.globals); err != nil {
+		return nil, wrapErr(err, fs.at)
+	}
 	m, err := lex.ProcessWordWithMatches(fs.st.BaseName, p.globals)
 	if err != nil {
 		return nil, wrapErr(err, fs.at)
@@ -205,6 +214,9 @@ func (p *Plan) planStage(i int, fs *fileStage, lex *shell.Lex, lint *linter.Lint
 		s.Base.Image = m.Result
 	}
 	if fs.st.Platform != "" {
+		if err := checkExpansion(fs.st.Platform, p.globals); err != nil {
+			return nil, wrapErr(err, fs.at)
+		}
 		pm, err := lex.ProcessWordWithMatches(fs.st.Platform, p.globals)
 		if err != nil {
 			return nil, wrapErr(fmt.Errorf("failed to process arguments for platform %s: %w", fs.st.Platform, err), fs.at)

@@ -149,8 +149,11 @@ type Copy struct {
 type Meta struct {
 	At   Pos    `json:"-"`
 	Text string `json:"-"`
-	// Config is the complete image config after this instruction.
-	Config BaseConfig
+	// Change applies the instruction to a config its caller owns: the
+	// stage's config so far, starting from the base config Lower was given.
+	// nil for instructions that change no config (ARG). A change, not a
+	// snapshot: thousands of LABEL lines cost their own size, not its square.
+	Change func(*BaseConfig) `json:"-"`
 	// Author is set by MAINTAINER (it lives outside the config in the image).
 	Author string
 	// Mkdir is set by WORKDIR: the absolute directory to create if missing.

@@ -97,7 +97,7 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 		if st.Mkdir == "" {
 			return keyed{}, nil
 		}
-		def, _ = json.Marshal(struct{ Mkdir, User string }{st.Mkdir, st.Config.User})
+		def, _ = json.Marshal(struct{ Mkdir, User string }{st.Mkdir, s.img.Config.Config.User})
 		def = append([]byte("WORKDIR "), def...)
 	case *dockerfile.Copy:
 		for _, src := range st.Srcs {

@@ -224,7 +224,7 @@ func (e *Executor) export(ctx context.Context, rec cache.Record, l image.Layer) 
 // empty-layer history entry) and, for WORKDIR, the config.
 func (e *Executor) applyHit(s *stageState, step dockerfile.Step, l image.Layer) {
 	if m, ok := step.(*dockerfile.Meta); ok {
-		s.img.Config.Config = m.Config
+		applyMeta(s, m)
 		if m.Author != "" {
 			s.img.Config.Author = m.Author
 		}
@@ -446,7 +446,7 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, plat platfo
 		}
 		for _, step := range steps {
 			if m, ok := step.(*dockerfile.Meta); ok {
-				s.img.Config.Config = m.Config
+				applyMeta(s, m)
 				if m.Mkdir == "" {
 					continue
 				}

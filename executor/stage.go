@@ -170,7 +170,7 @@ func (e *Executor) runStep(ctx context.Context, s *stageState, step dockerfile.S
 }
 
 func (e *Executor) runMeta(ctx context.Context, s *stageState, m *dockerfile.Meta) error {
-	s.img.Config.Config = m.Config
+	applyMeta(s, m)
 	if m.Author != "" {
 		s.img.Config.Author = m.Author
 	}
@@ -306,4 +306,12 @@ func (e *Executor) resolve(ctx context.Context, ref string, p platform.Platform)
 	}
 	e.resolved[k] = img
 	return img, nil
+}
+
+// applyMeta applies a config instruction to the stage's own config (a
+// clone of its base's: cloneImage), in place.
+func applyMeta(s *stageState, m *dockerfile.Meta) {
+	if m.Change != nil {
+		m.Change(&s.img.Config.Config)
+	}
 }

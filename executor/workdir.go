@@ -29,7 +29,7 @@ func (e *Executor) workdir(ctx context.Context, s *stageState, m *dockerfile.Met
 		return false, nil
 	}
 	job := &copyJob{e: e, step: &dockerfile.Copy{}, up: rootfs, rootfs: rootfs}
-	if u := m.Config.User; u != "" {
+	if u := s.img.Config.Config.User; u != "" {
 		if ids, err := resolveChown(rootfs, u); err == nil {
 			job.owner = &ids
 		}
