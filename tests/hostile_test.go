@@ -279,3 +279,39 @@ RUN cp /bin/busybox /suid && chmod 4755 /suid && (mknod /null c 1 3 || true) && 
 		t.Errorf("a device node reached the host: %v", fi.Mode())
 	}
 }
+
+// Hole 11: an image whose /dev is a symlink to a host directory gets a
+// /dev of the sandbox's own for its RUN, and nothing is created through
+// the link, on the host or in the image.
+func TestHostileSymlinkedDev(t *testing.T) {
+	hostDir := filepath.Join(env.tmp, "host-dev-canary-"+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(t.TempDir(), "devlink.tar")
+	mustRun(t, "sh", "-c", "cd "+t.TempDir()+" && ln -s "+hostDir+" dev && tar cf "+tarball+" dev")
+	dir := hostileCtx(t, `FROM localhost/busybox AS base
+FROM scratch
+COPY --from=base / /
+ADD devlink.tar /
+RUN test -c /dev/null && test -L /dev/fd && echo ran > /ran
+`, map[string]string{})
+	data, err := os.ReadFile(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "devlink.tar"), data, 0o644)
+	out := filepath.Join(t.TempDir(), "rootfs")
+	if _, se, code := builderSplit(nil, "bud", "-o", "type=local,dest="+out, dir); code != 0 {
+		t.Fatalf("exit %d\n%s", code, se)
+	}
+	if ents, err := os.ReadDir(hostDir); err != nil || len(ents) != 0 {
+		t.Errorf("the host directory behind the image's /dev link got %v (%v)", ents, err)
+	}
+	if l, err := os.Readlink(filepath.Join(out, "dev")); err != nil || l != hostDir {
+		t.Errorf("the image's /dev link: %q %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ran")); err != nil {
+		t.Errorf("the RUN did not run: %v", err)
+	}
+}

@@ -248,10 +248,17 @@ func (c *child) populateDev() *wireError {
 			return fail(codeSetup, "binding device", d, err)
 		}
 	}
+	// Our tmpfs, where it was mounted: never a path through the image's
+	// symlinks (an image's /dev pointing at a host directory made these
+	// links there before).
+	dev, err := secureJoin(c.root, "/dev")
+	if err != nil {
+		return fail(codeSetup, "resolving", "/dev", err)
+	}
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
 		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}}
 	for _, l := range links {
-		err := os.Symlink(l[0], filepath.Join(c.root, "dev", l[1]))
+		err := os.Symlink(l[0], filepath.Join(dev, l[1]))
 		if err != nil && !errors.Is(err, os.ErrExist) {
 			return fail(codeSetup, "creating /dev/"+l[1], "", err)
 		}

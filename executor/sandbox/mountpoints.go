@@ -39,6 +39,22 @@ type rootfsChanges struct {
 	root    string
 	made    []made
 	parents []*dirTimes
+	swapped []swappedLink
+}
+
+// swappedLink is a symlink the image has where the sandbox mounts a
+// filesystem of its own (/dev, /proc, /sys): it is replaced by an empty
+// directory for the RUN and put back after, so nothing is mounted, made
+// or written through it, inside the rootfs or out of it (the runc
+// CVE-2025-31133 class).
+type swappedLink struct {
+	name, target string
+	st           unix.Stat_t
+}
+
+// systemMount reports the top-level destinations the sandbox fills itself.
+func systemMount(dest string) bool {
+	return dest == "/dev" || dest == "/proc" || dest == "/sys"
 }
 
 // mountpoint is a destination Run must provide.
@@ -98,6 +114,11 @@ func prepare(root string, mps []mountpoint) (*rootfsChanges, error) {
 }
 
 func (c *rootfsChanges) ensure(mp mountpoint) error {
+	if systemMount(mp.dest) {
+		if err := c.swapLink(mp.dest[1:]); err != nil {
+			return err
+		}
+	}
 	full, err := securejoin.SecureJoin(c.root, mp.dest)
 	if err != nil {
 		return err
@@ -173,6 +194,63 @@ func (c *rootfsChanges) create(parent int, parentRel, name, rel string, dir bool
 	return nil
 }
 
+// swapLink replaces the top-level entry name by an empty directory if it
+// is a symlink, and records how to put the link back.
+func (c *rootfsChanges) swapLink(name string) error {
+	rootfd, err := unix.Open(c.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(rootfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return nil // absent (made below) or not a link
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(rootfd, name, buf)
+	if err != nil {
+		return err
+	}
+	var before unix.Stat_t
+	if err := unix.Fstat(rootfd, &before); err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(rootfd, name, 0); err != nil {
+		return err
+	}
+	if err := unix.Mkdirat(rootfd, name, 0o755); err != nil {
+		return err
+	}
+	c.swapped = append(c.swapped, swappedLink{name: name, target: string(buf[:n]), st: st})
+	var after unix.Stat_t
+	if err := unix.Fstat(rootfd, &after); err == nil && c.parent("") == nil {
+		c.parents = append(c.parents, &dirTimes{rel: "", before: before.Mtim, after: after.Mtim})
+	}
+	return nil
+}
+
+// restoreLinks puts back the symlinks swapLink replaced, with their owner
+// and times, once the directory standing in for each is empty again.
+func (c *rootfsChanges) restoreLinks() (left []string, err error) {
+	var errs []error
+	for i := len(c.swapped) - 1; i >= 0; i-- {
+		l := c.swapped[i]
+		if e := unix.Unlinkat(unix.AT_FDCWD, filepath.Join(c.root, l.name), unix.AT_REMOVEDIR); e != nil {
+			left = append(left, l.name) // the RUN filled it: its content stays
+			continue
+		}
+		p := filepath.Join(c.root, l.name)
+		if e := unix.Symlinkat(l.target, unix.AT_FDCWD, p); e != nil {
+			errs = append(errs, fmt.Errorf("restoring the symlink %s: %w", l.name, e))
+			continue
+		}
+		_ = unix.Fchownat(unix.AT_FDCWD, p, int(l.st.Uid), int(l.st.Gid), unix.AT_SYMLINK_NOFOLLOW)
+		_ = unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{l.st.Atim, l.st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	c.swapped = nil
+	return left, errors.Join(errs...)
+}
+
 func (c *rootfsChanges) parent(rel string) *dirTimes {
 	for _, p := range c.parents {
 		if p.rel == rel {
@@ -223,6 +301,8 @@ func (c *rootfsChanges) cleanup() (left []string, err error) {
 		}
 		unix.Close(parent)
 	}
+	kept, rerr := c.restoreLinks()
+	left, errs = append(left, kept...), append(errs, rerr)
 	for i := len(c.parents) - 1; i >= 0; i-- {
 		if c.parents[i].restore {
 			c.setMtime(c.parents[i].rel, c.parents[i].before)
