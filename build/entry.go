@@ -45,7 +45,7 @@ func EnterUserNamespace(args []string) {
 // CAP_SYS_ADMIN), it carries on in the host's namespace: such builds use
 // chroot isolation and the copy snapshot driver, which mount nothing.
 func privateMountNamespace(args []string) {
-	const marker = "_BUILDER_MOUNTNS"
+	const marker = mountNSMarker
 	switch os.Getenv(marker) {
 	case "unavailable":
 		return
@@ -88,6 +88,10 @@ func privateMountNamespace(args []string) {
 	}
 	os.Exit(0)
 }
+
+// mountNSMarker is set to "1" in the process that re-executed into its
+// own mount namespace, "unavailable" where that was not allowed.
+const mountNSMarker = "_BUILDER_MOUNTNS"
 
 // SetLibraryLogLevel sets the level of logrus, through which
 // containers/storage and containers/image log.

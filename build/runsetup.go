@@ -17,6 +17,9 @@ type runSetup struct {
 	snapshots snapshot.Driver
 	sandbox   *sandbox.Sandbox
 	secrets   map[string]Secret
+	// secretsDir is the build's private tmpfs ("" where there is none).
+	secretsDir string
+	cleanup    func()
 }
 
 func setupRun(o *Options, work string) (*runSetup, error) {
@@ -35,8 +38,22 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		iso = sandbox.IsolationOCI
 	}
 	o.Log.Info("RUN isolation", "isolation", iso.String())
+	// The sandbox's state (OCI bundles with the RUN's environment,
+	// secrets included) and secret files go on a private tmpfs.
+	mem, cleanup, err := privateTmpfs(o.Store.RunDir("tmp"), o.Log)
+	if err != nil {
+		return nil, err
+	}
+	r.secretsDir, r.cleanup = mem, cleanup
 	state := filepath.Join(work, "sandbox")
+	if mem != "" {
+		state = filepath.Join(mem, "sandbox")
+	} else if o.Runtime != "" {
+		cleanup()
+		return nil, fmt.Errorf("--runtime %s: no tmpfs for the bundle, which would hold secrets on disk (builder could not mount one, and the run root %s is not on tmpfs)", o.Runtime, o.Store.RunDir("tmp"))
+	}
 	if err := os.MkdirAll(state, 0o700); err != nil {
+		cleanup()
 		return nil, err
 	}
 	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log}
@@ -50,13 +67,13 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		name = "copy" // chroot isolation is for places where mounting is not allowed
 	}
 	root := o.Store.Dir("snapshots")
-	var err error
 	if name == "" {
 		r.snapshots, err = snapshot.Detect(root, o.Log)
 	} else {
 		r.snapshots, err = snapshot.Open(name, root)
 	}
 	if err != nil {
+		cleanup()
 		return nil, fmt.Errorf("snapshot driver: %w", err)
 	}
 	o.Log.Info("snapshot driver", "driver", r.snapshots.Name())

@@ -88,7 +88,7 @@ func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error
 		Blobs: s.blobs, Resolver: s.resolver, WorkDir: s.work, Context: o.ContextDir,
 		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: o.Out, ErrOut: o.ErrOut, Log: o.Log,
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: o.Network,
-		Secrets: s.run.secrets, CacheMounts: o.Store.Dir("cache-mounts"),
+		Secrets: s.run.secrets, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
 	})
 	if err != nil {
 		return nil, err
@@ -113,5 +113,8 @@ func (s *session) close() {
 	}
 	if s.resolver != nil {
 		s.resolver.Close()
+	}
+	if s.run != nil && s.run.cleanup != nil {
+		s.run.cleanup()
 	}
 }

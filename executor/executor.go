@@ -72,6 +72,10 @@ type Config struct {
 	Secrets map[string]Secret
 	// CacheMounts is where RUN --mount=type=cache directories persist.
 	CacheMounts string
+	// SecretsDir is where secret files of RUN --mount=type=secret are
+	// written for the RUN: a tmpfs, so they never reach a disk. "" refuses
+	// secret files (environment secrets still work).
+	SecretsDir string
 	// Compression of new layer blobs.
 	Compression layer.Compression
 	// Timestamp, when set, is the created time of the image and history and

@@ -154,8 +154,20 @@ func (e *Executor) secretMount(m dockerfile.Mount, tmp string, u userInfo) (*spe
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	p := filepath.Join(tmp, "secret-"+shortHash(id))
-	if err := os.WriteFile(p, data, 0o400); err != nil {
+	if e.cfg.SecretsDir == "" {
+		return nil, nil, fmt.Errorf("secret %q: no tmpfs to keep it on (builder could not mount one, and its run root is not on tmpfs); secrets are never written to disk", id)
+	}
+	f, err := os.CreateTemp(e.cfg.SecretsDir, "secret-")
+	if err != nil {
+		return nil, nil, err
+	}
+	p := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
 		return nil, nil, err
 	}
 	applyOwnerMode(p, m, 0o400)

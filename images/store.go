@@ -93,6 +93,12 @@ func (s *Store) Dir(name string) string {
 	return filepath.Join(s.s.GraphRoot(), "builder", name)
 }
 
+// RunDir is builder's directory name under the run root (state that must
+// not outlive a boot: secrets, runtime bundles).
+func (s *Store) RunDir(name string) string {
+	return filepath.Join(s.s.RunRoot(), "builder", name)
+}
+
 // Blobs is builder's content-addressed blob store beside the store.
 func (s *Store) Blobs() (*content.Store, error) {
 	s.mu.Lock()

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // hostileCtx writes a context: files (name → content; "->target" makes a
@@ -314,4 +316,81 @@ RUN test -c /dev/null && test -L /dev/fd && echo ran > /ran
 	if _, err := os.Stat(filepath.Join(out, "ran")); err != nil {
 		t.Errorf("the RUN did not run: %v", err)
 	}
+}
+
+// Hole 9: secrets live only on a tmpfs, through kill -9 as well, and with
+// --runtime the bundle holding a RUN's environment does too.
+func TestHostileSecretsOffDisk(t *testing.T) {
+	secret := fmt.Sprintf("hunter2-%d-secret", os.Getpid())
+	secretFile := filepath.Join(t.TempDir(), "tok")
+	os.WriteFile(secretFile, []byte(secret), 0o600)
+	t.Run("on tmpfs", func(t *testing.T) {
+		dir := hostileCtx(t, `FROM localhost/busybox
+RUN --mount=type=secret,id=tok grep ' /run/secrets/tok ' /proc/self/mountinfo | grep -q ' - tmpfs ' && test "$(cat /run/secrets/tok)" = `+secret+`
+`, map[string]string{})
+		if _, se, code := builderSplit(nil, "bud", "-q", "--secret", "id=tok,src="+secretFile, dir); code != 0 {
+			t.Fatalf("exit %d\n%s", code, se)
+		}
+	})
+	for _, tc := range []struct {
+		name  string
+		mount string
+		args  []string
+	}{
+		{"file secret, killed", "--mount=type=secret,id=tok", nil},
+		{"env secret with --runtime runc, killed", "--mount=type=secret,id=tok,env=TOK", []string{"--runtime", "runc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "store")
+			dir := hostileCtx(t, "FROM "+env.baseOCI+"\nRUN "+tc.mount+" sleep 31337\n", map[string]string{})
+			args := append([]string{"--root", root, "--runroot", root + "-run", "--storage-driver", "vfs", "bud", "--secret", "id=tok,src=" + secretFile}, tc.args...)
+			cmd := exec.Command(env.bin, append(args, dir)...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			var se strings.Builder
+			cmd.Stdout, cmd.Stderr = &se, &se
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return findProcess("sleep\x0031337") > 0 }, "the RUN to start\n"+se.String())
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			if pid := findProcess("sleep\x0031337"); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			for _, d := range []string{root, root + "-run"} {
+				if out, _ := exec.Command("grep", "-rl", secret, d).Output(); len(out) > 0 {
+					t.Errorf("the secret is on disk after kill -9:\n%s", out)
+				}
+			}
+		})
+	}
+}
+
+// waitFor polls cond for up to 30 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for range 300 {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// findProcess returns the pid of a process whose command line starts with
+// cmdline (NUL-separated), or 0.
+func findProcess(cmdline string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(b), cmdline) {
+			return pid
+		}
+	}
+	return 0
 }
