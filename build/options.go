@@ -55,7 +55,10 @@ type Options struct {
 	PortableModes bool          // git's modes for context files
 	ExplainCache  bool          // say why each miss missed
 	CacheFrom     []string      // repositories to look in after a local miss
-	CacheTo       string        // repository to export entries to
+	CacheTo       string        // repository to export entries to (see ParseCacheTo)
+	// CacheToMounts also exports the RUN cache mounts the build used
+	// (--cache-to REF,mounts=true): their contents may be private.
+	CacheToMounts bool
 
 	// Registries.
 	Pull        string // pull policy for bases: missing (default), always, never, newer
@@ -139,6 +142,30 @@ func ParseOutput(s string) (Output, error) {
 		return o, optionf("--output %q: dest= is required", s)
 	}
 	return o, nil
+}
+
+// ParseCacheTo parses --cache-to: REF, or comma-separated keys ref=REF
+// and mounts=true|false (export RUN cache mounts too; off by default).
+func ParseCacheTo(s string) (ref string, mounts bool, err error) {
+	for i, kv := range strings.Split(s, ",") {
+		k, v, hasEq := strings.Cut(kv, "=")
+		switch {
+		case !hasEq && i == 0:
+			ref = kv
+		case k == "ref":
+			ref = v
+		case k == "mounts":
+			if mounts, err = strconv.ParseBool(v); err != nil {
+				return "", false, optionf("--cache-to %q: mounts=%q: want true or false", s, v)
+			}
+		default:
+			return "", false, optionf("--cache-to %q: unknown key %q (want REF[,mounts=true])", s, k)
+		}
+	}
+	if ref == "" {
+		return "", false, optionf("--cache-to %q: no repository", s)
+	}
+	return ref, mounts, nil
 }
 
 // ParseSecret parses --secret id=ID,src=FILE | id=ID,env=VAR (type=file|env
@@ -276,6 +303,9 @@ func (o *Options) validate() error {
 	case "host", "none":
 	default:
 		return optionf("--network %q: want host or none", o.Network)
+	}
+	if o.CacheToMounts && o.CacheTo == "" {
+		return optionf("exporting cache mounts needs --cache-to")
 	}
 	if (len(o.CacheFrom) > 0 || o.CacheTo != "") && o.NoLayers {
 		return optionf("--cache-from and --cache-to need the layer cache (not --layers=false)")

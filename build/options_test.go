@@ -89,3 +89,30 @@ func TestBuildArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCacheTo(t *testing.T) {
+	for _, tc := range []struct {
+		in, ref string
+		mounts  bool
+		err     string
+	}{
+		{"quay.io/team/cache", "quay.io/team/cache", false, ""},
+		{"oci:/var/cache/x", "oci:/var/cache/x", false, ""},
+		{"quay.io/team/cache,mounts=true", "quay.io/team/cache", true, ""},
+		{"ref=quay.io/team/cache,mounts=false", "quay.io/team/cache", false, ""},
+		{"quay.io/c,mounts=yes", "", false, "want true or false"},
+		{"quay.io/c,mode=max", "", false, `unknown key "mode"`},
+		{"mounts=true", "", false, "no repository"},
+	} {
+		ref, mounts, err := ParseCacheTo(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || ref != tc.ref || mounts != tc.mounts {
+			t.Errorf("%q: %q %v %v", tc.in, ref, mounts, err)
+		}
+	}
+}

@@ -81,7 +81,7 @@ func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error
 		index = s.cache.index
 	}
 	ex, err := executor.New(executor.Config{
-		CacheFrom: s.cache.from, CacheTo: s.cache.to,
+		CacheFrom: s.cache.from, CacheTo: s.cache.to, ExportMounts: o.CacheToMounts,
 		StoreLayer: func(d digest.Digest) (image.Layer, error) { return store.LayerByDiffID(st, d) },
 		Cache:      index, NoCache: o.NoCache, CacheTTL: o.CacheTTL, FileHashes: s.cache.hashes,
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,

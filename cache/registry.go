@@ -191,6 +191,10 @@ func (r *Remote) Export(ctx context.Context, rec Record, open func() (io.ReadClo
 		return err
 	}
 	rec.InStore = false // there, the blob is in the repository
+	// The named inputs are digests of single values (a build arg, an
+	// environment variable): short ones could be guessed from them, so they
+	// stay in the local index, for --explain-cache, and never leave it.
+	rec.Inputs = nil
 	cfg, err := json.Marshal(rec)
 	if err != nil {
 		return err

@@ -390,7 +390,7 @@ func (e *Executor) importMount(ctx context.Context, id, dir string) {
 // exportMounts sends the cache mounts this build used to --cache-to, each
 // as one compressed tar (in the background, like step entries).
 func (e *Executor) exportMounts(ctx context.Context) {
-	if e.cfg.CacheTo == nil {
+	if e.cfg.CacheTo == nil || !e.cfg.ExportMounts {
 		return
 	}
 	ids := make([]string, 0, len(e.mountsUsed))

@@ -96,6 +96,9 @@ type Config struct {
 	// CacheTo receives every entry of this build (--cache-from, --cache-to).
 	CacheFrom []*cache.Remote
 	CacheTo   *cache.Remote
+	// ExportMounts sends the RUN cache mounts this build used to CacheTo as
+	// well (their contents may be private: only when the user asks).
+	ExportMounts bool
 	// StoreLayer returns the local store's layer with this diff ID (cache
 	// entries of builds that kept no blob of their own); nil: none.
 	StoreLayer func(diffID digest.Digest) (image.Layer, error)

@@ -475,11 +475,17 @@ func testRemoteCache(t *testing.T, reg *testRegistry) {
 	if !strings.HasSuffix(strings.TrimSpace(out), strings.TrimSpace(idA)) {
 		t.Errorf("second machine built another image (first %s):\n%s", idA, out)
 	}
-	// A cache mount filled on one machine is warm on a fresh one.
+	// A cache mount leaves the machine only when asked (its contents may be
+	// private); then it is warm on a fresh one.
 	mctx := contextDir(t, "FROM "+env.baseOCI+"\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs echo MOUNT-$(cat /var/cache/pkgs/x 2>/dev/null || echo cold) && echo filled-on-a > /var/cache/pkgs/x\n", nil)
 	if out := must(t, a, nil, nil, append(flags, "--cache-to", repo, mctx)...); !strings.Contains(out, "MOUNT-cold") {
 		t.Errorf("first use of the cache mount was not cold:\n%s", out)
 	}
+	e := filepath.Join(t.TempDir(), "e")
+	if out := must(t, e, nil, nil, append(flags, "--no-cache", "--cache-from", repo, mctx)...); !strings.Contains(out, "MOUNT-cold") {
+		t.Errorf("a cache mount was exported without mounts=true:\n%s", out)
+	}
+	must(t, a, nil, nil, append(flags, "--no-cache", "--cache-to", repo+",mounts=true", mctx)...)
 	d := filepath.Join(t.TempDir(), "d")
 	if out := must(t, d, nil, nil, append(flags, "--no-cache", "--cache-from", repo, mctx)...); !strings.Contains(out, "MOUNT-filled-on-a") {
 		t.Errorf("a fresh store did not see the cache mount filled by another through the registry:\n%s", out)

@@ -92,7 +92,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.DurationVar(&o.cacheTTL, "cache-ttl", 0, "ignore cache entries older than this (e.g. 72h; 0: no limit)")
 	f.BoolVar(&o.portableModes, "portable-modes", false, "give context files git's modes (0644, or 0755 when executable) in layers and cache keys")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "registry repository to find cached layers in after a local miss (repeatable)")
-	f.StringVar(&o.cacheTo, "cache-to", "", "registry repository to store this build's cache entries in")
+	f.StringVar(&o.cacheTo, "cache-to", "", "registry repository (or oci:DIR) to store this build's cache entries in; REF,mounts=true also exports RUN cache mounts")
 	f.BoolVar(&o.explainCache, "explain-cache", false, "for every cache miss, print the first input that differs from the nearest cached entry")
 	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
 	o.reg.add(f, true, true)
@@ -112,7 +112,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	bo := build.Options{
 		Dockerfile: o.file, Stdin: g.stdin, Target: o.target, Format: o.format, Tags: o.tags,
 		IIDFile: o.iidfile, NoLayers: !o.layers, NoCache: o.noCache, CacheTTL: o.cacheTTL,
-		PortableModes: o.portableModes, ExplainCache: o.explainCache, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo,
+		PortableModes: o.portableModes, ExplainCache: o.explainCache, CacheFrom: o.cacheFrom,
 		Pull: o.pull, Registry: o.reg.options(), Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
 		Network: o.network, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
 		Out: g.stdout, ErrOut: g.stderr, Log: g.log,
@@ -122,6 +122,12 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	}
 	if o.quiet {
 		bo.Out = io.Discard
+	}
+	if o.cacheTo != "" {
+		var err error
+		if bo.CacheTo, bo.CacheToMounts, err = build.ParseCacheTo(o.cacheTo); err != nil {
+			return bo, err
+		}
 	}
 	var err error
 	if bo.Platforms, err = platform.ParseList(o.platforms); err != nil {
