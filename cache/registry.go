@@ -114,10 +114,15 @@ func (r *Remote) getEntry(ctx context.Context, tag, mediaType string) (types.Ima
 		src.Close()
 		return nil, nil, nil, fmt.Errorf("cache %s: entry %s: %w", r.repo, tag, err)
 	}
-	cfg, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if m.Config.Size < 0 || m.Config.Size > 1<<20 {
+		rc.Close()
+		src.Close()
+		return nil, nil, nil, fmt.Errorf("cache %s: entry %s: config of %d bytes", r.repo, tag, m.Config.Size)
+	}
+	cfg, err := io.ReadAll(content.Verify(rc, m.Config.Digest, m.Config.Size))
 	rc.Close()
-	if err == nil && digest.FromBytes(cfg) != m.Config.Digest {
-		err = fmt.Errorf("cache %s: entry %s: config does not match its digest %s", r.repo, tag, m.Config.Digest)
+	if err != nil {
+		err = fmt.Errorf("cache %s: entry %s: config: %w", r.repo, tag, err)
 	}
 	if err != nil {
 		src.Close()
@@ -137,7 +142,7 @@ func (r *Remote) fetchBlob(ctx context.Context, src types.ImageSource, d ocispec
 		return fmt.Errorf("cache %s: blob %s: %w", r.repo, d.Digest, err)
 	}
 	defer rc.Close()
-	if _, _, err := blobs.Put(rc, d.Digest); err != nil {
+	if err := blobs.PutVerified(rc, d); err != nil {
 		return fmt.Errorf("cache %s: blob %s: %w", r.repo, d.Digest, err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // ErrNotFound is returned by Store.Open for an unknown digest.
@@ -213,3 +214,57 @@ func sweepTemps(dir string, age time.Duration) {
 		}
 	}
 }
+
+// ErrMismatch is wrapped by every error of a blob that is not what its
+// descriptor says: another digest, or another size.
+var ErrMismatch = errors.New("blob does not match its descriptor")
+
+// PutVerified stores r's bytes as the blob desc describes, reading at
+// most desc.Size+1 bytes: a blob of another size or digest is refused
+// (ErrMismatch) and nothing is kept. desc.Size < 0 checks the digest only.
+func (b *Store) PutVerified(r io.Reader, desc ocispec.Descriptor) error {
+	v := Verify(io.NopCloser(r), desc.Digest, desc.Size)
+	if _, _, err := b.Put(v, desc.Digest); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Verify wraps a blob stream so that reading it fails, naming the
+// digest, as soon as it is longer than size, or at its end if it is
+// shorter or has another digest. A registry's answer is hostile until it
+// has been checked against both (size < 0: unknown, digest only).
+func Verify(rc io.ReadCloser, d digest.Digest, size int64) io.ReadCloser {
+	return &verifier{rc: rc, v: d.Verifier(), d: d, size: size}
+}
+
+type verifier struct {
+	rc   io.ReadCloser
+	v    digest.Verifier
+	d    digest.Digest
+	size int64
+	n    int64
+}
+
+func (r *verifier) Read(p []byte) (int, error) {
+	if r.size >= 0 && int64(len(p)) > r.size-r.n+1 {
+		p = p[:r.size-r.n+1] // one byte more than allowed shows a long blob
+	}
+	n, err := r.rc.Read(p)
+	r.v.Write(p[:n]) // digest.Verifier's Write never fails
+	r.n += int64(n)
+	if r.size >= 0 && r.n > r.size {
+		return n, fmt.Errorf("blob %s: longer than its size %d: %w", r.d, r.size, ErrMismatch)
+	}
+	if err == io.EOF {
+		if r.size >= 0 && r.n != r.size {
+			return n, fmt.Errorf("blob %s: %d bytes, its descriptor says %d: %w", r.d, r.n, r.size, ErrMismatch)
+		}
+		if !r.v.Verified() {
+			return n, fmt.Errorf("blob %s: content does not match its digest: %w", r.d, ErrMismatch)
+		}
+	}
+	return n, err
+}
+
+func (r *verifier) Close() error { return r.rc.Close() }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/builder-dev/builder/content"
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/platform"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -175,10 +176,17 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p platform.P
 		if err != nil {
 			return nil, fmt.Errorf("no manifest for platform %s: %w", p, err)
 		}
+		inst, err := list.Instance(d)
+		if err != nil {
+			return nil, err
+		}
 		instance = &d
 		unparsed = cimage.UnparsedInstance(src, instance)
 		if man, mt, err = unparsed.Manifest(ctx); err != nil {
 			return nil, fmt.Errorf("reading manifest %s: %w", d, err)
+		}
+		if inst.Size >= 0 && int64(len(man)) != inst.Size {
+			return nil, fmt.Errorf("manifest %s: %d bytes, the index says %d: %w", d, len(man), inst.Size, content.ErrMismatch)
 		}
 	}
 	switch mt {
@@ -203,6 +211,9 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p platform.P
 	rawConfig, err := ci.ConfigBlob(ctx) // verified against the manifest's config digest
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if ci := ci.ConfigInfo(); ci.Size >= 0 && int64(len(rawConfig)) != ci.Size {
+		return nil, fmt.Errorf("config %s: %d bytes, the manifest says %d: %w", ci.Digest, len(rawConfig), ci.Size, content.ErrMismatch)
 	}
 	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
@@ -324,33 +335,5 @@ func (l *sourceLayer) Open(ctx context.Context) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetching layer %s: %w", l.desc.Digest, err)
 	}
-	return &verifier{rc: rc, v: l.desc.Digest.Verifier(), want: l.desc}, nil
+	return content.Verify(rc, l.desc.Digest, l.desc.Size), nil
 }
-
-// verifier checks a blob stream against its descriptor at EOF.
-type verifier struct {
-	rc   io.ReadCloser
-	v    digest.Verifier
-	want ocispec.Descriptor
-	n    int64
-}
-
-func (r *verifier) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	r.v.Write(p[:n]) // digest.Verifier's Write never fails
-	r.n += int64(n)
-	if r.want.Size >= 0 && r.n > r.want.Size {
-		return n, fmt.Errorf("layer %s: blob is larger than its size %d", r.want.Digest, r.want.Size)
-	}
-	if err == io.EOF {
-		if r.want.Size >= 0 && r.n != r.want.Size {
-			return n, fmt.Errorf("layer %s: blob has %d bytes, expected %d", r.want.Digest, r.n, r.want.Size)
-		}
-		if !r.v.Verified() {
-			return n, fmt.Errorf("layer %s: blob content does not match its digest", r.want.Digest)
-		}
-	}
-	return n, err
-}
-
-func (r *verifier) Close() error { return r.rc.Close() }

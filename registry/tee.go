@@ -44,6 +44,9 @@ func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.Bl
 	if err != nil || bi.Digest.Validate() != nil {
 		return rc, n, err
 	}
+	// The registry's bytes must be what the manifest says, size and digest
+	// both, whatever containers/image checks itself.
+	rc = content.Verify(rc, bi.Digest, bi.Size)
 	ing, ierr := s.blobs.Ingest()
 	if ierr != nil {
 		return rc, n, nil // keeping a copy is an optimisation only

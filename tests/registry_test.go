@@ -420,7 +420,30 @@ func testFaults(t *testing.T, reg *testRegistry) {
 		t.Errorf("a failed push left a tag:\n%s", out)
 	}
 
+	// A registry whose manifest gives a layer the wrong size (its digest
+	// true): every pull path refuses it, naming the blob, with no retry.
 	layers := reg.skopeoInspect(t, ref).Layers
+	for _, lie := range []string{"size-3", "size+4096"} {
+		p.set([]fault{{on("GET", "/manifests/"), lie}}, "", false)
+		root := filepath.Join(t.TempDir(), "root")
+		_, se, code := runAt(root, nil, nil, append([]string{"pull", "-q", "--retry", "0"}, append(reg.flags(), ref)...)...)
+		if code == 0 || !strings.Contains(se, layers[len(layers)-1]) || !strings.Contains(se, "does not match its descriptor") {
+			t.Errorf("pull with %s: exit %d, want an error naming %s and its size:\n%s", lie, code, layers[len(layers)-1], se)
+		}
+		p.set([]fault{{on("GET", "/manifests/"), lie}}, "", false)
+		fctx := contextDir(t, "FROM "+ref+"\nRUN true\n", nil)
+		_, se, code = runAt(root, nil, nil, append([]string{"bud", "--retry", "0"}, append(reg.flags(), fctx)...)...)
+		if code == 0 || !strings.Contains(se, "does not match its descriptor") {
+			t.Errorf("FROM with %s: exit %d:\n%s", lie, code, se)
+		}
+		p.set([]fault{{on("GET", "/manifests/"), lie}}, "", false)
+		cctx := contextDir(t, "FROM scratch\nCOPY --from="+ref+" /f.txt /f.txt\n", nil)
+		_, se, code = runAt(root, nil, nil, append([]string{"bud", "--retry", "0"}, append(reg.flags(), cctx)...)...)
+		if code == 0 || !strings.Contains(se, "does not match its descriptor") {
+			t.Errorf("COPY --from with %s: exit %d:\n%s", lie, code, se)
+		}
+	}
+	p.set(nil, "", false)
 	bad := layers[len(layers)-1]
 	p.set(nil, bad, false)
 	defer p.set(nil, "", false)

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -188,7 +191,7 @@ auth:
 // that matches.
 type fault struct {
 	match  func(*http.Request) bool
-	action string // "drop", "reset", "500", "truncate"
+	action string // "drop", "reset", "500", "truncate", "size-3", "size+4096"
 }
 
 // faultProxy forwards to the registry, logs every request, injects faults
@@ -224,8 +227,12 @@ func startProxy(t *testing.T, upstream string, pool *x509.CertPool, pair tls.Cer
 		if p.corruptBlob(req) && resp.StatusCode == http.StatusOK {
 			resp.Body = &flipReader{r: resp.Body}
 		}
-		if a, _ := req.Context().Value(actionKey{}).(string); a == "truncate" && resp.ContentLength > 1 {
+		a, _ := req.Context().Value(actionKey{}).(string)
+		if a == "truncate" && resp.ContentLength > 1 {
 			resp.Body = &truncReader{r: resp.Body, left: resp.ContentLength / 2}
+		}
+		if delta, ok := strings.CutPrefix(a, "size"); ok && resp.StatusCode == http.StatusOK {
+			return lieAboutSizes(resp, delta)
 		}
 		return nil
 	}
@@ -397,3 +404,32 @@ func contextWith(r *http.Request, action string) context.Context {
 
 // log0 silences the proxy's server log (aborted bodies are on purpose).
 func log0() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// lieAboutSizes rewrites a manifest so that its last layer's size is off
+// by delta ("-3", "+4096") while its digest stays true: a registry whose
+// descriptors contradict its blobs.
+func lieAboutSizes(resp *http.Response, delta string) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(delta)
+	if layers, ok := m["layers"].([]any); ok && len(layers) > 0 {
+		l := layers[len(layers)-1].(map[string]any)
+		l["size"] = l["size"].(float64) + float64(n)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	resp.Header.Del("Docker-Content-Digest")
+	return nil
+}
