@@ -18,6 +18,7 @@ import (
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/snapshot"
 )
 
@@ -109,10 +110,11 @@ func (j *copyJob) maybeExtract(ctx context.Context, src *srcRoot, rel, dest stri
 		return false, err
 	}
 	defer f.Close()
-	zr, _, err := compress.Decompress(bufio.NewReaderSize(f, 64<<10))
+	dz, _, err := compress.Decompress(bufio.NewReaderSize(f, 64<<10))
 	if err != nil {
 		return false, nil // not a compressed stream we know: copy it as a file
 	}
+	zr := layer.Limit(dz, j.e.cfg.MaxLayerSize, "archive "+rel)
 	br := bufio.NewReaderSize(zr, 64<<10)
 	head, _ := br.Peek(512)
 	if !isTarHeader(head) {

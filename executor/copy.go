@@ -145,7 +145,7 @@ func (e *Executor) imageState(ctx context.Context, ref string, p platform.Platfo
 
 // openStateRoot gives read access to a stage's or image's file tree.
 func (e *Executor) openStateRoot(ctx context.Context, st *stageState, what string) (*srcRoot, func(), error) {
-	dir, release, err := e.cfg.Snapshots.View(ctx, snapLayers(st.img.Layers))
+	dir, release, err := e.cfg.Snapshots.View(ctx, e.snapLayers(st.img.Layers))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}

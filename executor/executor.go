@@ -72,6 +72,9 @@ type Config struct {
 	Secrets map[string]Secret
 	// CacheMounts is where RUN --mount=type=cache directories persist.
 	CacheMounts string
+	// MaxLayerSize stops extracting a layer (or an ADD archive) whose tar
+	// passes this many bytes: a gzip bomb fails fast (0: no limit).
+	MaxLayerSize int64
 	// SecretsDir is where secret files of RUN --mount=type=secret are
 	// written for the RUN: a tmpfs, so they never reach a disk. "" refuses
 	// secret files (environment secrets still work).
@@ -236,7 +239,7 @@ func (e *Executor) ExportRootfs(ctx context.Context, img *image.Image, dest stri
 		return err
 	}
 	for _, l := range img.Layers {
-		rc, err := layer.Uncompressed(ctx, l)
+		rc, err := layer.UncompressedLimit(ctx, l, e.cfg.MaxLayerSize)
 		if err != nil {
 			return err
 		}

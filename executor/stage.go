@@ -203,11 +203,11 @@ func (s *stageState) addHistory(e *Executor, createdBy string, l image.Layer) {
 
 // snapLayers describes img's layers to the snapshot driver, which opens
 // (and decompresses) a layer only if it has not extracted it before.
-func snapLayers(layers []image.Layer) []snapshot.Layer {
+func (e *Executor) snapLayers(layers []image.Layer) []snapshot.Layer {
 	out := make([]snapshot.Layer, len(layers))
 	for i, l := range layers {
 		out[i] = snapshot.Layer{DiffID: l.DiffID(), Open: func(ctx context.Context) (io.ReadCloser, error) {
-			return layer.Uncompressed(ctx, l)
+			return layer.UncompressedLimit(ctx, l, e.cfg.MaxLayerSize)
 		}}
 	}
 	return out
@@ -215,7 +215,7 @@ func snapLayers(layers []image.Layer) []snapshot.Layer {
 
 // prepare gives a writable snapshot of the stage's file tree.
 func (e *Executor) prepare(ctx context.Context, s *stageState) (snapshot.Mount, error) {
-	m, err := e.cfg.Snapshots.Prepare(ctx, snapLayers(s.img.Layers))
+	m, err := e.cfg.Snapshots.Prepare(ctx, e.snapLayers(s.img.Layers))
 	if err != nil {
 		return nil, fmt.Errorf("prepare snapshot (%s): %w", e.cfg.Snapshots.Name(), err)
 	}
@@ -223,7 +223,7 @@ func (e *Executor) prepare(ctx context.Context, s *stageState) (snapshot.Mount, 
 }
 
 func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) error {
-	rc, err := layer.Uncompressed(ctx, l)
+	rc, err := layer.UncompressedLimit(ctx, l, e.cfg.MaxLayerSize)
 	if err != nil {
 		return err
 	}

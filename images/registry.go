@@ -22,13 +22,18 @@ import (
 // --retry-delay.
 type RegistryOptions = registry.Options
 
-// DefaultRetry is the default of RegistryOptions.Retry (podman's).
-const DefaultRetry = registry.DefaultRetry
+// Defaults of RegistryOptions: Retry (podman's), StallTimeout, MaxLayerSize.
+const (
+	DefaultRetry        = registry.DefaultRetry
+	DefaultStallTimeout = registry.DefaultStallTimeout
+	DefaultMaxLayerSize = registry.DefaultMaxLayerSize
+)
 
 // Registry is what talking to registries with this store needs.
 type Registry struct {
 	Sys      *types.SystemContext
 	Retry    registry.Retrier
+	Limits   registry.Limits
 	Variants *registry.Variants
 	store    *Store
 }
@@ -63,12 +68,12 @@ func (s *Store) Registry(o RegistryOptions) (*Registry, error) {
 	}
 	rt := o.Retrier()
 	rt.Log = s.log
-	return &Registry{Sys: sys, Retry: rt, Variants: v, store: s}, nil
+	return &Registry{Sys: sys, Retry: rt, Limits: o.Limits(), Variants: v, store: s}, nil
 }
 
 // Puller pulls into the store, reporting progress to w (nil: none).
 func (r *Registry) Puller(w io.Writer) *registry.Puller {
-	return &registry.Puller{Store: r.store.s, Sys: r.Sys, Variants: r.Variants, Retry: r.Retry, Report: w, Log: r.store.log}
+	return &registry.Puller{Store: r.store.s, Sys: r.Sys, Variants: r.Variants, Retry: r.Retry, Limits: r.Limits, Report: w, Log: r.store.log}
 }
 
 // Compression is --compression and --compression-level.

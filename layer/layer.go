@@ -181,6 +181,46 @@ func RawForm(l image.Layer) (image.Layer, bool) {
 		Diff: st.Diff, TarLen: st.TarLen, Raw: st.Raw}, true
 }
 
+// ErrTooLarge is wrapped when a layer's tar is longer than its limit.
+var ErrTooLarge = errors.New("layer larger than --max-layer-size uncompressed")
+
+// UncompressedLimit is Uncompressed that fails with ErrTooLarge once the
+// tar passes max bytes (max <= 0: no limit): a gzip bomb stops there.
+func UncompressedLimit(ctx context.Context, l image.Layer, max int64) (io.ReadCloser, error) {
+	rc, err := Uncompressed(ctx, l)
+	if err != nil {
+		return rc, err
+	}
+	return Limit(rc, max, "layer "+l.Descriptor().Digest.String()), nil
+}
+
+// Limit fails reads of rc with ErrTooLarge once max bytes have passed
+// (max <= 0: no limit); what names the stream in the error.
+func Limit(rc io.ReadCloser, max int64, what string) io.ReadCloser {
+	if max <= 0 {
+		return rc
+	}
+	return &limited{ReadCloser: rc, left: max, max: max, what: what}
+}
+
+type limited struct {
+	io.ReadCloser
+	left, max int64
+	what      string
+}
+
+func (r *limited) Read(p []byte) (int, error) {
+	if int64(len(p)) > r.left+1 {
+		p = p[:r.left+1]
+	}
+	n, err := r.ReadCloser.Read(p)
+	r.left -= int64(n)
+	if r.left < 0 {
+		return n, fmt.Errorf("%s: %w (%d bytes)", r.what, ErrTooLarge, r.max)
+	}
+	return n, err
+}
+
 // Uncompressed opens l and returns its tar stream.
 func Uncompressed(ctx context.Context, l image.Layer) (io.ReadCloser, error) {
 	rc, err := l.Open(ctx)

@@ -33,6 +33,12 @@ type Options struct {
 	// RetryDelay is the fixed delay between tries; 0 means exponential
 	// backoff from 2s (--retry-delay), as in podman.
 	RetryDelay time.Duration
+	// StallTimeout abandons and retries a transfer that moved no byte for
+	// this long (--stall-timeout; 0: DefaultStallTimeout).
+	StallTimeout time.Duration
+	// MaxLayerSize refuses a layer larger uncompressed (--max-layer-size;
+	// 0: DefaultMaxLayerSize).
+	MaxLayerSize int64
 }
 
 // DefaultRetry is podman's default number of retries.
@@ -100,5 +106,10 @@ func ParseCreds(s string) (types.DockerAuthConfig, error) {
 
 // Retrier returns the retry policy of o.
 func (o Options) Retrier() Retrier {
-	return Retrier{Max: o.Retry, Delay: o.RetryDelay}
+	return Retrier{Max: o.Retry, Delay: o.RetryDelay, Stall: o.StallTimeout}
+}
+
+// Limits are the transfer guards o asks for.
+func (o Options) Limits() Limits {
+	return Limits{MaxLayerSize: o.MaxLayerSize, StallTimeout: o.StallTimeout}
 }

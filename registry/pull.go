@@ -38,6 +38,8 @@ type Puller struct {
 	// line per blob otherwise. Nil discards it.
 	Report io.Writer
 	Log    *slog.Logger
+	// Limits guard every blob pulled (stalls, layer size).
+	Limits Limits
 }
 
 // Pull resolves name (a short name through registries.conf aliases and
@@ -174,10 +176,11 @@ func (p *Puller) pullOne(ctx context.Context, named reference.Named, plat platfo
 	if err != nil {
 		return "", err
 	}
-	var src types.ImageReference = srcRef
+	tee := teeRef{ImageReference: srcRef, limits: p.Limits}
 	if p.Variants != nil {
-		src = teeRef{ImageReference: srcRef, blobs: p.Variants.Blobs}
+		tee.blobs = p.Variants.Blobs
 	}
+	var src types.ImageReference = tee
 	sys := p.platformSys(plat)
 	op := Op{Verb: "pull", Registry: reference.Domain(named), Ref: named.String()}
 	man, err := Copy(ctx, p.Retry, op, dstRef, src, copy.Options{

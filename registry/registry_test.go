@@ -47,7 +47,15 @@ func TestRetryable(t *testing.T) {
 		{"unexpected EOF", fmt.Errorf("reading blob: %w", io.ErrUnexpectedEOF), true},
 		{"EOF text", errors.New(`Post "https://r/v2/a/blobs/uploads/": EOF`), true},
 		{"timeout", errors.New("net/http: TLS handshake timeout"), true},
-		{"digest mismatch", errors.New("Digest did not match, expected sha256:aa, got sha256:bb"), true},
+		{"digest mismatch", errors.New("Digest did not match, expected sha256:aa, got sha256:bb"), false},
+		{"size mismatch", fmt.Errorf("writing blob: %w", content.ErrMismatch), false},
+		{"disk full", fmt.Errorf("storing blob: %w", syscall.ENOSPC), false},
+		{"disk full text", errors.New("write /var/lib/x: no space left on device"), false},
+		{"quota", fmt.Errorf("x: %w", syscall.EDQUOT), false},
+		{"gzip bomb", fmt.Errorf("blob sha256:aa: %w", ErrLayerTooLarge), false},
+		{"408", docker.UnexpectedHTTPStatusError{StatusCode: 408}, true},
+		{"403", docker.UnexpectedHTTPStatusError{StatusCode: 403}, false},
+		{"stalled", fmt.Errorf("reading blob: %w: no byte for 1m0s", ErrStalled), true},
 		{"other", errors.New("invalid reference format"), false},
 	}
 	for _, tc := range tests {
@@ -236,5 +244,48 @@ func TestTeeSource(t *testing.T) {
 	rc.Close()
 	if !bytes.Equal(b, good) || inner.gets != 2 {
 		t.Errorf("third get: %q, %d fetches from the registry", b, inner.gets)
+	}
+}
+
+// Each request has its own retry budget: an operation whose every request
+// fails twice succeeds with --retry 2, and fails with --retry 1 once one
+// request has failed twice.
+func TestRetrierPerRequest(t *testing.T) {
+	blobA, blobB := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	script := []error{
+		errors.New("reading manifest v1: received unexpected HTTP status: 500"),
+		errors.New("reading manifest v1: EOF"),
+		errors.New("fetching blob " + blobA + ": received unexpected HTTP status: 500"),
+		fmt.Errorf("fetching blob %s: %w", blobA, io.ErrUnexpectedEOF),
+		errors.New("fetching blob " + blobB + ": received unexpected HTTP status: 500"),
+		fmt.Errorf("fetching blob %s: %w", blobB, io.ErrUnexpectedEOF),
+		errors.New("initiating layer upload to /v2/x in r: received unexpected HTTP status: 500"),
+		errors.New("initiating layer upload to /v2/x in r: connection reset by peer"),
+	}
+	for _, tc := range []struct {
+		max       int
+		wantTries int
+		wantErr   bool
+	}{{2, len(script) + 1, false}, {1, 2, true}} {
+		calls := 0
+		r := Retrier{Max: tc.max, sleep: func(context.Context, time.Duration) error { return nil }}
+		tries, err := r.Do(context.Background(), "op", func(context.Context) error {
+			calls++
+			if calls <= len(script) {
+				return script[calls-1]
+			}
+			return nil
+		})
+		if tries != tc.wantTries || (err != nil) != tc.wantErr {
+			t.Errorf("max %d: %d tries, err %v; want %d tries, error %v", tc.max, tries, err, tc.wantTries, tc.wantErr)
+		}
+	}
+	// A request that keeps failing still ends the operation.
+	r := Retrier{Max: 3, sleep: func(context.Context, time.Duration) error { return nil }}
+	tries, err := r.Do(context.Background(), "op", func(context.Context) error {
+		return errors.New("fetching blob " + blobA + ": EOF")
+	})
+	if tries != 4 || err == nil {
+		t.Errorf("a failing request: %d tries, %v", tries, err)
 	}
 }

@@ -9,13 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/builder-dev/builder/content"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
@@ -25,9 +28,12 @@ import (
 
 // Retrier retries registry operations that failed for a transient reason.
 type Retrier struct {
-	Max   int           // further tries after the first
+	Max   int           // further tries after the first, per request
 	Delay time.Duration // fixed delay; 0: 2s, 4s, 8s... (capped at maxBackoff)
 	Log   *slog.Logger  // receives one line per retry; nil: silent
+	// Stall abandons (and retries) a copy in which no blob moved a byte
+	// for this long; 0: DefaultStallTimeout.
+	Stall time.Duration
 	// sleep is time.Sleep with cancellation, replaceable in tests.
 	sleep func(context.Context, time.Duration) error
 }
@@ -37,27 +43,108 @@ const (
 	maxBackoff   = 30 * time.Second
 )
 
-// Do runs op until it succeeds, fails for a reason a retry cannot fix, or
-// has been tried r.Max+1 times. It returns op's last error and the number
+// Do runs op until it succeeds or fails for a reason a retry cannot fix.
+// An operation is many requests (a manifest, each blob, each step of an
+// upload), and each has its own budget: a failure is charged to the
+// request it names (requestKey), and op gives up when one request has
+// failed r.Max+1 times, not when the operation has. Requests that
+// succeeded are cheap to repeat (containers/image skips blobs already in
+// place and resumes downloads). It returns op's last error and the number
 // of tries made.
 func (r Retrier) Do(ctx context.Context, what string, op func(ctx context.Context) error) (int, error) {
 	sleep := r.sleep
 	if sleep == nil {
 		sleep = sleepCtx
 	}
+	failures := map[string]int{}
 	for try := 1; ; try++ {
 		err := op(ctx)
-		if err == nil || try > r.Max || !Retryable(err) || ctx.Err() != nil {
+		if err == nil || !Retryable(err) || ctx.Err() != nil {
 			return try, err
 		}
-		d := r.delay(try)
+		key := requestKey(err)
+		failures[key]++
+		if failures[key] > r.Max || try >= maxTries(r.Max) {
+			return try, err
+		}
+		d := r.delay(failures[key])
 		if r.Log != nil {
-			r.Log.Warn("retrying after a transient failure", "operation", what, "try", try, "of", r.Max+1, "delay", d, "error", err)
+			r.Log.Warn("retrying after a transient failure", "operation", what, "request", key,
+				"try", failures[key], "of", r.Max+1, "delay", d, "error", err)
 		}
 		if serr := sleep(ctx, d); serr != nil {
 			return try, err
 		}
 	}
+}
+
+// maxTries bounds the tries of one operation whatever its requests do:
+// every request of a large image may fail up to its budget, but not
+// forever.
+func maxTries(perRequest int) int { return (perRequest + 1) * 64 }
+
+var (
+	digestText = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+	// requestPhases name the request a containers/image error is about,
+	// from the words it wraps errors with.
+	requestPhases = []struct {
+		re   *regexp.Regexp
+		name string
+	}{
+		{regexp.MustCompile(`pinging container registry`), "GET ping"},
+		{regexp.MustCompile(`initiating layer upload|determining upload URL|mounting sha256`), "POST upload"},
+		{regexp.MustCompile(`uploading layer chunked`), "PATCH upload"},
+		{regexp.MustCompile(`uploading layer to`), "PUT upload"},
+		{regexp.MustCompile(`checking whether a blob`), "HEAD blob"},
+		{regexp.MustCompile(`uploading manifest|writing manifest|PutManifest`), "PUT manifest"},
+		{regexp.MustCompile(`(?i)manifest`), "GET manifest"},
+		{regexp.MustCompile(`(?i)token|auth`), "GET auth"},
+		{regexp.MustCompile(`(?i)blob|layer`), "GET blob"},
+	}
+)
+
+// requestKey names the request an error is about, the same way whether
+// containers/image reports it as a failed HTTP exchange or in its own
+// words: method, kind of endpoint and the blob concerned, if named
+// ("PATCH upload", "GET blob sha256:...", "GET manifest").
+func requestKey(err error) string {
+	msg := err.Error()
+	key := ""
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		path := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			path = u.Path
+		}
+		key = strings.ToUpper(ue.Op) + " " + endpointKind(path)
+	} else {
+		key = "request"
+		for _, p := range requestPhases {
+			if p.re.MatchString(msg) {
+				key = p.name
+				break
+			}
+		}
+	}
+	if d := digestText.FindString(msg); d != "" {
+		key += " " + d
+	}
+	return key
+}
+
+// endpointKind classifies a registry API path.
+func endpointKind(path string) string {
+	switch {
+	case strings.Contains(path, "/blobs/uploads/"):
+		return "upload"
+	case strings.Contains(path, "/blobs/"):
+		return "blob"
+	case strings.Contains(path, "/manifests/"):
+		return "manifest"
+	case strings.TrimSuffix(path, "/") == "/v2":
+		return "ping"
+	}
+	return "auth"
 }
 
 func (r Retrier) delay(try int) time.Duration {
@@ -85,19 +172,23 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 var (
 	// permanentText marks failures no retry can fix: bad credentials,
 	// permissions, missing images, TLS trust.
-	permanentText = regexp.MustCompile(`(?i)unauthorized|authentication required|invalid username/password|denied|forbidden|manifest unknown|name unknown|not found|x509:|certificate|no such host|short-name`)
+	permanentText = regexp.MustCompile(`(?i)unauthorized|authentication required|invalid username/password|denied|forbidden|manifest unknown|name unknown|not found|x509:|certificate|no such host|short-name|no space left|disk quota|did not match|does not match|larger than --max-layer-size`)
 	// transientText marks failures worth another try when the error value
 	// itself was flattened to text somewhere in containers/image.
-	transientText = regexp.MustCompile(`(?i)status(code)?:? ?(5\d\d|429)|\b(500|502|503|504) |connection reset|broken pipe|unexpected eof|\beof\b|timeout|timed out|tls handshake|server closed|connection refused|http2:|did not match|blob upload unknown|too many requests`)
+	transientText = regexp.MustCompile(`(?i)status(code)?:? ?(5\d\d|429|408)|\b(500|502|503|504|408) |connection reset|broken pipe|unexpected eof|\beof\b|timeout|timed out|tls handshake|server closed|connection refused|http2:|blob upload unknown|too many requests|stalled`)
 )
 
-// Retryable reports whether err may go away on another try: 5xx and 429
-// answers, resets, refused connections, timeouts, truncated bodies and
-// bodies whose digest did not match (a truncated or damaged transfer). Bad
-// credentials and other 4xx answers are final, so a wrong password fails
-// at once instead of hammering the registry.
+// Retryable reports whether err may go away on another try: 5xx, 408 and
+// 429 answers, resets, refused connections, timeouts, stalls and truncated
+// bodies. Bad credentials and other 4xx answers are final, so a wrong
+// password fails at once instead of hammering the registry; so are a full
+// disk, a blob that is not what its digest or size says (the registry
+// would only send it again) and a layer over --max-layer-size.
 func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, content.ErrMismatch) || errors.Is(err, ErrLayerTooLarge) {
 		return false
 	}
 	var unauth docker.ErrUnauthorizedForCredentials
@@ -106,7 +197,7 @@ func Retryable(err error) bool {
 	}
 	var status docker.UnexpectedHTTPStatusError
 	if errors.As(err, &status) {
-		return status.StatusCode >= 500 || status.StatusCode == 429
+		return status.StatusCode >= 500 || status.StatusCode == 429 || status.StatusCode == 408
 	}
 	if errors.Is(err, docker.ErrTooManyRequests) {
 		return true
@@ -162,13 +253,22 @@ func Copy(ctx context.Context, r Retrier, op Op, dst, src types.ImageReference, 
 
 	var copied []byte
 	var failed []string
+	stall := r.Stall
+	if stall <= 0 {
+		stall = DefaultStallTimeout
+	}
 	tries, err := r.Do(ctx, op.Verb+" "+op.Ref, func(ctx context.Context) error {
-		t := newTracker()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		t := newTracker(stall, cancel)
 		opts := o
 		opts.Progress, opts.ProgressInterval = t.ch, time.Second
 		var err error
 		copied, err = copy.Image(ctx, policy, dst, src, &opts)
 		failed = t.stop()
+		if err != nil && t.stalled.Load() {
+			err = fmt.Errorf("%w: no byte moved for %s: %v", ErrStalled, stall, err)
+		}
 		return err
 	})
 	if err != nil {
@@ -206,20 +306,43 @@ func (op Op) wrap(err error, tries int, blobs []string) error {
 }
 
 // tracker follows containers/image's progress events to learn which blobs
-// started and never finished: the ones a failure is about.
+// started and never finished (the ones a failure is about), and cancels
+// the copy when blobs are in flight but none moved for the stall time.
 type tracker struct {
-	ch   chan types.ProgressProperties
-	done chan struct{}
-	mu   sync.Mutex
-	open map[digest.Digest]bool
+	ch      chan types.ProgressProperties
+	done    chan struct{}
+	mu      sync.Mutex
+	open    map[digest.Digest]bool
+	last    time.Time // of the last progress event
+	stalled atomic.Bool
 }
 
-func newTracker() *tracker {
-	t := &tracker{ch: make(chan types.ProgressProperties), done: make(chan struct{}), open: map[digest.Digest]bool{}}
+func newTracker(stall time.Duration, cancel func()) *tracker {
+	t := &tracker{ch: make(chan types.ProgressProperties), done: make(chan struct{}), open: map[digest.Digest]bool{}, last: time.Now()}
+	go func() {
+		tick := time.NewTicker(min(stall/4, time.Second))
+		defer tick.Stop()
+		for {
+			select {
+			case <-t.done:
+				return
+			case <-tick.C:
+				t.mu.Lock()
+				stuck := len(t.open) > 0 && time.Since(t.last) > stall
+				t.mu.Unlock()
+				if stuck {
+					t.stalled.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	go func() {
 		defer close(t.done)
 		for p := range t.ch {
 			t.mu.Lock()
+			t.last = time.Now()
 			switch p.Event {
 			case types.ProgressEventNewArtifact:
 				t.open[p.Artifact.Digest] = true

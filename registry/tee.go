@@ -16,7 +16,8 @@ import (
 // way; the store keeps a blob only if its own digest check passes too.
 type teeRef struct {
 	types.ImageReference
-	blobs *content.Store
+	blobs  *content.Store // nil: nothing kept
+	limits Limits
 }
 
 func (r teeRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
@@ -24,16 +25,17 @@ func (r teeRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (t
 	if err != nil {
 		return nil, err
 	}
-	return &teeSource{ImageSource: src, blobs: r.blobs}, nil
+	return &teeSource{ImageSource: src, blobs: r.blobs, limits: r.limits}, nil
 }
 
 type teeSource struct {
 	types.ImageSource
-	blobs *content.Store
+	blobs  *content.Store
+	limits Limits
 }
 
 func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.BlobInfoCache) (io.ReadCloser, int64, error) {
-	if bi.Digest.Validate() == nil {
+	if bi.Digest.Validate() == nil && s.blobs != nil {
 		if n, err := s.blobs.Stat(bi.Digest); err == nil && (bi.Size < 0 || bi.Size == n) {
 			if f, err := s.blobs.Open(bi.Digest); err == nil {
 				return f, n, nil
@@ -41,12 +43,21 @@ func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.Bl
 		}
 	}
 	rc, n, err := s.ImageSource.GetBlob(ctx, bi, bic)
-	if err != nil || bi.Digest.Validate() != nil {
+	if err != nil {
 		return rc, n, err
+	}
+	if rc, err = s.limits.Guard(rc, bi); err != nil {
+		return nil, 0, err
+	}
+	if bi.Digest.Validate() != nil {
+		return rc, n, nil
 	}
 	// The registry's bytes must be what the manifest says, size and digest
 	// both, whatever containers/image checks itself.
 	rc = content.Verify(rc, bi.Digest, bi.Size)
+	if s.blobs == nil {
+		return rc, n, nil
+	}
 	ing, ierr := s.blobs.Ingest()
 	if ierr != nil {
 		return rc, n, nil // keeping a copy is an optimisation only

@@ -286,6 +286,7 @@ func TestRegistry(t *testing.T) {
 	})
 
 	t.Run("faults", func(t *testing.T) { testFaults(t, reg) })
+	t.Run("disk-full-and-bombs", func(t *testing.T) { testDiskFullAndBombs(t, reg) })
 	t.Run("remote-cache", func(t *testing.T) { testRemoteCache(t, reg) })
 	t.Run("short-names", func(t *testing.T) { testShortNames(t, reg, img) })
 }
@@ -420,6 +421,33 @@ func testFaults(t *testing.T, reg *testRegistry) {
 		t.Errorf("a failed push left a tag:\n%s", out)
 	}
 
+	// Every request fails twice, a 500 then a reset: each request has its
+	// own retry budget, so --retry 2 gets a push and a pull through, and
+	// --retry 1 does not.
+	twice := reg.host + "/faulty/twice:v1"
+	tctx := contextDir(t, "FROM "+env.baseOCI+"\nCOPY t.txt /t.txt\n", map[string]string{"t.txt": "every request fails twice\n"})
+	must(t, "", nil, nil, "bud", "-q", "-t", twice, tctx)
+	fast := []string{"--retry-delay", "10ms"}
+	p.failTwice()
+	must(t, "", nil, nil, append(append([]string{"push", "--retry", "2"}, fast...), append(reg.flags(), twice)...)...)
+	p.failTwice()
+	must(t, filepath.Join(t.TempDir(), "root"), nil, nil, append(append([]string{"pull", "-q", "--retry", "2"}, fast...), append(reg.flags(), twice)...)...)
+	p.failTwice()
+	if _, se, code := runAt(filepath.Join(t.TempDir(), "root"), nil, nil, append(append([]string{"pull", "-q", "--retry", "1"}, fast...), append(reg.flags(), twice)...)...); code == 0 {
+		t.Errorf("pull with --retry 1 through requests that each fail twice succeeded:\n%s", se)
+	}
+	p.set(nil, "", false)
+
+	// A blob download that stops moving is abandoned after --stall-timeout
+	// and retried.
+	p.set([]fault{{on("GET", "/blobs/sha256:"), "stall"}}, "", false)
+	start := time.Now()
+	must(t, filepath.Join(t.TempDir(), "root"), nil, nil, append([]string{"pull", "-q", "--stall-timeout", "2s", "--retry-delay", "10ms"}, append(reg.flags(), twice)...)...)
+	if p.firedN() != 1 || time.Since(start) > time.Minute {
+		t.Errorf("stalled pull: %d faults fired, %s", p.firedN(), time.Since(start))
+	}
+	p.set(nil, "", false)
+
 	// A registry whose manifest gives a layer the wrong size (its digest
 	// true): every pull path refuses it, naming the blob, with no retry.
 	layers := reg.skopeoInspect(t, ref).Layers
@@ -518,5 +546,47 @@ func testRemoteCache(t *testing.T, reg *testRegistry) {
 	so, se, code := runAt(c, nil, nil, append(flags, "--cache-from", "docker://"+repo+"-missing", ctx)...)
 	if code != 0 || len(ran(so+se)) != 2 {
 		t.Errorf("build with an empty cache repository: exit %d, ran %v\n%s%s", code, ran(so+se), so, se)
+	}
+}
+
+// A full disk is no transient failure: a pull into a store on a small
+// tmpfs fails at the first try, leaves no partial layer, and the store
+// still takes a small build. A layer that inflates past --max-layer-size
+// (a gzip bomb) fails while it is downloaded, before anything is written.
+func testDiskFullAndBombs(t *testing.T, reg *testRegistry) {
+	mnt := t.TempDir()
+	mustRun(t, "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt)
+	defer exec.Command("umount", "-l", mnt).Run()
+	root := filepath.Join(mnt, "root")
+
+	big := reg.host + "/faulty/big:v1"
+	bctx := contextDir(t, "FROM scratch\nCOPY big.bin /big.bin\n", nil)
+	mustRun(t, "sh", "-c", "head -c 40000000 /dev/urandom > "+filepath.Join(bctx, "big.bin"))
+	must(t, "", nil, nil, append([]string{"bud", "-q", "--push", "-t", big}, append(reg.flags(), bctx)...)...)
+	start := time.Now()
+	_, se, code := runAt(root, nil, nil, append([]string{"pull", "-q", "--retry", "3"}, append(reg.flags(), big)...)...)
+	if code == 0 || !strings.Contains(se, "no space left on device") || strings.Contains(se, "retrying") || strings.Contains(se, "failed after") {
+		t.Errorf("pull onto a full disk: exit %d, want one try ending in ENOSPC:\n%s", code, se)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("pull onto a full disk took %s", d)
+	}
+	small := contextDir(t, "FROM scratch\nCOPY s.txt /s.txt\n", map[string]string{"s.txt": "small\n"})
+	must(t, root, nil, nil, "bud", "-q", "-t", "localhost/after-full", small)
+	if out := mustRun(t, "du", "-sm", mnt); !strings.HasPrefix(out, "0\t") && !strings.HasPrefix(out, "1\t") && !strings.HasPrefix(out, "2\t") {
+		t.Errorf("the store keeps what the failed pull wrote: %s", out)
+	}
+
+	bomb := reg.host + "/faulty/bomb:v1"
+	zctx := contextDir(t, "FROM scratch\nCOPY zeros /zeros\n", nil)
+	mustRun(t, "sh", "-c", "head -c 200000000 /dev/zero > "+filepath.Join(zctx, "zeros"))
+	must(t, "", nil, nil, append([]string{"bud", "-q", "--push", "-t", bomb}, append(reg.flags(), zctx)...)...)
+	broot := filepath.Join(t.TempDir(), "root")
+	_, se, code = runAt(broot, nil, nil, append([]string{"pull", "-q", "--max-layer-size", "50MB"}, append(reg.flags(), bomb)...)...)
+	if code == 0 || !strings.Contains(se, "larger than --max-layer-size") || strings.Contains(se, "retrying") {
+		t.Errorf("pull of a layer over --max-layer-size: exit %d:\n%s", code, se)
+	}
+	if out := mustRun(t, "du", "-sm", broot); !strings.HasPrefix(out, "0\t") && !strings.HasPrefix(out, "1\t") {
+		t.Errorf("the refused layer left data behind: %s", out)
 	}
 }

@@ -205,6 +205,9 @@ type faultProxy struct {
 	fired    int
 	corrupt  string // blob digest served with flipped bytes
 	bearer   bool
+	// twice makes every distinct request (method and path, upload
+	// sessions folded) fail twice: a 500, then a reset, then pass.
+	twice map[string]int
 }
 
 func startProxy(t *testing.T, upstream string, pool *x509.CertPool, pair tls.Certificate, user, pass string) *faultProxy {
@@ -260,6 +263,20 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.
 	p.mu.Lock()
 	p.log = append(p.log, r.Method+" "+r.URL.RequestURI())
 	action := ""
+	if p.twice != nil {
+		path := r.URL.Path
+		if i := strings.Index(path, "/blobs/uploads/"); i >= 0 {
+			path = path[:i] + "/blobs/uploads/"
+		}
+		k := r.Method + " " + path
+		p.twice[k]++
+		switch p.twice[k] {
+		case 1:
+			action = "500"
+		case 2:
+			action = "reset"
+		}
+	}
 	for i, f := range p.schedule {
 		if f.match(r) {
 			action = f.action
@@ -302,6 +319,16 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.
 	case "500":
 		http.Error(w, "injected failure", http.StatusInternalServerError)
 		return
+	case "stall":
+		// Headers, then silence: a transfer that stops moving.
+		w.Header().Set("Content-Length", "1000000")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Minute):
+		}
+		return
 	}
 	rp.ServeHTTP(w, r.WithContext(contextWith(r, action)))
 }
@@ -340,7 +367,14 @@ func (p *faultProxy) since(m int) []string {
 func (p *faultProxy) set(schedule []fault, corrupt string, bearer bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.schedule, p.corrupt, p.bearer, p.fired = schedule, corrupt, bearer, 0
+	p.schedule, p.corrupt, p.bearer, p.fired, p.twice = schedule, corrupt, bearer, 0, nil
+}
+
+// failTwice makes every request fail twice from now on (until set).
+func (p *faultProxy) failTwice() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.twice = map[string]int{}
 }
 
 func count(reqs []string, pred func(method, uri string) bool) int {

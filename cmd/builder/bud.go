@@ -113,12 +113,16 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 		Dockerfile: o.file, Stdin: g.stdin, Target: o.target, Format: o.format, Tags: o.tags,
 		IIDFile: o.iidfile, NoLayers: !o.layers, NoCache: o.noCache, CacheTTL: o.cacheTTL,
 		PortableModes: o.portableModes, ExplainCache: o.explainCache, CacheFrom: o.cacheFrom,
-		Pull: o.pull, Registry: o.reg.options(), Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
+		Pull: o.pull, Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
 		Network: o.network, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
 		Out: g.stdout, ErrOut: g.stderr, Log: g.log,
 	}
 	if len(args) == 1 {
 		bo.ContextDir = args[0]
+	}
+	var err error
+	if bo.Registry, err = o.reg.options(); err != nil {
+		return bo, err
 	}
 	if o.quiet {
 		bo.Out = io.Discard
@@ -129,7 +133,6 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 			return bo, err
 		}
 	}
-	var err error
 	if bo.Platforms, err = platform.ParseList(o.platforms); err != nil {
 		return bo, usagef("--platform: %v", err)
 	}

@@ -59,7 +59,11 @@ func newLoginCmd(g *globalOptions) *cobra.Command {
 				}
 				pass = string(b)
 			}
-			if err := images.Login(cmd.Context(), reg.options(), args[0], user, pass, g.log); err != nil {
+			ro, err := reg.options()
+			if err != nil {
+				return err
+			}
+			if err := images.Login(cmd.Context(), ro, args[0], user, pass, g.log); err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, "Login Succeeded!")
@@ -97,7 +101,11 @@ func newLogoutCmd(g *globalOptions) *cobra.Command {
 			if len(args) == 1 {
 				server = args[0]
 			}
-			if err := images.Logout(reg.options(), server, all); err != nil {
+			ro, err := reg.options()
+			if err != nil {
+				return err
+			}
+			if err := images.Logout(ro, server, all); err != nil {
 				return err
 			}
 			if all {

@@ -21,7 +21,11 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 			"index, the manifest for --platform is pulled. Layers the store already has are not fetched.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := images.PullOptions{Registry: reg.options(), Policy: policy, Progress: g.stderr}
+			ro, err := reg.options()
+			if err != nil {
+				return err
+			}
+			o := images.PullOptions{Registry: ro, Policy: policy, Progress: g.stderr}
 			if plat != "" {
 				p, err := platform.Parse(plat)
 				if err != nil {

@@ -32,13 +32,17 @@ func newPushCmd(g *globalOptions) *cobra.Command {
 			if len(args) == 2 {
 				dest = args[1]
 			}
+			ro, err := o.reg.options()
+			if err != nil {
+				return err
+			}
 			var progress io.Writer = g.stderr
 			if o.quiet {
 				progress = nil
 			}
 			return g.withStore(func(s *images.Store) error {
 				d, err := s.Push(cmd.Context(), args[0], dest, images.PushOptions{
-					Registry: o.reg.options(), Compression: o.comp.options(), Format: o.format, Progress: progress,
+					Registry: ro, Compression: o.comp.options(), Format: o.format, Progress: progress,
 				})
 				if err != nil || o.digestfile == "" {
 					return err

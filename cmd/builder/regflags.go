@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/images"
+	"github.com/docker/go-units"
 	"github.com/spf13/pflag"
 )
 
@@ -17,6 +18,8 @@ type registryFlags struct {
 	authFile   string
 	retry      int
 	retryDelay time.Duration
+	stall      time.Duration
+	maxLayer   string
 }
 
 // add registers the flags; creds and retry select the optional groups.
@@ -31,19 +34,28 @@ func (r *registryFlags) add(f *pflag.FlagSet, creds, retry bool) {
 	if retry {
 		f.IntVar(&r.retry, "retry", images.DefaultRetry, "retries of a registry operation that failed for a transient reason")
 		f.DurationVar(&r.retryDelay, "retry-delay", 0, "delay between retries (default: exponential backoff from 2s)")
+		f.DurationVar(&r.stall, "stall-timeout", images.DefaultStallTimeout, "abandon and retry a transfer that moves no byte for this long")
+		f.StringVar(&r.maxLayer, "max-layer-size", units.BytesSize(float64(images.DefaultMaxLayerSize)), "refuse a layer larger than this uncompressed (a gzip bomb fails fast)")
 	}
 }
 
-func (r *registryFlags) options() images.RegistryOptions {
+func (r *registryFlags) options() (images.RegistryOptions, error) {
 	o := images.RegistryOptions{
 		CertDir: r.certDir, Creds: r.creds, AuthFile: r.authFile,
-		Retry: r.retry, RetryDelay: r.retryDelay,
+		Retry: r.retry, RetryDelay: r.retryDelay, StallTimeout: r.stall,
+	}
+	if r.maxLayer != "" {
+		n, err := units.RAMInBytes(r.maxLayer)
+		if err != nil || n <= 0 {
+			return o, usagef("--max-layer-size %q: want a size such as 64GB", r.maxLayer)
+		}
+		o.MaxLayerSize = n
 	}
 	if r.flags != nil && r.flags.Changed("tls-verify") {
 		v := r.tlsVerify
 		o.TLSVerify = &v
 	}
-	return o
+	return o, nil
 }
 
 // compressionFlags are --compression and --compression-level.
