@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/builder-dev/builder/registry"
+	"github.com/distribution/reference"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/pkg/blobinfocache"
 	"go.podman.io/image/v5/types"
@@ -39,7 +41,7 @@ func newEagerUploader(ctx context.Context, dest string, sys *types.SystemContext
 	if err != nil {
 		return nil
 	}
-	dst, err := ref.NewImageDestination(ctx, sys)
+	dst, err := ref.NewImageDestination(ctx, registry.PinnedTo(sys, reference.Domain(ref.DockerReference())))
 	if err != nil {
 		log.Debug("eager upload disabled", "dest", dest, "err", err)
 		return nil

@@ -18,6 +18,8 @@ import (
 	"sync"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/registry"
+	"github.com/distribution/reference"
 
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -234,7 +236,11 @@ func (r *Remote) putEntry(ctx context.Context, tag, mediaType string, cfg []byte
 	if err != nil {
 		return err
 	}
-	dst, err := ref.NewImageDestination(ctx, r.sys)
+	sys := r.sys
+	if named := ref.DockerReference(); named != nil {
+		sys = registry.PinnedTo(sys, reference.Domain(named))
+	}
+	dst, err := ref.NewImageDestination(ctx, sys)
 	if err != nil {
 		return fmt.Errorf("cache %s: %w", r.repo, err)
 	}

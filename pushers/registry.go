@@ -29,6 +29,7 @@ func pushRegistry(ctx context.Context, src *builtRef, ref types.ImageReference, 
 		return "", fmt.Errorf("push to %s: not a registry reference", transportsString(ref))
 	}
 	op := registry.Op{Verb: "push to", Registry: reference.Domain(named), Ref: named.String()}
+	o.Sys = registry.PinnedTo(o.Sys, reference.Domain(named))
 	opts := copy.Options{
 		RemoveSignatures:      o.RemoveSignatures,
 		ReportWriter:          o.ReportWriter,

@@ -438,6 +438,25 @@ func testFaults(t *testing.T, reg *testRegistry) {
 	}
 	p.set(nil, "", false)
 
+	// An upload Location on another host would get the registry's
+	// credentials from containers/image: the push stops before it sends
+	// anything there.
+	other := reg.host + "/faulty/other:v1"
+	octx := contextDir(t, "FROM "+env.baseOCI+"\nCOPY o.txt /o.txt\n", map[string]string{"o.txt": "uploaded elsewhere?\n"})
+	must(t, "", nil, nil, "bud", "-q", "-t", other, octx)
+	p.set([]fault{{on("POST", "/blobs/uploads/"), "otherhost"}}, "", false)
+	m0 := p.mark()
+	if _, se, code := runAt("", nil, nil, append([]string{"push", "--retry", "0"}, append(reg.flags(), other)...)...); code == 0 ||
+		!strings.Contains(se, "asked for a request to localhost:") || !strings.Contains(se, "credentials only to that registry") {
+		t.Errorf("push whose upload Location names another host: exit %d:\n%s", code, se)
+	}
+	for _, h := range p.hostsSince(m0) {
+		if strings.HasPrefix(h, "localhost:") {
+			t.Errorf("a request reached the other host %s", h)
+		}
+	}
+	p.set(nil, "", false)
+
 	// A blob download that stops moving is abandoned after --stall-timeout
 	// and retried.
 	p.set([]fault{{on("GET", "/blobs/sha256:"), "stall"}}, "", false)

@@ -191,7 +191,7 @@ auth:
 // that matches.
 type fault struct {
 	match  func(*http.Request) bool
-	action string // "drop", "reset", "500", "truncate", "size-3", "size+4096"
+	action string // "drop", "reset", "500", "truncate", "size-3", "size+4096", "stall", "otherhost"
 }
 
 // faultProxy forwards to the registry, logs every request, injects faults
@@ -201,6 +201,7 @@ type faultProxy struct {
 	addr     string
 	mu       sync.Mutex
 	log      []string // "METHOD PATH?QUERY"
+	hosts    []string // the Host of each request, in order
 	schedule []fault
 	fired    int
 	corrupt  string // blob digest served with flipped bytes
@@ -237,6 +238,10 @@ func startProxy(t *testing.T, upstream string, pool *x509.CertPool, pair tls.Cer
 		if delta, ok := strings.CutPrefix(a, "size"); ok && resp.StatusCode == http.StatusOK {
 			return lieAboutSizes(resp, delta)
 		}
+		if loc := resp.Header.Get("Location"); a == "otherhost" && loc != "" {
+			// The same proxy under another name: another host to a client.
+			resp.Header.Set("Location", strings.Replace(loc, "://127.0.0.1:", "://localhost:", 1))
+		}
 		return nil
 	}
 	srv := &http.Server{
@@ -262,6 +267,7 @@ type actionKey struct{}
 func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy, user, pass string) {
 	p.mu.Lock()
 	p.log = append(p.log, r.Method+" "+r.URL.RequestURI())
+	p.hosts = append(p.hosts, r.Host)
 	action := ""
 	if p.twice != nil {
 		path := r.URL.Path
@@ -356,6 +362,13 @@ func (p *faultProxy) mark() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.log)
+}
+
+// hostsSince returns the Host of each request after mark m.
+func (p *faultProxy) hostsSince(m int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.hosts[m:]...)
 }
 
 func (p *faultProxy) since(m int) []string {
