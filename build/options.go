@@ -68,7 +68,14 @@ type Options struct {
 	Compression images.Compression
 
 	// RUN.
-	Network     string            // "host" (default) or "none"
+	// Network of RUN steps: "private" (the default: a namespace of their
+	// own with user-mode networking, host loopback out of reach), "host"
+	// (the user's explicit opt-in) or "none".
+	Network string
+	// Allow are the user's entitlements: "network.host" lets a
+	// Dockerfile's RUN --network=host run, "security.insecure" its RUN
+	// --security=insecure (with every privilege of the sandbox).
+	Allow       []string
 	Isolation   string            // "" detects; rootless, chroot or oci
 	Runtime     string            // hand RUN to this OCI runtime
 	Secrets     map[string]Secret // by id (see ParseSecret)
@@ -294,15 +301,20 @@ func (o *Options) defaults() {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Network == "" || o.Network == "default" {
-		o.Network = "host"
+		o.Network = "private"
 	}
 }
 
 func (o *Options) validate() error {
 	switch o.Network {
-	case "host", "none":
+	case "private", "host", "none":
 	default:
-		return optionf("--network %q: want host or none", o.Network)
+		return optionf("--network %q: want private (the default), host or none", o.Network)
+	}
+	for _, a := range o.Allow {
+		if a != "network.host" && a != "security.insecure" {
+			return optionf("--allow %q: want network.host or security.insecure", a)
+		}
 	}
 	if o.CacheToMounts && o.CacheTo == "" {
 		return optionf("exporting cache mounts needs --cache-to")

@@ -19,6 +19,7 @@ type runSetup struct {
 	secrets   map[string]Secret
 	// secretsDir is the build's private tmpfs ("" where there is none).
 	secretsDir string
+	network    string // what RUN steps get by default
 	cleanup    func()
 }
 
@@ -57,6 +58,22 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		return nil, err
 	}
 	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log}
+	r.cleanup = func() { r.sandbox.Close(); cleanup() }
+	r.network = o.Network
+	if r.network == sandbox.NetworkPrivate {
+		// Without user-mode networking the safe step down is no network,
+		// said once; sharing the host's is the user's call.
+		why := ""
+		if err := sandbox.PrivateNetwork(); err != nil {
+			why = err.Error()
+		} else if iso == sandbox.IsolationOCI {
+			why = "--runtime hands RUN to another runtime"
+		}
+		if why != "" {
+			r.network = sandbox.NetworkNone
+			fmt.Fprintf(o.ErrOut, "[Warning] RUN steps get no network: the private network needs slirp4netns and /dev/net/tun, and %s. --network=host shares the host's network (an explicit choice)\n", why)
+		}
+	}
 
 	name := o.Snapshotter
 	if name == "" {

@@ -8,6 +8,7 @@ package build
 import (
 	"context"
 	"os"
+	"slices"
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/content"
@@ -87,7 +88,8 @@ func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,
 		Blobs: s.blobs, Resolver: s.resolver, WorkDir: s.work, Context: o.ContextDir,
 		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: o.Out, ErrOut: o.ErrOut, Log: o.Log,
-		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: o.Network,
+		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
+		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
 	})
 	if err != nil {

@@ -114,9 +114,9 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 		k.inputs, k.files = append(k.inputs, in), files
 	case *dockerfile.Exec:
 		// The effective network: --network of the build unless RUN names one.
-		network := st.Network
-		if network == "" || network == "default" {
-			network = e.cfg.Network
+		network, err := e.runNetwork(st)
+		if err != nil {
+			return keyed{}, nil // not cacheable: the step itself reports it
 		}
 		k.inputs = append(k.inputs, cache.Input{Name: "network", Digest: cache.DigestOf("network", []byte(network))})
 		// Also in def; named here so a miss can say which variable changed.

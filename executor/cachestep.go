@@ -270,12 +270,16 @@ func (e *Executor) explainMiss(s *stageState, k keyed, step dockerfile.Step) str
 		}
 		return "nothing cached after the previous step (an earlier step, the base image or a build setting changed, or this is the first build)"
 	}
-	// Nearest: the same instruction if cached, else the latest entry.
+	// Nearest: the same instruction if cached (the entry that kept its file
+	// list, when one did: a step's content-key twin does not), else the
+	// latest entry.
 	near := kids[0]
 	for _, r := range kids {
-		if r.Step == step.String() {
+		if r.Step != step.String() {
+			continue
+		}
+		if near.Step != step.String() || (e.cfg.Cache.Files(mustKey(near.Key)) == nil && e.cfg.Cache.Files(mustKey(r.Key)) != nil) {
 			near = r
-			break
 		}
 	}
 	if near.Step != step.String() {

@@ -63,14 +63,18 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 		return err
 	}
 	env = append(env, secretEnv...)
-	network := x.Network
-	if network == "" || network == "default" {
-		network = e.cfg.Network
+	network, err := e.runNetwork(x)
+	if err != nil {
+		return err
+	}
+	privileged := x.Security == "insecure"
+	if privileged && !e.cfg.AllowInsecure {
+		return &dockerfile.Error{Pos: x.At, Err: errors.New("RUN --security=insecure needs --allow security.insecure: a Dockerfile alone may not give a step every privilege")}
 	}
 	spec, err := e.cfg.Runner.Spec(sandbox.SpecOptions{
 		Rootfs: m.Root(), Args: x.Args, Env: env, Cwd: cwd,
 		UID: uint32(u.UID), GID: uint32(u.GID), AdditionalGids: u.groups,
-		Network: network, Mounts: mounts,
+		Network: network, Mounts: mounts, Privileged: privileged,
 	})
 	if err != nil {
 		return err
@@ -91,6 +95,23 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 		return err
 	}
 	return e.commitMount(ctx, s, m, x.String())
+}
+
+// runNetwork is the network a RUN gets: its own --network if the user
+// allows it, else the build's.
+func (e *Executor) runNetwork(x *dockerfile.Exec) (string, error) {
+	switch x.Network {
+	case "", "default":
+		return e.cfg.Network, nil
+	case "host":
+		if !e.cfg.AllowNetworkHost {
+			return "", &dockerfile.Error{Pos: x.At, Err: errors.New("RUN --network=host needs --allow network.host: a Dockerfile alone may not reach the host's network")}
+		}
+		return sandbox.NetworkHost, nil
+	case "none":
+		return sandbox.NetworkNone, nil
+	}
+	return "", &dockerfile.Error{Pos: x.At, Err: fmt.Errorf("RUN --network=%s: unknown network (want default, none or host)", x.Network)}
 }
 
 func hasKey(env []string, k string) bool {

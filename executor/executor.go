@@ -66,8 +66,14 @@ type Config struct {
 	Snapshots snapshot.Driver
 	// Runner runs RUN steps (the sandbox); nil makes RUN an error.
 	Runner Runner
-	// Network is the default RUN network: "host" or "none".
+	// Network is the default RUN network: "private" (own namespace with
+	// user-mode networking), "host" or "none".
 	Network string
+	// AllowNetworkHost and AllowInsecure are the user's entitlements
+	// (--allow network.host, --allow security.insecure): without them a
+	// Dockerfile's RUN --network=host or --security=insecure fails, since
+	// a Dockerfile alone may not widen what a build reaches.
+	AllowNetworkHost, AllowInsecure bool
 	// Secrets are the --secret values by id.
 	Secrets map[string]Secret
 	// CacheMounts is where RUN --mount=type=cache directories persist.
@@ -156,7 +162,7 @@ func New(cfg Config) (*Executor, error) {
 		return nil, errors.New("executor: no snapshot driver")
 	}
 	if cfg.Network == "" {
-		cfg.Network = "host"
+		cfg.Network = sandbox.NetworkPrivate
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard

@@ -7,9 +7,11 @@ package tests
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -393,4 +395,87 @@ func findProcess(cmdline string) int {
 		}
 	}
 	return 0
+}
+
+// Hole 4: RUN's default network is its own (user-mode networking), not
+// the host's: the host's loopback services and abstract unix sockets are
+// out of reach. The host's network is the user's explicit choice, and a
+// Dockerfile alone can neither take it nor the privileges of
+// --security=insecure.
+func TestHostileNetwork(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host-service\n"))
+			c.Close()
+		}
+	}()
+	abstract := fmt.Sprintf("builder-test-%d", os.Getpid())
+	ul, err := net.Listen("unix", "@"+abstract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	probe := fmt.Sprintf(`(nc -w 2 127.0.0.1 %d </dev/null | grep -q host-service && echo HOST-TCP) || echo no-host-tcp; grep -q %s /proc/net/unix && echo HOST-ABSTRACT || echo no-host-abstract; ip addr | grep -q 10.0.2.100 && echo USER-MODE-NET || true`, port, abstract)
+	for _, tc := range []struct {
+		name, run string
+		flags     []string
+		code      int
+		want      []string
+	}{
+		{"default", "RUN " + probe, nil, 0, []string{"| no-host-tcp", "| no-host-abstract", "| USER-MODE-NET"}},
+		{"--network=host", "RUN " + probe, []string{"--network", "host"}, 0, []string{"| HOST-TCP", "| HOST-ABSTRACT"}},
+		{"--network=none", "RUN " + probe, []string{"--network", "none"}, 0, []string{"| no-host-tcp", "| no-host-abstract"}},
+		{"RUN --network=host without --allow", "RUN --network=host " + probe, nil, 1, []string{"Dockerfile:2", "needs --allow network.host"}},
+		{"RUN --network=host under --network=none", "RUN --network=host " + probe, []string{"--network", "none"}, 1, []string{"needs --allow network.host"}},
+		{"RUN --network=host allowed", "RUN --network=host " + probe, []string{"--allow", "network.host"}, 0, []string{"| HOST-TCP"}},
+		{"RUN --security=insecure without --allow", "RUN --security=insecure mount -t tmpfs tmpfs /mnt", nil, 1, []string{"Dockerfile:2", "needs --allow security.insecure"}},
+		{"RUN --security=insecure allowed", "RUN --security=insecure mkdir -p /mnt/t && mount -t tmpfs tmpfs /mnt/t && grep -q 'CapEff:.*ffff' /proc/self/status && echo PRIVILEGED", []string{"--allow", "security.insecure"}, 0, []string{"| PRIVILEGED"}},
+		{"plain RUN is not privileged", "RUN mkdir -p /mnt/t && mount -t tmpfs tmpfs /mnt/t || echo UNPRIVILEGED", nil, 0, []string{"| UNPRIVILEGED"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := hostileCtx(t, "FROM localhost/busybox\n"+tc.run+"\n", map[string]string{})
+			args := append(append([]string{"bud", "--layers=false"}, tc.flags...), dir)
+			so, se, code := builderSplit(nil, args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, so, se)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(so+se, w) {
+					t.Errorf("output lacks %q:\n%s%s", w, so, se)
+				}
+			}
+			if tc.code == 0 && !strings.Contains(tc.run, "network=host") && !slices.Contains(tc.flags, "host") && strings.Contains(so, "| HOST-TCP") {
+				t.Errorf("the RUN reached the host's loopback:\n%s", so)
+			}
+		})
+	}
+}
+
+// Without user-mode networking (no slirp4netns here), RUN steps get no
+// network rather than the host's, and the build says so.
+func TestNetworkFallbackSaid(t *testing.T) {
+	dir := hostileCtx(t, "FROM localhost/busybox\nRUN ip addr | grep -c inet\n", map[string]string{})
+	full := []string{"--root", env.root, "--runroot", env.runroot, "--storage-driver", "vfs", "bud", "--layers=false", dir}
+	cmd := exec.Command(env.bin, full...)
+	cmd.Env = append(os.Environ(), "PATH=/nonexistent")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "RUN steps get no network") || !strings.Contains(string(out), "slirp4netns is not installed") {
+		t.Errorf("the fallback was not said:\n%s", out)
+	}
+	if !strings.Contains(string(out), "| 2") { // lo's two addresses: nothing else
+		t.Errorf("the RUN saw more than loopback:\n%s", out)
+	}
 }

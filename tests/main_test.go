@@ -59,6 +59,10 @@ func setup() (int, error) {
 	}
 	// The rootless tests run another user: let it traverse to the binary.
 	os.Chmod(tmp, 0o755)
+	// This machine's /dev/net/tun is 0600 root; a normal distribution has
+	// 0666, which rootless user-mode networking (RUN's private network)
+	// needs. Stand in for a normal machine.
+	os.Chmod("/dev/net/tun", 0o666)
 	env.tmp = tmp
 	env.bin = filepath.Join(tmp, "builder")
 	build := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs", "-o", env.bin, "./cmd/builder")

@@ -33,6 +33,7 @@ type budOptions struct {
 	cacheTo       string
 	pull          string
 	network       string
+	allow         []string
 	isolation     string
 	runtime       string
 	secrets       []string
@@ -99,7 +100,8 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	o.comp.add(f)
 	f.BoolVar(&o.push, "push", false, "push the image to every -t that names a registry (REGISTRY/NAME[:TAG])")
 	f.StringVar(&o.digestfile, "digestfile", "", "with --push, write the pushed manifest digest to this file")
-	f.StringVar(&o.network, "network", "host", "RUN network: host or none")
+	f.StringVar(&o.network, "network", "private", "RUN network: private (own namespace with user-mode networking; host loopback unreachable), host (share the host's) or none")
+	f.StringArrayVar(&o.allow, "allow", nil, "entitlement a Dockerfile may use: network.host (RUN --network=host), security.insecure (RUN --security=insecure)")
 	f.StringVar(&o.isolation, "isolation", os.Getenv("BUILDER_ISOLATION"), "RUN isolation: rootless (user namespaces, default), chroot, or oci (with --runtime)")
 	f.StringVar(&o.runtime, "runtime", "", "hand RUN steps to this OCI runtime (runc, crun) instead of the built-in sandbox")
 	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
@@ -114,7 +116,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 		IIDFile: o.iidfile, NoLayers: !o.layers, NoCache: o.noCache, CacheTTL: o.cacheTTL,
 		PortableModes: o.portableModes, ExplainCache: o.explainCache, CacheFrom: o.cacheFrom,
 		Pull: o.pull, Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
-		Network: o.network, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
+		Network: o.network, Allow: o.allow, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
 		Out: g.stdout, ErrOut: g.stderr, Log: g.log,
 	}
 	if len(args) == 1 {

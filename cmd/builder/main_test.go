@@ -56,7 +56,7 @@ func TestUsageExitCodes(t *testing.T) {
 	}{
 		{[]string{"bud", "--platform", "linux/amd46", t.TempDir()}, `unknown architecture "amd46"`},
 		{[]string{"bud", "--output", "type=zip,dest=x", t.TempDir()}, "unknown type"},
-		{[]string{"bud", "--network", "bridge", t.TempDir()}, "want host or none"},
+		{[]string{"bud", "--network", "bridge", t.TempDir()}, "want private (the default), host or none"},
 		{[]string{"bud", "--secret", "id=x,bogus=1", t.TempDir()}, "unknown key"},
 		{[]string{"bud", "/no/such/context"}, "is not a directory"},
 		{[]string{"bud", "--bogus"}, "unknown flag"},

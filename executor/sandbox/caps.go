@@ -159,3 +159,20 @@ func haveCap(c int) bool {
 	}
 	return data[c/32].Effective&(1<<uint(c%32)) != 0
 }
+
+// heldCaps names the capabilities this process holds (permitted): all a
+// privileged RUN can be given, whatever the kernel knows beyond them.
+func heldCaps() []string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return defaultCaps()
+	}
+	var out []string
+	for i, n := range capNames() {
+		if i <= lastCap() && data[i/32].Permitted&(1<<uint(i%32)) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -30,6 +30,7 @@ const (
 const (
 	configFD = 3
 	reportFD = 4
+	netnsFD  = 5 // with JoinNet: the build's private network namespace
 )
 
 // childConfig is what the parent sends the re-executed child.
@@ -38,6 +39,7 @@ type childConfig struct {
 	Chroot   bool // chroot instead of pivot_root; mounts are best effort
 	CanMount bool // the child has a private mount namespace to mount in
 	NewNet   bool // the child has its own network namespace
+	JoinNet  bool // the child joins the namespace handed over on netnsFD
 	NewUTS   bool // the child has its own UTS namespace
 }
 
@@ -126,6 +128,14 @@ type child struct {
 
 // run sets the sandbox up and execs; it returns only on failure.
 func (c *child) run() *wireError {
+	if c.cfg.JoinNet {
+		// This thread, locked, is the one that execs: the RUN is in it.
+		err := unix.Setns(netnsFD, unix.CLONE_NEWNET)
+		unix.Close(netnsFD)
+		if err != nil {
+			return fail(codeSetup, "joining the build's network namespace", "", err)
+		}
+	}
 	if c.cfg.CanMount {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fail(codeSetup, "making mounts private", "", err)
@@ -149,7 +159,7 @@ func (c *child) run() *wireError {
 			return err
 		}
 	}
-	if c.cfg.NewNet {
+	if c.cfg.NewNet || c.cfg.JoinNet {
 		if err := loopbackUp(); err != nil {
 			return fail(codeSetup, "bringing up lo", "", err)
 		}

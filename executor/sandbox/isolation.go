@@ -132,6 +132,7 @@ func readTrim(path string) string {
 func init() {
 	// The re-exec entry points are the package's only global state.
 	reexec.Register(initName, childMain)
+	reexec.Register(netHolderName, netHolderMain)
 	reexec.Register(probeName, probeMain)
 	reexec.Register(ociShimName, ociShimMain)
 }

@@ -37,6 +37,18 @@ func (s *Sandbox) start(ctx context.Context, cfg childConfig, flags uintptr, std
 	cmd.Args = []string{initName}
 	cmd.Env = []string{} // the RUN's environment comes from the spec
 	cmd.ExtraFiles = []*os.File{cfgR, repW}
+	if cfg.JoinNet {
+		// The build's private network: the child joins it first thing.
+		ns, err := s.privateNet()
+		if err != nil {
+			cfgR.Close()
+			cfgW.Close()
+			repR.Close()
+			repW.Close()
+			return &StartError{Op: "setting up the RUN's network", Code: codeSetup, Err: err}
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ns)
+	}
 	// Without a PID namespace, a process group is what can be killed whole.
 	group := flags&syscall.CLONE_NEWPID == 0
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL, Setpgid: group}

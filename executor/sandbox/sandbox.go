@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -29,6 +30,18 @@ type Sandbox struct {
 	Log      *slog.Logger
 
 	warned atomic.Bool // the chroot fallbacks are logged once
+
+	netOnce sync.Once
+	net     *sharedNet // the build's private network, made on first use
+}
+
+// Close stops what the sandbox keeps for the whole build (the private
+// network's namespace holder and slirp4netns).
+func (s *Sandbox) Close() error {
+	if s.net != nil {
+		s.net.stop()
+	}
+	return nil
 }
 
 // ExitError is a RUN whose process did not exit 0.
@@ -158,12 +171,13 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 // whatever namespaces CAP_SYS_ADMIN allows.
 func (s *Sandbox) runBuiltin(ctx context.Context, spec *specs.Spec, chroot bool, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	newNet := hasNamespace(spec, specs.NetworkNamespace)
-	cfg := childConfig{Spec: spec, Chroot: chroot, CanMount: true, NewNet: newNet, NewUTS: true}
+	private := newNet && spec.Annotations[annotationNetwork] == NetworkPrivate
+	cfg := childConfig{Spec: spec, Chroot: chroot, CanMount: true, NewNet: newNet && !private, JoinNet: private, NewUTS: true}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if !chroot {
 		flags |= unix.CLONE_NEWPID
 	}
-	if newNet {
+	if cfg.NewNet {
 		flags |= unix.CLONE_NEWNET
 	}
 	if chroot && !haveCap(unix.CAP_SYS_ADMIN) {
@@ -211,7 +225,7 @@ func (s *Sandbox) prepare(spec *specs.Spec, canMount bool) (*rootfsChanges, erro
 // noNamespaces is the chroot config when no namespace can be created:
 // nothing gets mounted, and the RUN shares the host's hostname and network.
 func noNamespaces(cfg childConfig) childConfig {
-	cfg.CanMount, cfg.NewNet, cfg.NewUTS = false, false, false
+	cfg.CanMount, cfg.NewNet, cfg.NewUTS, cfg.JoinNet = false, false, false, false
 	return cfg
 }
 

@@ -22,7 +22,13 @@ type SpecOptions struct {
 	UID, GID       uint32
 	AdditionalGids []uint32
 	Hostname       string // "" means DefaultHostname
-	Network        string // "host" (or "") shares the host's network; "none" gets only lo
+	// Network: "private" gets a namespace of its own with user-mode
+	// networking (slirp4netns), "host" (or "") shares the host's, "none"
+	// gets only lo.
+	Network string
+	// Privileged (RUN --security=insecure, allowed by the user) gives every
+	// capability of the sandbox's user namespace and a writable /sys.
+	Privileged bool
 	// Mounts are extra RUN --mount binds and tmpfs, sources already
 	// resolved on the host. They are mounted after the standard ones, in order.
 	Mounts []specs.Mount
@@ -73,13 +79,15 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	if !path.IsAbs(cwd) {
 		return nil, fmt.Errorf("sandbox spec: working directory %q is not absolute", cwd)
 	}
-	var newNet bool
+	var newNet, private bool
 	switch o.Network {
-	case "", "host":
-	case "none":
+	case "", NetworkHost:
+	case NetworkNone:
 		newNet = true
+	case NetworkPrivate:
+		newNet, private = true, true
 	default:
-		return nil, fmt.Errorf("sandbox spec: network %q not supported (want host or none)", o.Network)
+		return nil, fmt.Errorf("sandbox spec: network %q not supported (want private, host or none)", o.Network)
 	}
 	if s.StateDir == "" {
 		return nil, fmt.Errorf("sandbox spec: no StateDir")
@@ -122,6 +130,14 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	if newNet {
 		sp.Linux.Namespaces = append(sp.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
+	if o.Privileged {
+		// --security=insecure, allowed by the user: every capability of the
+		// sandbox's user namespace, nothing masked, /sys writable.
+		all := heldCaps()
+		sp.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
+		sp.Process.NoNewPrivileges = false
+		sp.Linux.MaskedPaths, sp.Linux.ReadonlyPaths = nil, nil
+	}
 
 	dir, err := os.MkdirTemp(s.StateDir, "run-")
 	if err != nil {
@@ -134,15 +150,22 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	hostsPath, resolvPath := filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf")
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf") // none: the RUN gets an empty one
 	hostHosts, _ := os.ReadFile("/etc/hosts")
+	resolv := resolvConf(hostResolv, newNet)
+	if private {
+		resolv = privateResolvConf(hostResolv)
+	}
 	if err := os.WriteFile(hostsPath, hostsFile(hostHosts, host), 0o644); err == nil {
-		err = os.WriteFile(resolvPath, resolvConf(hostResolv, newNet), 0o644)
+		err = os.WriteFile(resolvPath, resolv, 0o644)
 	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("sandbox spec: %w", err)
 	}
 	sp.Annotations = map[string]string{annotationState: dir}
-	sp.Mounts = standardMounts(newNet, gidMapped(5))
+	if private {
+		sp.Annotations[annotationNetwork] = NetworkPrivate
+	}
+	sp.Mounts = standardMounts(newNet, gidMapped(5), o.Privileged)
 	fileOpts := []string{"bind", "nosuid", "nodev", "noexec"}
 	sp.Mounts = append(sp.Mounts,
 		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: hostsPath, Options: fileOpts},
@@ -151,18 +174,21 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	return sp, nil
 }
 
-func standardMounts(newNet, gid5 bool) []specs.Mount {
+func standardMounts(newNet, gid5, privileged bool) []specs.Mount {
 	pts := []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}
 	if gid5 {
 		pts = append(pts, "gid=5") // the tty group, when this user namespace maps it
 	}
-	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs",
-		Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	if privileged {
+		sysOpts = sysOpts[:3]
+	}
+	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts}
 	if !newNet && inUserNS() {
 		// sysfs may only be mounted by the owner of the network namespace;
 		// sharing the host's from a user namespace means binding it.
 		sys = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys",
-			Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+			Options: append([]string{"rbind"}, sysOpts...)}
 	}
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -213,6 +239,20 @@ func hostsFile(host []byte, hostname string) []byte {
 // resolvConf copies the host's resolv.conf; with its own network
 // namespace the RUN's loopback is not the host's, so loopback nameservers
 // (systemd-resolved's 127.0.0.53, dnsmasq) are dropped.
+// privateResolvConf is the host's search and options lines with
+// slirp4netns's DNS forwarder as the nameserver.
+func privateResolvConf(host []byte) []byte {
+	var b bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(host))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] != "nameserver" {
+			b.WriteString(sc.Text() + "\n")
+		}
+	}
+	b.WriteString("nameserver " + privateDNS + "\n")
+	return b.Bytes()
+}
+
 func resolvConf(host []byte, dropLoopback bool) []byte {
 	if !dropLoopback {
 		return host
