@@ -34,8 +34,10 @@ bench: deps build
 	bench/run.sh $(BENCH_ARGS)
 
 fuzz:
-	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzParse -fuzztime 30s ./dockerfile/
-	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzApply -fuzztime 30s ./snapshot/
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzParse -fuzztime 30s -fuzzminimizetime 10s ./dockerfile/
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzApply -fuzztime 30s -fuzzminimizetime 10s ./snapshot/
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzPatterns -fuzztime 30s -fuzzminimizetime 10s ./executor/selection/
+	$(GO) test $(GOFLAGS_B) -run '^$$' -fuzz FuzzOneSelection -fuzztime 30s -fuzzminimizetime 10s -parallel 1 ./executor/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

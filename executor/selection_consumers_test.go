@@ -13,6 +13,7 @@ import (
 
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/selection"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // hostileContext is a context with ignored files, symlinks to ignored
@@ -93,23 +94,28 @@ func copied(t *testing.T, e *Executor, srcs, excludes []string) []string {
 	return listTree(t, filepath.Join(up, "out"))
 }
 
-// keyCovers is what the cache key of the same COPY covers: the selection's
-// paths, relative to the copied directory.
+// keyCovers is what the cache key of the same COPY covers: the
+// selection's paths, relative to the copied directory.
 func keyCovers(t *testing.T, e *Executor, src string, excludes []string) []string {
 	t.Helper()
 	_, files, err := e.hashSelection(context.Background(), e.contextSource(), []string{src}, excludes, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A re-included path below an ignored directory is covered by its
-	// path: its parents are new directories, in every tree made from it.
-	set := map[string]bool{}
+	return coveredPaths(files, src)
+}
+
+// coveredPaths lists the paths of a key's file list relative to src, with
+// their parents: a re-included path below an ignored directory is covered
+// by its path, and its parents are new directories in every tree made
+// from it.
+func coveredPaths(files map[string]digest.Digest, src string) []string {
+	set := map[string]bool{".": true}
 	for p := range files {
 		rel, _ := filepath.Rel(src, p)
 		for ; rel != "." && !set[rel]; rel = filepath.Dir(rel) {
 			set[rel] = true
 		}
-		set["."] = true
 	}
 	out := slices.Collect(maps.Keys(set))
 	slices.Sort(out)

@@ -255,3 +255,39 @@ func TestWalkEntryHandles(t *testing.T) {
 		t.Fatalf("seen %q, %v", seen, err)
 	}
 }
+
+// FuzzPatterns: .dockerignore and --exclude patterns never panic, never
+// hide the root, and (without "!" patterns) hide everything below a
+// hidden directory, as the walker assumes when it skips one.
+func FuzzPatterns(f *testing.F) {
+	f.Add("**/*.log", "a/b/c.log")
+	f.Add("secret\n!secret/public.txt", "secret/public.txt")
+	f.Add("*/tmp*", "x/tmpfile/y")
+	f.Add("[a-", "a")
+	f.Fuzz(func(t *testing.T, patterns, rel string) {
+		pats := strings.Split(patterns, "\n")
+		if len(pats) > 20 || len(rel) > 200 {
+			return
+		}
+		rel = strings.TrimPrefix(filepath.Clean("/"+rel), "/")
+		x, err := NewExcludes(pats)
+		pm, perr := patternmatcher.New(pats)
+		if err != nil || perr != nil {
+			return // refused patterns are the user's error
+		}
+		ign := &ignore{pm}
+		r := &Root{Ignore: ign}
+		if r.Ignored(".") || r.Ignored("") {
+			t.Fatal("the root is hidden")
+		}
+		if rel == "" || strings.ContainsRune(rel, 0) {
+			return
+		}
+		if !pm.Exclusions() && r.Ignored(rel) && !r.Ignored(rel+"/below") {
+			t.Fatalf("%q hides %q but not %q", patterns, rel, rel+"/below")
+		}
+		if x != nil && !x.hasExclusions() && x.match(rel, rel) && !x.match(rel+"/below", rel+"/below") {
+			t.Fatalf("--exclude %q excludes %q but not what is below it", patterns, rel)
+		}
+	})
+}
