@@ -81,7 +81,9 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 	mismatch := found && !r.platformMatches(m.Image.ID, p)
 	pull := false
 	// A short name found as "localhost/NAME" is a local build: never pulled.
-	canPull := pullable(local) && (!found || m.Name == "" || pullable(m.Name))
+	// A manifest list is a local thing (made by a build or `manifest
+	// create`): a pull would take its name away.
+	canPull := pullable(local) && (!found || m.Name == "" || pullable(m.Name)) && !(found && store.IsList(r.Store, m.Image))
 	if r.Puller != nil && r.Pull != PullNever && canPull {
 		switch {
 		case !found || mismatch:
@@ -113,7 +115,7 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 		}
 		return nil, fmt.Errorf("%w: %s (localhost/ names are never pulled)", ErrNotKnownLocally, ref)
 	}
-	return storageRefByID(r.Store, m.Image.ID)
+	return r.localRef(ref, m.Image, p)
 }
 
 // pullOnce pulls name for p at most once per resolver (a failure too is
@@ -147,6 +149,10 @@ type pullResult struct {
 // platformMatches reports whether the stored image id is for p (an image
 // whose config cannot be read is taken as matching: the load reports it).
 func (r *Resolver) platformMatches(id string, p platform.Platform) bool {
+	if l, err := store.LoadList(r.Store, id); err == nil {
+		_, ok := l.Choose(p)
+		return ok
+	}
 	info, err := store.Inspect(r.Store, id)
 	if err != nil {
 		return true

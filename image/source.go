@@ -23,7 +23,6 @@ import (
 	cimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
-	storageTransport "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -58,6 +57,11 @@ type Resolver struct {
 	Puller Puller
 	// Pull is the pull policy for plain names (--pull).
 	Pull PullPolicy
+	// Mismatch says what an image of another platform than the one asked
+	// for is: an error (the default) or, with MismatchWarn, used with a
+	// warning. An index without an instance for the platform is always an
+	// error.
+	Mismatch Mismatch
 
 	mu      sync.Mutex
 	sources []types.ImageSource
@@ -85,6 +89,10 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, p platform.Platform)
 	}
 	iref, err := r.parse(ctx, ref, p)
 	if err != nil {
+		var pe *PlatformError
+		if errors.As(err, &pe) && pe.Image == "" {
+			pe.Image = ref
+		}
 		return nil, err
 	}
 	src, err := iref.NewImageSource(ctx, r.Sys)
@@ -94,6 +102,11 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, p platform.Platform)
 	img, err := r.load(ctx, src, p)
 	if err != nil {
 		src.Close()
+		var pe *PlatformError
+		if errors.As(err, &pe) && pe.Image == "" {
+			pe.Image = ref
+			return nil, pe
+		}
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	r.mu.Lock()
@@ -128,7 +141,7 @@ func (r *Resolver) parse(ctx context.Context, ref string, p platform.Platform) (
 		return r.resolveName(ctx, ref, p)
 	}
 	if name == "containers-storage" && !strings.HasPrefix(rest, "[") {
-		return r.storeRef(rest, func(err error) error { return err })
+		return r.storeRef(rest, p)
 	}
 	iref, err := alltransports.ParseImageName(ref)
 	if err != nil {
@@ -138,18 +151,48 @@ func (r *Resolver) parse(ctx context.Context, ref string, p platform.Platform) (
 }
 
 // storeRef resolves name in r.Store with podman's rules and returns a
-// reference to the image by ID.
-func (r *Resolver) storeRef(name string, wrap func(error) error) (types.ImageReference, error) {
+// reference to the image by ID (for a manifest list, to its instance for p).
+func (r *Resolver) storeRef(name string, p platform.Platform) (types.ImageReference, error) {
 	if r.Store == nil {
 		return nil, fmt.Errorf("%s: no local store configured", name)
 	}
 	m, err := store.Find(r.Store, r.Sys, name)
 	if err != nil {
-		return nil, wrap(err)
+		return nil, err
 	}
-	iref, err := storageTransport.Transport.NewStoreReference(r.Store, nil, m.Image.ID)
+	return r.localRef(name, m.Image, p)
+}
+
+// localRef is the reference of the local image img, or of its instance
+// for p when img is a manifest list (podman's, buildah's or builder's):
+// the instance's local image when the store has it, else where the list
+// says it is (an instance added from a registry).
+func (r *Resolver) localRef(name string, img *storage.Image, p platform.Platform) (types.ImageReference, error) {
+	if !store.IsList(r.Store, img) {
+		return storageRefByID(r.Store, img.ID)
+	}
+	l, err := store.LoadList(r.Store, img.ID)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
+	}
+	inst, ok := l.Choose(p)
+	if !ok {
+		return nil, &PlatformError{Image: name, Want: p, Have: l.Platforms(), List: true}
+	}
+	local, err := store.InstanceImage(r.Store, l, inst.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if local != nil {
+		return storageRefByID(r.Store, local.ID)
+	}
+	where := l.Instances[inst.Digest]
+	if where == "" {
+		return nil, fmt.Errorf("manifest list %s: instance %s for %s is neither in the local store nor recorded elsewhere", name, inst.Digest, p)
+	}
+	iref, err := alltransports.ParseImageName(where)
+	if err != nil {
+		return nil, fmt.Errorf("manifest list %s: instance %s: %w", name, inst.Digest, err)
 	}
 	return iref, nil
 }
@@ -174,7 +217,7 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p platform.P
 		}
 		d, err := list.ChooseInstance(r.platformContext(p))
 		if err != nil {
-			return nil, fmt.Errorf("no manifest for platform %s: %w", p, err)
+			return nil, &PlatformError{Want: p, Have: listPlatforms(list), List: true}
 		}
 		inst, err := list.Instance(d)
 		if err != nil {
@@ -219,9 +262,11 @@ func (r *Resolver) load(ctx context.Context, src types.ImageSource, p platform.P
 	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
 		return nil, fmt.Errorf("parsing config: %w", err)
 	}
-	if instance == nil && r.Log != nil && !p.Matches(platform.FromOCI(cfg.Platform)) {
-		r.Log.Warn("base image platform differs from the requested platform",
-			"image", platform.FromOCI(cfg.Platform), "requested", p)
+	if have := platform.FromOCI(cfg.Platform); instance == nil && !have.IsZero() && !p.Matches(have) {
+		if r.Mismatch != MismatchWarn {
+			return nil, &PlatformError{Want: p, Have: []platform.Platform{have}}
+		}
+		r.warn("base image platform differs from the requested platform", "image", have, "requested", p)
 	}
 
 	infos := ci.LayerInfos()

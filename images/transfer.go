@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	digest "github.com/opencontainers/go-digest"
@@ -39,7 +40,14 @@ func (s *Store) Push(ctx context.Context, src, dest string, o PushOptions) (dige
 	if t, _, ok := strings.Cut(src, ":"); ok && t != "containers-storage" && IsTransport(t) {
 		return "", Optionf("push reads images from local storage; %q is not a local image name", src)
 	}
-	info, err := s.Inspect(strings.TrimPrefix(src, "containers-storage:"))
+	name := strings.TrimPrefix(src, "containers-storage:")
+	if _, err := store.LoadList(s.s, name); err == nil {
+		// A list goes whole: its images, then the index, as podman does.
+		return s.PushList(ctx, name, dest, PushListOptions{
+			Registry: o.Registry, Compression: o.Compression, Format: o.Format, Progress: o.Progress,
+		})
+	}
+	info, err := s.Inspect(name)
 	if err != nil {
 		return "", err
 	}

@@ -95,7 +95,7 @@ func transportsString(ref types.ImageReference) string {
 // allCompressed reports whether every layer is sent compressed, so that
 // containers/image need not (and, with PreserveDigests, may not) change it.
 func (r *builtRef) allCompressed() bool {
-	for _, l := range r.img.Layers {
+	for _, l := range r.layers {
 		c, err := image.LayerCompression(l.Descriptor().MediaType)
 		if err != nil || c == image.Uncompressed {
 			return false

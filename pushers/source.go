@@ -34,6 +34,8 @@ type builtRef struct {
 	config    []byte
 	cfgDigest digest.Digest
 	layers    map[digest.Digest]image.Layer
+	// instances are the images of a list (newListRef); nil for an image.
+	instances map[digest.Digest]*builtRef
 }
 
 func newBuiltRef(img *image.Image, f image.Format) (*builtRef, error) {
@@ -92,15 +94,21 @@ func (s *builtSource) Close() error                    { return nil }
 func (s *builtSource) HasThreadSafeGetBlob() bool      { return true }
 
 func (s *builtSource) GetManifest(_ context.Context, instance *digest.Digest) ([]byte, string, error) {
-	if instance != nil && *instance != s.ref.manDigest {
-		return nil, "", fmt.Errorf("manifest %s not found (the image is not a list)", *instance)
+	r, err := s.ref.instanceRef(instance)
+	if err != nil {
+		return nil, "", err
 	}
-	return s.ref.manifest, s.ref.mimeType, nil
+	return r.manifest, r.mimeType, nil
 }
 
 func (s *builtSource) GetBlob(ctx context.Context, bi types.BlobInfo, _ types.BlobInfoCache) (io.ReadCloser, int64, error) {
-	if bi.Digest == s.ref.cfgDigest {
+	if bi.Digest == s.ref.cfgDigest && s.ref.config != nil {
 		return io.NopCloser(bytes.NewReader(s.ref.config)), int64(len(s.ref.config)), nil
+	}
+	for _, in := range s.ref.instances {
+		if bi.Digest == in.cfgDigest {
+			return io.NopCloser(bytes.NewReader(in.config)), int64(len(in.config)), nil
+		}
 	}
 	l, ok := s.ref.layers[bi.Digest]
 	if !ok {

@@ -161,6 +161,9 @@ func Inspect(s storage.Store, nameOrID string) (*ImageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if IsList(s, img) {
+		return nil, fmt.Errorf("%s is a manifest list (ID %s), not an image: `manifest inspect` shows it", nameOrID, shortID(img.ID))
+	}
 	man, mt, top, err := imageManifest(s, img)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", shortID(img.ID), err)
