@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/executor"
+	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/images"
 	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
@@ -38,8 +39,25 @@ type Options struct {
 	Stdin      io.Reader
 	Target     string            // build up to this stage
 	BuildArgs  map[string]string // --build-arg (see ReadBuildArgs)
-	// Platforms to build for; none means this machine's.
+	// Platforms to build for; none means this machine's. With several, the
+	// build makes one image per platform and an index naming them.
 	Platforms []platform.Platform
+	// AllPlatforms builds every platform all the build's base images have
+	// (--all-platforms); Platforms must be empty.
+	AllPlatforms bool
+	// Jobs bounds the platforms built at once (0: the number of CPUs).
+	Jobs int
+	// Manifest names a manifest list in the local store that the build's
+	// images are added to (--manifest; created if missing, an image of the
+	// same platform replaced).
+	Manifest string
+	// PlatformMismatch is "warn" to use a base image of another platform
+	// than asked for (with a warning) instead of failing; "" or "error"
+	// fails. A build without --platform always only warns, as docker's.
+	PlatformMismatch string
+	// BinfmtDir is where binfmt_misc handlers are read by the emulation
+	// preflight ("" is /proc/sys/fs/binfmt_misc).
+	BinfmtDir string
 	Format    string // manifest format: "oci" (default) or "docker"
 	// Timestamp, when set, is every created time and the mtime ceiling of
 	// every layer entry (reproducible builds; see SourceDateEpoch).
@@ -101,12 +119,27 @@ type Output struct {
 
 // Result is what a build made.
 type Result struct {
-	// ImageID is the image's ID: its config digest.
+	// ImageID is the image's ID: its config digest. For a multi-platform
+	// build, the digest of the index naming the images.
 	ImageID digest.Digest
-	// Tags are the names the image got in the local store.
+	// Tags are the names the image (or the manifest list) got in the local
+	// store.
 	Tags []string
-	// Pushed is the digest of the manifest pushed with Push ("" without).
+	// Pushed is the digest of the manifest (or index) pushed with Push (""
+	// without).
 	Pushed digest.Digest
+	// Images are the per-platform images of a multi-platform build (or of
+	// a build with Manifest), in the order of Options.Platforms.
+	Images []PlatformImage
+	// ListID is the ID of the manifest list the build named or added to in
+	// the local store ("" when none).
+	ListID string
+}
+
+// PlatformImage is one platform's image of a build.
+type PlatformImage struct {
+	Platform platform.Platform
+	ImageID  digest.Digest
 }
 
 // Failure wraps the error of a build that failed for a reason in its
@@ -305,6 +338,10 @@ func (o *Options) defaults() {
 	}
 }
 
+// multi reports whether the build makes an image per platform and an
+// index (more than one platform asked for, or all of the bases').
+func (o *Options) multi() bool { return len(o.Platforms) > 1 || o.AllPlatforms }
+
 func (o *Options) validate() error {
 	switch o.Network {
 	case "private", "host", "none":
@@ -322,12 +359,21 @@ func (o *Options) validate() error {
 	if (len(o.CacheFrom) > 0 || o.CacheTo != "") && o.NoLayers {
 		return optionf("--cache-from and --cache-to need the layer cache (not --layers=false)")
 	}
-	if len(o.Platforms) > 1 {
-		return optionf("--platform: %d platforms given; building several platforms in one build is not supported yet (build once per platform)", len(o.Platforms))
+	if o.AllPlatforms && len(o.Platforms) > 0 {
+		return optionf("--all-platforms and --platform exclude each other")
+	}
+	if o.Jobs < 0 {
+		return optionf("--jobs must not be negative")
+	}
+	if _, err := image.ParseMismatch(o.PlatformMismatch); err != nil {
+		return optionf("--platform-mismatch: %w", err)
 	}
 	for _, out := range o.Outputs {
 		if _, err := ParseOutput("type=" + out.Type + ",dest=" + out.Dest); err != nil {
 			return err
+		}
+		if o.multi() && (out.Type == "docker-archive" || out.Type == "tar") {
+			return optionf("--output type=%s holds one image, and this build makes one per platform: use type=oci (an OCI layout holds the index)", out.Type)
 		}
 	}
 	if fi, err := os.Stat(o.ContextDir); err != nil || !fi.IsDir() {

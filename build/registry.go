@@ -114,6 +114,32 @@ func (b *budRegistry) pushAll(ctx context.Context, img *image.Image, format imag
 	return last, nil
 }
 
+// pushAllList pushes the images of a multi-platform build and the index
+// naming them to every registry tag (with --push) and writes --digestfile
+// (the index's digest).
+func (b *budRegistry) pushAllList(ctx context.Context, entries []pushers.ListEntry, format image.Format, progress io.Writer) (digest.Digest, error) {
+	if len(b.dest) == 0 {
+		return "", nil
+	}
+	opts := pushers.Options{Format: format, ReportWriter: progress}
+	b.configure(&opts)
+	var last digest.Digest
+	for _, d := range b.dest {
+		fmt.Fprintf(progress, "Pushing %s (%d platforms and their index)\n", strings.TrimPrefix(d, "docker://"), len(entries))
+		dg, err := pushers.PushList(ctx, entries, d, opts)
+		if err != nil {
+			return "", err
+		}
+		last = dg
+	}
+	if b.o.DigestFile != "" {
+		if err := ioutils.AtomicWriteFile(b.o.DigestFile, []byte(last.String()), 0o644); err != nil {
+			return "", fmt.Errorf("--digestfile: %w", err)
+		}
+	}
+	return last, nil
+}
+
 // registryDest returns docker://TAG if tag names a registry: its first
 // component is a host (has a dot or a port) or "localhost:PORT". Plain
 // names ("app", "localhost/app") are local, as podman stores them.

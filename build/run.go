@@ -7,11 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor"
+	"github.com/builder-dev/builder/executor/sandbox"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/images"
 	"github.com/builder-dev/builder/platform"
@@ -34,51 +38,94 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return b.Run(ctx, o.Store)
 }
 
-// Build is a prepared build: options checked, Dockerfile read and planned.
+// Build is a prepared build: options checked, Dockerfile read and planned
+// for each platform.
 type Build struct {
-	o      Options
-	format image.Format
-	plat   platform.Platform
-	plan   *dockerfile.Plan
-	ignore *dockerfile.Ignore
+	o       Options
+	format  image.Format
+	file    *dockerfile.File
+	ignore  *dockerfile.Ignore
+	targets []target // one per platform; set by Run with AllPlatforms
+}
+
+// target is one platform of a build and its plan.
+type target struct {
+	plat platform.Platform
+	plan *dockerfile.Plan
 }
 
 // Prepare checks o, reads the Dockerfile and its .dockerignore and plans
-// the build: everything that needs no store, so that bad input is
-// reported before anything is opened.
+// the build for each platform: everything that needs no store, so that
+// bad input is reported before anything is opened.
 func Prepare(o Options) (*Build, error) {
 	o.defaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	b := &Build{o: o, plat: platform.Host()}
+	b := &Build{o: o}
 	var err error
 	if b.format, err = images.ParseFormat(o.Format); err != nil {
 		return nil, optionf("--format: %v", err)
 	}
-	if len(o.Platforms) == 1 {
-		b.plat = o.Platforms[0]
-	}
-	var file *dockerfile.File
-	if file, b.ignore, err = b.o.readFront(); err != nil {
+	if b.file, b.ignore, err = b.o.readFront(); err != nil {
 		return nil, err
 	}
-	b.plan, err = file.Plan(dockerfile.PlanOptions{
-		Target: o.Target, BuildArgs: o.BuildArgs, Platform: b.plat, BuildPlatform: platform.Host(),
-	})
-	if err != nil {
-		return nil, &Failure{err}
+	if o.AllPlatforms {
+		// The platforms are the bases'; a host plan checks the Dockerfile
+		// now and names the bases for Run.
+		_, err := b.plan(platform.Host(), true)
+		return b, err
 	}
-	for _, w := range b.plan.Warnings {
-		printWarning(o.ErrOut, w)
+	plats := o.Platforms
+	if len(plats) == 0 {
+		plats = []platform.Platform{platform.Host()}
 	}
-	for _, a := range b.plan.UnusedArgs {
-		fmt.Fprintf(o.ErrOut, "[Warning] one or more build args were not consumed: %s\n", a)
+	if err := b.planAll(plats); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
-// Run runs the prepared build with the local store st.
+// planAll plans the build for each of plats (warnings printed once).
+func (b *Build) planAll(plats []platform.Platform) error {
+	b.targets = nil
+	for i, p := range plats {
+		plan, err := b.plan(p, i == 0)
+		if err != nil {
+			return err
+		}
+		b.targets = append(b.targets, target{plat: p, plan: plan})
+	}
+	return nil
+}
+
+// plan plans the build for p and checks that every stage that runs
+// something runs it for linux.
+func (b *Build) plan(p platform.Platform, warn bool) (*dockerfile.Plan, error) {
+	plan, err := b.file.Plan(dockerfile.PlanOptions{
+		Target: b.o.Target, BuildArgs: b.o.BuildArgs, Platform: p, BuildPlatform: platform.Host(),
+	})
+	if err != nil {
+		return nil, &Failure{err}
+	}
+	if warn {
+		for _, w := range plan.Warnings {
+			printWarning(b.o.ErrOut, w)
+		}
+		for _, a := range plan.UnusedArgs {
+			fmt.Fprintf(b.o.ErrOut, "[Warning] one or more build args were not consumed: %s\n", a)
+		}
+	}
+	for _, st := range plan.Stages {
+		if at, ok := st.FirstRun(plan); ok && st.Platform.OS != "linux" {
+			return nil, optionf("--platform %s: %s: RUN cannot run for %s: builder runs RUN steps for linux only", p, at, st.Platform)
+		}
+	}
+	return plan, nil
+}
+
+// Run runs the prepared build with the local store st: one executor per
+// platform, at most Options.Jobs at once, then the outputs.
 func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 	if st == nil {
 		return nil, errors.New("build: no store")
@@ -88,27 +135,171 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 	if o.Log == nil {
 		o.Log = st.Log()
 	}
-	format, plan, plat, ignore := b.format, b.plan, b.plat, b.ignore
 	s, err := newSession(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	ex, err := s.executor(ignore)
+	if o.AllPlatforms {
+		plats, err := b.basePlatforms(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Out, "Platforms of every base: %s\n", platformList(plats))
+		if err := b.planAll(plats); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.preflight(); err != nil {
+		return nil, err
+	}
+	built, err := b.buildAll(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	img, err := ex.Build(ctx, plan, plat)
-	if err != nil {
-		return nil, &Failure{err}
+	if len(built) == 1 && !o.multi() {
+		return b.deliverOne(ctx, s, built[0])
 	}
-	_, cfgJSON, err := img.Manifest(format)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{ImageID: digest.FromBytes(cfgJSON), Tags: o.Tags}
+	return b.deliverList(ctx, s, built)
+}
 
-	popts := pushers.Options{Store: o.Store.Storage(), Format: format}
+// basePlatforms are the platforms every base image of the build has (the
+// bases of stages that follow the target platform; a FROM --platform
+// stage does not).
+func (b *Build) basePlatforms(ctx context.Context, s *session) ([]platform.Platform, error) {
+	host, err := b.plan(platform.Host(), false)
+	if err != nil {
+		return nil, err
+	}
+	var common []platform.Platform
+	seen := 0
+	for _, st := range host.Stages {
+		ref := st.Base.Image
+		if st.Base.Stage >= 0 || st.Base.Platform != nil || strings.EqualFold(ref, "scratch") {
+			continue
+		}
+		have, err := s.resolver.Platforms(ctx, ref)
+		if err != nil {
+			return nil, &Failure{&dockerfile.Error{Pos: st.At, Err: fmt.Errorf("FROM %s: listing its platforms: %w", ref, err)}}
+		}
+		if seen == 0 {
+			common = slices.Clone(have)
+		} else {
+			common = slices.DeleteFunc(common, func(p platform.Platform) bool { return !slices.Contains(have, p) })
+		}
+		seen++
+	}
+	if seen == 0 {
+		return nil, optionf("--all-platforms: the build has no base image to take platforms from (every stage is FROM scratch or FROM --platform)")
+	}
+	if len(common) == 0 {
+		return nil, optionf("--all-platforms: the base images have no platform in common")
+	}
+	return common, nil
+}
+
+// preflight refuses, before any step runs, a build whose RUN steps need an
+// emulator that is not registered.
+func (b *Build) preflight() error {
+	for _, t := range b.targets {
+		for _, st := range t.plan.Stages {
+			at, ok := st.FirstRun(t.plan)
+			if !ok {
+				continue
+			}
+			if err := sandbox.CheckEmulation(b.o.BinfmtDir, st.Platform); err != nil {
+				return &Failure{&dockerfile.Error{Pos: at, Err: err}}
+			}
+		}
+	}
+	return nil
+}
+
+// built is one platform's image.
+type built struct {
+	plat platform.Platform
+	img  *image.Image
+	ex   *executor.Executor
+	id   digest.Digest
+}
+
+// buildAll runs one executor per target, at most o.Jobs at once; the first
+// failure cancels the others.
+func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
+	o := s.o
+	multi := len(b.targets) > 1
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	var flight *executor.Flight
+	if multi {
+		flight = &executor.Flight{}
+	}
+	exs := make([]*executor.Executor, len(b.targets))
+	for i, t := range b.targets {
+		out, errOut := o.Out, o.ErrOut
+		if multi {
+			out, errOut = s.prefixed(o.Out, t.plat), s.prefixed(o.ErrOut, t.plat)
+		}
+		ex, err := s.executor(b.ignore, t.plat, out, errOut, flight)
+		if err != nil {
+			return nil, err
+		}
+		exs[i] = ex
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make([]*built, len(b.targets))
+	errs := make([]error, len(b.targets))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, t := range b.targets {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			img, err := exs[i].Build(ctx, t.plan, t.plat)
+			if err != nil {
+				if multi {
+					err = fmt.Errorf("%s: %w", t.plat, err)
+				}
+				errs[i] = &Failure{err}
+				cancel()
+				return
+			}
+			_, cfg, err := img.Manifest(b.format)
+			if err != nil {
+				errs[i] = err
+				cancel()
+				return
+			}
+			res[i] = &built{plat: t.plat, img: img, ex: exs[i], id: digest.FromBytes(cfg)}
+		})
+	}
+	wg.Wait()
+	// The first failure is the cause; the others are its cancellations.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// deliverOne writes the image of a single-platform build: the local
+// store, the outputs, --manifest, and the push beside them.
+func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result, error) {
+	o := s.o
+	res := &Result{ImageID: bi.id, Tags: o.Tags}
+	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
 	s.reg.configure(&popts)
 	// The registry pushes read only the built layers' blobs, so they run
 	// while the local store and the other outputs are written: with --push
@@ -122,22 +313,90 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 		if s.up != nil {
 			s.up.wait() // blobs streamed during the build are in place: the push only checks them
 		}
-		d, err := s.reg.pushAll(ctx, img, format, o.Out)
+		d, err := s.reg.pushAll(ctx, bi.img, b.format, o.Out)
 		pushDone <- pushed{d, err}
 	}()
-	outErr := s.writeOutputs(ctx, ex, img, res.ImageID, popts)
+	outErr := s.writeOutputs(ctx, bi.ex, bi.img, res.ImageID, popts)
+	if outErr == nil && o.Manifest != "" {
+		res.Images = []PlatformImage{{Platform: bi.plat, ImageID: bi.id}}
+		res.ListID, _, outErr = o.Store.PutList(o.Manifest, []images.ListImage{{ID: bi.id.Encoded(), Platform: bi.plat}}, true, b.format)
+	}
 	p := <-pushDone
 	if err := errors.Join(outErr, p.err); err != nil {
 		return nil, err
 	}
 	res.Pushed = p.d
-	ex.WaitExports(2 * time.Minute)
-	if o.IIDFile != "" {
-		if err := ioutils.AtomicWriteFile(o.IIDFile, []byte(res.ImageID.String()), 0o644); err != nil {
-			return nil, fmt.Errorf("--iidfile: %w", err)
-		}
+	bi.ex.WaitExports(2 * time.Minute)
+	if err := writeIID(o.IIDFile, res.ImageID); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// deliverList writes the images of a multi-platform build and the index
+// that names them: a manifest list in the local store (named by the first
+// -t, and --manifest), an OCI layout's index, and with --push the images
+// and the index on every registry tag.
+func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Result, error) {
+	o := s.o
+	entries := make([]pushers.ListEntry, len(bs))
+	res := &Result{Tags: o.Tags}
+	for i, bi := range bs {
+		entries[i] = pushers.ListEntry{Image: bi.img, Platform: bi.plat}
+		res.Images = append(res.Images, PlatformImage{Platform: bi.plat, ImageID: bi.id})
+	}
+	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
+	s.reg.configure(&popts)
+	type pushed struct {
+		d   digest.Digest
+		err error
+	}
+	pushDone := make(chan pushed, 1)
+	go func() {
+		if s.up != nil {
+			s.up.wait()
+		}
+		d, err := s.reg.pushAllList(ctx, entries, b.format, o.Out)
+		pushDone <- pushed{d, err}
+	}()
+	outErr := s.writeListOutputs(ctx, bs, entries, popts, res)
+	p := <-pushDone
+	if err := errors.Join(outErr, p.err); err != nil {
+		return nil, err
+	}
+	res.Pushed = p.d
+	if res.ImageID == "" {
+		idx, _, err := pushers.Manifests(entries, b.format)
+		if err != nil {
+			return nil, err
+		}
+		res.ImageID = digest.FromBytes(idx)
+	}
+	for _, bi := range bs {
+		bi.ex.WaitExports(2 * time.Minute)
+	}
+	if err := writeIID(o.IIDFile, res.ImageID); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func writeIID(file string, id digest.Digest) error {
+	if file == "" {
+		return nil
+	}
+	if err := ioutils.AtomicWriteFile(file, []byte(id.String()), 0o644); err != nil {
+		return fmt.Errorf("--iidfile: %w", err)
+	}
+	return nil
+}
+
+func platformList(ps []platform.Platform) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // readFront reads and parses the Dockerfile and the .dockerignore that
@@ -195,6 +454,71 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 			if err := ex.ExportRootfs(ctx, img, out.Dest); err != nil {
 				return fmt.Errorf("--output type=local: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// writeListOutputs commits each platform's image to the local store and
+// names the list (-t, --manifest) when the build names anything or has no
+// other output, then writes every --output.
+func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []pushers.ListEntry, popts pushers.Options, res *Result) error {
+	o := s.o
+	if len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0 {
+		imgs := make([]images.ListImage, len(bs))
+		errs := make([]error, len(bs))
+		var wg sync.WaitGroup
+		for i, bi := range bs {
+			imgs[i] = images.ListImage{ID: bi.id.Encoded(), Platform: bi.plat}
+			wg.Go(func() {
+				if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
+					errs[i] = fmt.Errorf("commit %s image to local store: %w", bi.plat, err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		if len(o.Tags) > 0 {
+			fmt.Fprintln(o.Out, "COMMIT "+strings.Join(o.Tags, " "))
+			id, d, err := o.Store.PutList(o.Tags[0], imgs, false, popts.Format)
+			if err != nil {
+				return fmt.Errorf("naming the manifest list %s: %w", o.Tags[0], err)
+			}
+			if len(o.Tags) > 1 {
+				if _, err := o.Store.Tag(id, o.Tags[1:]...); err != nil {
+					return err
+				}
+			}
+			res.ListID, res.ImageID = id, d
+		}
+		if o.Manifest != "" {
+			id, d, err := o.Store.PutList(o.Manifest, imgs, true, popts.Format)
+			if err != nil {
+				return fmt.Errorf("--manifest %s: %w", o.Manifest, err)
+			}
+			if res.ListID == "" {
+				res.ListID, res.ImageID = id, d
+			}
+		}
+	}
+	for _, out := range o.Outputs {
+		switch out.Type {
+		case "oci":
+			if _, err := pushers.PushList(ctx, entries, "oci:"+out.Dest+ociTag(o.Tags), popts); err != nil {
+				return fmt.Errorf("--output type=oci: %w", err)
+			}
+		case "local":
+			// One tree per platform, as buildx lays them out.
+			for _, bi := range bs {
+				dir := filepath.Join(out.Dest, strings.ReplaceAll(bi.plat.String(), "/", "_"))
+				if err := bi.ex.ExportRootfs(ctx, bi.img, dir); err != nil {
+					return fmt.Errorf("--output type=local (%s): %w", bi.plat, err)
+				}
+			}
+		default:
+			return fmt.Errorf("--output type=%s holds one image, and this build makes one per platform", out.Type)
 		}
 	}
 	return nil

@@ -6,9 +6,15 @@ package build
 // layers. Run makes one and hands it to the executor.
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/content"
@@ -17,6 +23,7 @@ import (
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/layer"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -31,7 +38,8 @@ type session struct {
 	comp     layer.Compression
 	up       *eagerUploader // nil unless --push
 	cache    *budCache
-	ex       *executor.Executor
+	exs      []*executor.Executor
+	outMu    sync.Mutex // lines of the platforms' outputs are written whole
 }
 
 func newSession(ctx context.Context, o *Options) (_ *session, err error) {
@@ -49,6 +57,14 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 		return nil, err
 	}
 	s.resolver = &image.Resolver{Store: st.Storage(), Log: o.Log}
+	// A build for this machine takes a base of another platform with a
+	// warning, as docker's does; one that asked for platforms gets them.
+	if s.resolver.Mismatch, err = image.ParseMismatch(o.PlatformMismatch); err != nil {
+		return nil, optionf("--platform-mismatch: %w", err)
+	}
+	if len(o.Platforms) == 0 && !o.AllPlatforms {
+		s.resolver.Mismatch = image.MismatchWarn
+	}
 	if s.reg, err = setupRegistry(o, s.resolver); err != nil {
 		return nil, err
 	}
@@ -74,9 +90,11 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	return s, nil
 }
 
-// executor makes the build's executor; close closes it.
-func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error) {
+// executor makes the executor of one platform of the build, writing to
+// out and errOut; close closes it.
+func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, out, errOut io.Writer, flight *executor.Flight) (*executor.Executor, error) {
 	o, st := s.o, s.o.Store.Storage()
+	work := filepath.Join(s.work, strings.ReplaceAll(plat.String(), "/", "-"))
 	var index executor.CacheIndex
 	if s.cache.index != nil {
 		index = s.cache.index
@@ -86,8 +104,9 @@ func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error
 		StoreLayer: func(d digest.Digest) (image.Layer, error) { return store.LayerByDiffID(st, d) },
 		Cache:      index, NoCache: o.NoCache, CacheTTL: o.CacheTTL, FileHashes: s.cache.hashes,
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,
-		Blobs: s.blobs, Resolver: s.resolver, WorkDir: s.work, Context: o.ContextDir,
-		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: o.Out, ErrOut: o.ErrOut, Log: o.Log,
+		Blobs: s.blobs, Resolver: s.resolver, WorkDir: work, Context: o.ContextDir,
+		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: out, ErrOut: errOut, Log: o.Log,
+		Flight: flight, BinfmtDir: o.BinfmtDir,
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
@@ -95,8 +114,37 @@ func (s *session) executor(ignore *dockerfile.Ignore) (*executor.Executor, error
 	if err != nil {
 		return nil, err
 	}
-	s.ex = ex
+	s.exs = append(s.exs, ex)
 	return ex, nil
+}
+
+// prefixed writes each line written to it to w, prefixed with the
+// platform, whole (the platforms of a build run at once).
+func (s *session) prefixed(w io.Writer, p platform.Platform) io.Writer {
+	return &linePrefix{mu: &s.outMu, w: w, prefix: "[" + p.String() + "] "}
+}
+
+type linePrefix struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (l *linePrefix) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		if _, err := fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i]); err != nil {
+			return 0, err
+		}
+		l.buf = l.buf[i+1:]
+	}
 }
 
 // close waits for streamed uploads and releases everything the session
@@ -108,9 +156,10 @@ func (s *session) close() {
 	if s.cache != nil {
 		s.cache.close(s.o.Log)
 	}
-	if s.ex != nil {
-		s.ex.Close() // removes the scratch dir
-	} else if s.work != "" {
+	for _, ex := range s.exs {
+		ex.Close()
+	}
+	if s.work != "" {
 		os.RemoveAll(s.work)
 	}
 	if s.resolver != nil {

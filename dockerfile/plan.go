@@ -423,3 +423,23 @@ func (f *File) unusedArgs(buildArgs map[string]string, declared map[string]bool)
 	slices.Sort(out)
 	return out
 }
+
+// FirstRun is the position of the stage's first RUN instruction (its own,
+// or an ONBUILD RUN of a parent stage of this Dockerfile); false when the
+// stage runs nothing. Triggers of a base image are only known once it is
+// resolved: the executor checks those.
+func (s *Stage) FirstRun(p *Plan) (Pos, bool) {
+	for _, c := range s.src.st.Commands {
+		if _, ok := c.(*instructions.RunCommand); ok {
+			return p.file.pos(max(rangeLine(c.Location()), s.At.Line)), true
+		}
+	}
+	if s.Base.Stage >= 0 {
+		for _, c := range p.all[s.Base.Stage].src.st.Commands {
+			if ob, ok := c.(*instructions.OnbuildCommand); ok && strings.HasPrefix(strings.ToUpper(strings.TrimSpace(ob.Expression)), "RUN") {
+				return s.At, true
+			}
+		}
+	}
+	return Pos{}, false
+}

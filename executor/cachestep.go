@@ -62,6 +62,21 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 		return err
 	}
+	// Another platform of this build may run (or have run) the same step.
+	var fl *flightEntry
+	if e.cfg.Flight != nil {
+		if fl, err = e.cfg.Flight.acquire(ctx, k.key); err != nil {
+			return err
+		}
+		defer fl.release()
+		if fl.done {
+			e.applyHit(s, step, fl.layer)
+			e.stepf("--> Using cache %s (made for %s in this build)", k.key.Hex(), fl.by)
+			s.key = k.key
+			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
+			return nil
+		}
+	}
 	// The same step on the same content: a hit even if an earlier step ran
 	// again (other inputs) and made the same layer.
 	ck := e.contentKey(s).Next(k.def, k.inputs...)
@@ -86,6 +101,9 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 				}
 			}
 			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
+			if fl != nil {
+				fl.done, fl.layer, fl.by = true, hit, e.platform
+			}
 			return nil
 		}
 		if e.cfg.ExplainCache {
@@ -113,6 +131,9 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		}
 	}
 	e.record(ctx, rec, ck, made)
+	if fl != nil {
+		fl.done, fl.layer, fl.by = true, made, e.platform
+	}
 	s.key = k.key
 	e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
 	return nil

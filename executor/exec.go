@@ -14,6 +14,7 @@ import (
 
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/sandbox"
+	"github.com/builder-dev/builder/platform"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -22,6 +23,9 @@ import (
 func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exec, done map[int]*stageState, prefix string) error {
 	if e.cfg.Runner == nil {
 		return errors.New("RUN needs a sandbox, and none is configured")
+	}
+	if err := e.canRun(s.platform); err != nil {
+		return err
 	}
 	m, err := e.prepare(ctx, s)
 	if err != nil {
@@ -95,6 +99,26 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 		return err
 	}
 	return e.commitMount(ctx, s, m, x.String())
+}
+
+// canRun checks once per platform that RUN steps for p can run here:
+// linux, natively or through a registered emulator.
+func (e *Executor) canRun(p platform.Platform) error {
+	if p.IsZero() {
+		return nil
+	}
+	if p.OS != "linux" {
+		return fmt.Errorf("cannot run for %s: builder runs RUN steps for linux only", p)
+	}
+	if err, ok := e.emulation[p]; ok {
+		return err
+	}
+	err := sandbox.CheckEmulation(e.cfg.BinfmtDir, p)
+	if e.emulation == nil {
+		e.emulation = map[platform.Platform]error{}
+	}
+	e.emulation[p] = err
+	return err
 }
 
 // runNetwork is the network a RUN gets: its own --network if the user

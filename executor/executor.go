@@ -120,6 +120,12 @@ type Config struct {
 	// ExplainCache prints, for each miss, the input that differs from the
 	// nearest cached entry.
 	ExplainCache bool
+	// Flight, shared by the executors of one multi-platform build, runs a
+	// step whose key is the same for several platforms once (flight.go).
+	Flight *Flight
+	// BinfmtDir is where the emulation preflight reads binfmt_misc
+	// handlers before a RUN for a foreign architecture ("": the kernel's).
+	BinfmtDir string
 	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
 	HTTP *http.Client
 	Log  *slog.Logger
@@ -145,6 +151,7 @@ type Executor struct {
 	finalStage bool                      // the stage being built is the target
 	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
 	resolved   map[resolved]*image.Image // images resolved in this build
+	emulation  map[platform.Platform]error
 }
 
 // New validates cfg and returns an Executor.

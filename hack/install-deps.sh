@@ -3,7 +3,7 @@
 # headers that let a plain `go build ./...` without the Makefile tags work), only if
 # missing, and fetches Go modules. Safe to run repeatedly.
 set -euo pipefail
-pkgs=(busybox-static bzip2 tar slirp4netns uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq apache2-utils libgpgme-dev libbtrfs-dev)
+pkgs=(busybox-static qemu-user-static binfmt-support bzip2 tar slirp4netns uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq apache2-utils libgpgme-dev libbtrfs-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,4 +19,6 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl stop docker-registry 2>/dev/null || true
 fi
+# Multi-platform tests and bench: an arm64 busybox and its emulator.
+"$(dirname "$0")/foreign.sh"
 go mod download

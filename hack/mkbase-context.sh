@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# mkbase-context.sh DIR: lays out a tiny busybox root filesystem in DIR/rootfs
-# (from Debian's busybox-static) to be COPYed into a FROM scratch image.
+# mkbase-context.sh DIR [BUSYBOX]: lays out a tiny busybox root filesystem in
+# DIR/rootfs (from Debian's busybox-static, or the static BUSYBOX given, e.g.
+# another architecture's) to be COPYed into a FROM scratch image.
 set -euo pipefail
 dir=$1
-bb=/bin/busybox
+bb=${2:-/bin/busybox}
 [ -x "$bb" ] || bb=$(command -v busybox)
 r="$dir/rootfs"
 rm -rf "$r"

@@ -1,11 +1,20 @@
 package image
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/platform"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
+	cimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
 )
 
 // Mismatch is what Resolve does with an image of another platform than
@@ -66,4 +75,70 @@ func listPlatforms(l manifest.List) []platform.Platform {
 		out = append(out, platform.FromOCI(*inst.ReadOnly.Platform))
 	}
 	return out
+}
+
+// Platforms lists the platforms ref offers: those its index names (a
+// manifest list of the local store, an OCI layout's or a registry's
+// index), or a single image's own. Nothing is pulled.
+func (r *Resolver) Platforms(ctx context.Context, ref string) ([]platform.Platform, error) {
+	name, rest, hasPrefix := strings.Cut(ref, ":")
+	var iref types.ImageReference
+	switch {
+	case !hasPrefix || !transports[name] || name == "containers-storage":
+		local := ref
+		if hasPrefix && name == "containers-storage" {
+			local = rest
+		}
+		if r.Store != nil {
+			if m, err := store.Find(r.Store, r.Sys, local); err == nil {
+				if l, err := store.LoadList(r.Store, m.Image.ID); err == nil {
+					return l.Platforms(), nil
+				}
+				info, err := store.Inspect(r.Store, m.Image.ID)
+				if err != nil {
+					return nil, err
+				}
+				return []platform.Platform{platform.FromOCI(info.Config.Platform)}, nil
+			} else if name == "containers-storage" || !errors.Is(err, storage.ErrImageUnknown) || r.Puller == nil {
+				return nil, err
+			}
+		}
+		n, err := reference.ParseNormalizedNamed(local)
+		if err != nil {
+			return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+		}
+		if iref, err = docker.NewReference(reference.TagNameOnly(n)); err != nil {
+			return nil, err
+		}
+	default:
+		var err error
+		if iref, err = alltransports.ParseImageName(ref); err != nil {
+			return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+		}
+	}
+	src, err := iref.NewImageSource(ctx, r.Sys)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", ref, err)
+	}
+	defer src.Close()
+	man, mt, err := src.GetManifest(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading manifest: %w", ref, err)
+	}
+	if manifest.MIMETypeIsMultiImage(mt) {
+		list, err := manifest.ListFromBlob(man, mt)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		return listPlatforms(list), nil
+	}
+	img, err := cimage.FromUnparsedImage(ctx, r.Sys, cimage.UnparsedInstance(src, nil))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	cfg, err := img.OCIConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading config: %w", ref, err)
+	}
+	return []platform.Platform{platform.FromOCI(cfg.Platform)}, nil
 }

@@ -19,6 +19,10 @@ type budOptions struct {
 	buildArgs     []string
 	buildArgFiles []string
 	platforms     []string
+	allPlatforms  bool
+	jobs          int
+	manifest      string
+	mismatch      string
 	format        string
 	timestamp     int64
 	outputs       []string
@@ -66,12 +70,23 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 					return err
 				}
 				if !o.quiet {
-					fmt.Fprintf(g.stdout, "--> %s\n", res.ImageID.Encoded()[:12])
+					for _, im := range res.Images {
+						fmt.Fprintf(g.stdout, "--> %s %s\n", im.Platform, im.ImageID.Encoded()[:12])
+					}
+					if len(res.Images) == 0 {
+						fmt.Fprintf(g.stdout, "--> %s\n", res.ImageID.Encoded()[:12])
+					}
 					for _, t := range res.Tags {
 						fmt.Fprintf(g.stdout, "Successfully tagged %s\n", t)
 					}
 				}
-				fmt.Fprintln(g.stdout, res.ImageID.Encoded())
+				// The last line is what scripts take: the image's ID, or
+				// the manifest list's when the build made or added to one.
+				if res.ListID != "" {
+					fmt.Fprintln(g.stdout, res.ListID)
+				} else {
+					fmt.Fprintln(g.stdout, res.ImageID.Encoded())
+				}
 				return nil
 			})
 		},
@@ -82,7 +97,11 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.target, "target", "", "build up to this stage")
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build argument KEY=VALUE, or KEY to take it from the environment")
 	f.StringArrayVar(&o.buildArgFiles, "build-arg-file", nil, "file of KEY=VALUE build arguments")
-	f.StringArrayVar(&o.platforms, "platform", nil, "target platform os/arch[/variant] (default: this machine)")
+	f.StringArrayVar(&o.platforms, "platform", nil, "target platforms os/arch[/variant], comma-separated or repeated; several make an image per platform and an index (default: this machine)")
+	f.BoolVar(&o.allPlatforms, "all-platforms", false, "build for every platform all the base images have")
+	f.IntVar(&o.jobs, "jobs", 0, "platforms built at once (default: the number of CPUs)")
+	f.StringVar(&o.manifest, "manifest", "", "add the image(s) to this manifest list in local storage (created if missing)")
+	f.StringVar(&o.mismatch, "platform-mismatch", "error", "a base image of another platform than asked for: error, or warn (and use it)")
 	f.StringVar(&o.format, "format", "oci", "image format: oci or docker")
 	f.Int64Var(&o.timestamp, "timestamp", 0, "seconds since the epoch to use for created times and as mtime ceiling (reproducible builds)")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci,dest=DIR | type=docker-archive,dest=FILE | type=local,dest=DIR")
@@ -118,6 +137,9 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 		Pull: o.pull, Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
 		Network: o.network, Allow: o.allow, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
 		Out: g.stdout, ErrOut: g.stderr, Log: g.log,
+		AllPlatforms: o.allPlatforms, Jobs: o.jobs, Manifest: o.manifest, PlatformMismatch: o.mismatch,
+		// Where the emulation preflight reads binfmt_misc handlers (tests).
+		BinfmtDir: os.Getenv("BUILDER_BINFMT_MISC"),
 	}
 	if len(args) == 1 {
 		bo.ContextDir = args[0]
