@@ -7,25 +7,30 @@ package images
 
 import (
 	"context"
-	"io"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
 
+	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
+	"github.com/builder-dev/builder/registry"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker/reference"
 	cimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
+	storageTransport "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
 )
 
 // ManifestList is a manifest list of the local store.
@@ -50,11 +55,17 @@ type CreateListOptions struct {
 }
 
 // CreateList makes an empty list named name (or, with Amend, opens the
-// existing one) and adds o.Add; it returns the list's ID.
+// existing one) and adds o.Add; it returns the list's ID. As in buildah, a
+// name any image already holds is an error without Amend, and with Amend
+// when that image is not a list. Nothing is saved unless every image
+// could be added.
 func (s *Store) CreateList(ctx context.Context, name string, o CreateListOptions) (string, error) {
 	named, err := store.NormalizeName(name)
 	if err != nil {
 		return "", &OptionError{fmt.Errorf("list name %q: %w", name, err)}
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return "", Optionf("list name %q: a list is named by a tag, not a digest", name)
 	}
 	mt := ocispec.MediaTypeImageIndex
 	switch o.Format {
@@ -64,32 +75,39 @@ func (s *Store) CreateList(ctx context.Context, name string, o CreateListOptions
 	default:
 		return "", Optionf("--format: unknown list format %q (want oci or docker)", o.Format)
 	}
+	// By its normalised name only: "list" must not amend a
+	// quay.io/x/list:latest found by a short-name rule.
 	l, err := store.LoadList(s.s, named.String())
 	switch {
 	case err == nil && !o.Amend:
 		return "", fmt.Errorf("a manifest list named %s already exists (ID %s): --amend adds to it", named, shortID(l.ID))
 	case err == nil:
-	case errors.Is(err, store.ErrNotList) && !o.Amend:
-		// The name moves to the new list, as a new tag moves.
-		l = store.NewList(mt)
+	case errors.Is(err, store.ErrNotList) && o.Amend:
+		return "", fmt.Errorf("--amend: %w", err)
 	case errors.Is(err, store.ErrNotList):
-		return "", fmt.Errorf("%s is an image, not a manifest list: %w", named, err)
+		return "", fmt.Errorf("the name %s is in use: %w", named, err)
 	case errors.Is(err, ErrImageUnknown):
 		l = store.NewList(mt)
 	default:
 		return "", err
 	}
 	for _, ref := range o.Add {
-		if err := s.addTo(ctx, l, ref, AddOptions{All: o.All, Registry: o.Registry}); err != nil {
+		if _, err := s.addTo(ctx, l, ref, AddOptions{All: o.All, Registry: o.Registry}); err != nil {
 			return "", err
 		}
 	}
 	return l.Save(s.s, named.String())
 }
 
-// LoadList reads the local list name.
+// LoadList reads the local list name. A name that no local image has is
+// an error satisfying errors.Is(err, ErrImageUnknown); an image that is
+// not a list, errors.Is(err, ErrNotList).
 func (s *Store) LoadList(name string) (*ManifestList, error) {
-	return store.LoadList(s.s, name)
+	l, err := store.LoadList(s.s, name)
+	if errors.Is(err, ErrImageUnknown) {
+		return nil, fmt.Errorf("no manifest list named %s in local storage: %w", name, ErrImageUnknown)
+	}
+	return l, err
 }
 
 // AddOptions configure AddToList; the platform fields, when set, replace
@@ -107,32 +125,30 @@ type AddOptions struct {
 
 // AddToList adds ref (a local image, or any containers-transports
 // reference such as docker://REF) to the list and returns the list's ID
-// and the digest of the instance added (the first, with All).
+// and the digest of the instance added (the first, with All). An instance
+// the list already has is replaced in place.
 func (s *Store) AddToList(ctx context.Context, list, ref string, o AddOptions) (string, digest.Digest, error) {
-	l, err := store.LoadList(s.s, list)
+	l, err := s.LoadList(list)
 	if err != nil {
 		return "", "", err
 	}
-	n := len(l.Index.Manifests)
-	if err := s.addTo(ctx, l, ref, o); err != nil {
-		return "", "", err
+	if len(o.Annotations) > 0 && l.MediaType == manifest.DockerV2ListMediaType {
+		return "", "", Optionf("--annotation: %s is a Docker manifest list, which has no annotations (an OCI index has: create the list with --format oci)", list)
 	}
-	added := ""
-	if len(l.Index.Manifests) > n {
-		added = l.Index.Manifests[n].Digest.String()
+	added, err := s.addTo(ctx, l, ref, o)
+	if err != nil {
+		return "", "", err
 	}
 	id, err := l.Save(s.s)
 	if err != nil {
 		return "", "", err
 	}
-	if added == "" { // an instance already there, replaced in place
-		return id, "", nil
-	}
-	return id, digest.Digest(added), nil
+	return id, added[0], nil
 }
 
-// addTo adds ref's instances to l (not saved).
-func (s *Store) addTo(ctx context.Context, l *ManifestList, ref string, o AddOptions) error {
+// addTo adds ref's instances to l (not saved) and returns their digests,
+// at least one.
+func (s *Store) addTo(ctx context.Context, l *ManifestList, ref string, o AddOptions) ([]digest.Digest, error) {
 	if t, rest, ok := strings.Cut(ref, ":"); !ok || !IsTransport(t) || t == "containers-storage" {
 		name := ref
 		if ok && t == "containers-storage" {
@@ -141,97 +157,151 @@ func (s *Store) addTo(ctx context.Context, l *ManifestList, ref string, o AddOpt
 		if m, err := store.Find(s.s, nil, name); err == nil {
 			return s.addLocal(l, name, m.Image.ID, o)
 		} else if ok || !errors.Is(err, ErrImageUnknown) {
-			return err
+			return nil, err
 		}
 		ref = "docker://" + ref // not local: a registry reference, as buildah takes it
 	}
 	return s.addRemote(ctx, l, ref, o)
 }
 
+// want is the platform an instance is chosen for from a list added
+// without All: --os/--arch/--variant when given, else this machine's.
+func (o AddOptions) want() platform.Platform {
+	if o.OS != "" || o.Arch != "" {
+		h := platform.Host()
+		p := platform.Platform{OS: o.OS, Architecture: o.Arch, Variant: o.Variant}
+		if p.OS == "" {
+			p.OS = h.OS
+		}
+		if p.Architecture == "" {
+			p.Architecture = h.Architecture
+		}
+		return platform.Normalize(p)
+	}
+	return platform.Host()
+}
+
 // addLocal adds the local image id (or, for a list, its instances: all
-// with o.All, else the one for this machine).
-func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) error {
+// with o.All, else the one for o.want()).
+func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) ([]digest.Digest, error) {
 	if src, err := store.LoadList(s.s, id); err == nil {
+		if src.ID == l.ID {
+			return nil, fmt.Errorf("%s is the manifest list itself", name)
+		}
 		descs := src.Index.Manifests
 		if !o.All {
-			d, ok := src.Choose(platform.Host())
+			want := o.want()
+			d, ok := src.Choose(want)
 			if !ok {
-				return fmt.Errorf("%s is a manifest list with no image for %s (--all adds every one)", name, platform.Host())
+				return nil, fmt.Errorf("%s is a manifest list with no image for %s (--all adds every one)", name, want)
 			}
 			descs = []ocispec.Descriptor{d}
 		}
-		for _, d := range descs {
-			l.Add(o.apply(d), src.Instances[d.Digest])
+		if len(descs) == 0 {
+			return nil, fmt.Errorf("%s is an empty manifest list", name)
 		}
-		return nil
+		var added []digest.Digest
+		for _, d := range descs {
+			ref := src.Instances[d.Digest]
+			if img, err := store.InstanceImage(s.s, src, d.Digest); err == nil && img != nil {
+				if ref, err = store.LocalRef(s.s, img.ID); err != nil {
+					return nil, err
+				}
+			}
+			l.Add(o.apply(d), ref)
+			added = append(added, d.Digest)
+		}
+		return added, nil
 	}
 	info, err := store.Inspect(s.s, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p := info.Config.Platform
-	d := ocispec.Descriptor{
-		MediaType: info.ManifestType, Digest: info.Digest, Size: int64(len(info.Manifest)), Platform: &p,
+	d, err := localDescriptor(info)
+	if err != nil {
+		return nil, err
 	}
 	ref, err := store.LocalRef(s.s, info.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	l.Add(o.apply(d), ref)
-	return nil
+	return []digest.Digest{d.Digest}, nil
+}
+
+// localDescriptor is the index entry of a local image: its manifest's
+// digest (that of the manifest itself, not of a list it was pulled from),
+// size and type, and the platform its config names.
+func localDescriptor(info *Info) (ocispec.Descriptor, error) {
+	d, err := manifest.Digest(info.Manifest)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("image %s: %w", shortID(info.ID), err)
+	}
+	p := info.Config.Platform
+	return ocispec.Descriptor{MediaType: info.ManifestType, Digest: d, Size: int64(len(info.Manifest)), Platform: &p}, nil
 }
 
 // addRemote adds an image read through containers/image: its manifest
 // and config are read, no layer is fetched. The instance is recorded by
 // digest, so a tag moved later cannot change what the list names.
-func (s *Store) addRemote(ctx context.Context, l *ManifestList, ref string, o AddOptions) error {
+func (s *Store) addRemote(ctx context.Context, l *ManifestList, ref string, o AddOptions) ([]digest.Digest, error) {
 	iref, err := alltransports.ParseImageName(ref)
 	if err != nil {
-		return &OptionError{fmt.Errorf("image reference %q: %w", ref, err)}
+		return nil, &OptionError{fmt.Errorf("image reference %q: %w", ref, err)}
 	}
 	reg, err := s.Registry(o.Registry)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	src, err := iref.NewImageSource(ctx, reg.Sys)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", ref, err)
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
 	defer src.Close()
 	man, mt, err := src.GetManifest(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", ref, err)
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
 	if !manifest.MIMETypeIsMultiImage(mt) {
 		d, err := s.describe(ctx, src, man, mt, nil, reg.Sys)
 		if err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		l.Add(o.apply(d), pinned(iref, d.Digest))
-		return nil
+		return []digest.Digest{d.Digest}, nil
 	}
 	list, err := manifest.ListFromBlob(man, mt)
 	if err != nil {
-		return fmt.Errorf("%s: %w", ref, err)
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	instances := list.Instances()
 	if !o.All {
-		want := platform.Host()
-		if o.OS != "" || o.Arch != "" {
-			want = platform.Normalize(platform.Platform{OS: o.OS, Architecture: o.Arch, Variant: o.Variant})
-		}
+		want := o.want()
 		sys := *reg.Sys
 		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = want.OS, want.Architecture, want.Variant
 		d, err := list.ChooseInstance(&sys)
 		if err != nil {
-			return fmt.Errorf("%s has no image for %s (--all adds every one): %w", ref, want, err)
+			return nil, fmt.Errorf("%s has no image for %s (--all adds every one): %w", ref, want, err)
 		}
 		instances = []digest.Digest{d}
+	}
+	if len(instances) == 0 {
+		return nil, fmt.Errorf("%s is an empty manifest list", ref)
+	}
+	features := map[digest.Digest]string{} // a Docker list's platform.features
+	if mt == manifest.DockerV2ListMediaType {
+		if dl, err := manifest.Schema2ListFromManifest(man); err == nil {
+			for _, m := range dl.Manifests {
+				if len(m.Platform.Features) > 0 {
+					features[m.Digest] = strings.Join(m.Platform.Features, ",")
+				}
+			}
+		}
 	}
 	for _, d := range instances {
 		info, err := list.Instance(d)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		desc := ocispec.Descriptor{MediaType: info.MediaType, Digest: d, Size: info.Size, Platform: info.ReadOnly.Platform}
 		if len(info.ReadOnly.Annotations) > 0 {
@@ -240,15 +310,21 @@ func (s *Store) addRemote(ctx context.Context, l *ManifestList, ref string, o Ad
 		if desc.Platform == nil {
 			im, imt, err := src.GetManifest(ctx, &d)
 			if err != nil {
-				return fmt.Errorf("%s: %w", ref, err)
+				return nil, fmt.Errorf("%s: %w", ref, err)
 			}
 			if desc, err = s.describe(ctx, src, im, imt, &d, reg.Sys); err != nil {
-				return fmt.Errorf("%s: %w", ref, err)
+				return nil, fmt.Errorf("%s: %w", ref, err)
 			}
+		}
+		if f := features[d]; f != "" {
+			if desc.Annotations == nil {
+				desc.Annotations = map[string]string{}
+			}
+			desc.Annotations[store.FeaturesAnnotation] = f
 		}
 		l.Add(o.apply(desc), pinned(iref, d))
 	}
-	return nil
+	return instances, nil
 }
 
 // describe is the index entry of one image manifest, its platform read
@@ -304,12 +380,12 @@ func (o AddOptions) apply(d ocispec.Descriptor) ocispec.Descriptor {
 	}
 	if len(o.Features) > 0 {
 		// The image-spec dropped platform "features" (only Docker lists
-		// have it): kept as an annotation, which both formats carry to
-		// whoever reads the list here.
+		// have it): kept as an annotation, written as platform.features in
+		// a Docker list (see store.FeaturesAnnotation).
 		if d.Annotations == nil {
 			d.Annotations = map[string]string{}
 		}
-		d.Annotations["org.opencontainers.image.platform.features"] = strings.Join(o.Features, ",")
+		d.Annotations[store.FeaturesAnnotation] = strings.Join(o.Features, ",")
 	}
 	d.Platform = &p
 	if len(o.Annotations) > 0 {
@@ -324,9 +400,9 @@ func (o AddOptions) apply(d ocispec.Descriptor) ocispec.Descriptor {
 // RemoveFromList drops instance d from the list and returns the list's ID.
 func (s *Store) RemoveFromList(list string, d digest.Digest) (string, error) {
 	if err := d.Validate(); err != nil {
-		return "", &OptionError{fmt.Errorf("instance digest %q: %w", d, err)}
+		return "", &OptionError{fmt.Errorf("instance digest %q: %w (want sha256:<64 hex digits>)", d, err)}
 	}
-	l, err := store.LoadList(s.s, list)
+	l, err := s.LoadList(list)
 	if err != nil {
 		return "", err
 	}
@@ -336,13 +412,15 @@ func (s *Store) RemoveFromList(list string, d digest.Digest) (string, error) {
 	return l.Save(s.s)
 }
 
-// RemoveList deletes the list name (only the list: its instances stay).
+// RemoveList removes the list name (only the list: its instances stay)
+// with `podman rmi`'s rules for names: one of several names of the list
+// is only untagged. An image that is not a list is an error (ErrNotList)
+// and stays.
 func (s *Store) RemoveList(name string) (Removed, error) {
-	l, err := store.LoadList(s.s, name)
-	if err != nil {
+	if _, err := s.LoadList(name); err != nil {
 		return Removed{}, err
 	}
-	return store.Remove(s.s, l.ID, true)
+	return store.Remove(s.s, name, false)
 }
 
 // ListImage is one platform's local image of a multi-platform build.
@@ -380,14 +458,17 @@ func (s *Store) PutList(name string, imgs []ListImage, amend bool, format image.
 		if err != nil {
 			return "", "", err
 		}
+		d, err := localDescriptor(info)
+		if err != nil {
+			return "", "", err
+		}
 		p := im.Platform.OCI()
+		d.Platform = &p
 		ref, err := store.LocalRef(s.s, info.ID)
 		if err != nil {
 			return "", "", err
 		}
-		l.ReplacePlatform(ocispec.Descriptor{
-			MediaType: info.ManifestType, Digest: info.Digest, Size: int64(len(info.Manifest)), Platform: &p,
-		}, ref)
+		l.ReplacePlatform(d, ref)
 	}
 	id, err := l.Save(s.s, named.String())
 	if err != nil {
@@ -407,6 +488,13 @@ type PushListOptions struct {
 	// Format is the format of the pushed manifests and index ("oci",
 	// "docker"); "" keeps the list's.
 	Format string
+	// IndexOnly pushes the list alone, as stored, and none of its images
+	// (`manifest push --all=false`): they must be at the destination
+	// already, or the registry refuses the list (an OCI layout takes it).
+	IndexOnly bool
+	// Remove deletes the local list (not its images) once the push
+	// succeeded (`manifest push --rm`).
+	Remove bool
 	// Progress receives containers/image progress; nil: none.
 	Progress io.Writer
 }
@@ -414,18 +502,18 @@ type PushListOptions struct {
 // PushList pushes every image of the local list and then the list itself
 // to dest (a registry, an OCI layout or archive) and returns the digest
 // of the index written. Instances not in the local store are read from
-// where the list says they are.
+// where the list says they are. Local images are compressed for the push
+// (each layer once in its life, as Push does), so the index written names
+// other manifest digests than the local list: the same images, platforms
+// and annotations.
 func (s *Store) PushList(ctx context.Context, list, dest string, o PushListOptions) (digest.Digest, error) {
 	kind, err := o.Compression.Kind()
 	if err != nil {
 		return "", err
 	}
-	l, err := store.LoadList(s.s, list)
+	l, err := s.LoadList(list)
 	if err != nil {
 		return "", err
-	}
-	if len(l.Index.Manifests) == 0 {
-		return "", fmt.Errorf("manifest list %s is empty", list)
 	}
 	format := image.FormatOCI
 	if l.MediaType == manifest.DockerV2ListMediaType {
@@ -436,16 +524,43 @@ func (s *Store) PushList(ctx context.Context, list, dest string, o PushListOptio
 			return "", err
 		}
 	}
+	if t, _, ok := strings.Cut(dest, ":"); !ok || !IsTransport(t) {
+		dest = "docker://" + dest
+	}
 	reg, err := s.Registry(o.Registry)
 	if err != nil {
 		return "", err
+	}
+	var d digest.Digest
+	if o.IndexOnly {
+		d, err = s.pushIndex(ctx, l, dest, o.Format != "", format, reg)
+	} else {
+		d, err = s.pushAll(ctx, l, list, dest, format, kind, reg, o)
+	}
+	if err != nil {
+		return "", err
+	}
+	if o.Remove {
+		if _, err := store.Remove(s.s, l.ID, true); err != nil {
+			return d, fmt.Errorf("pushed, but removing manifest list %s: %w", list, err)
+		}
+	}
+	return d, nil
+}
+
+// pushAll pushes l's images, then the index over them.
+func (s *Store) pushAll(ctx context.Context, l *ManifestList, list, dest string, format image.Format, kind compress.Kind, reg *Registry, o PushListOptions) (digest.Digest, error) {
+	if len(l.Index.Manifests) == 0 {
+		return "", fmt.Errorf("manifest list %s is empty: nothing to push", list)
 	}
 	release, err := s.useBlobs()
 	if err != nil {
 		return "", err
 	}
 	defer release()
-	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Log: s.log, Pull: image.PullNever, Mismatch: image.MismatchWarn}
+	// No warning for an instance whose config names another platform
+	// than its entry: `manifest add --arch` says so on purpose.
+	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Pull: image.PullNever, Mismatch: image.MismatchWarn}
 	defer r.Close()
 	entries := make([]pushers.ListEntry, 0, len(l.Index.Manifests))
 	for _, d := range l.Index.Manifests {
@@ -463,14 +578,53 @@ func (s *Store) PushList(ctx context.Context, list, dest string, o PushListOptio
 		}
 		entries = append(entries, pushers.ListEntry{Image: img, Platform: p, Full: d.Platform, Annotations: d.Annotations})
 	}
-	if t, _, ok := strings.Cut(dest, ":"); !ok || !IsTransport(t) {
-		dest = "docker://" + dest
-	}
 	return pushers.PushList(ctx, entries, dest, pushers.Options{
 		Store: s.s, Format: format, Sys: reg.Sys, ReportWriter: o.Progress,
 		Variants: reg.Variants, Retry: reg.Retry,
 		Compression: pushers.Compression{Kind: kind, Level: o.Compression.Level, Force: o.Compression.Force},
 	})
+}
+
+// pushIndex copies the list alone, as stored (converted when convert
+// says so), to dest, as `buildah manifest push` without --all does.
+func (s *Store) pushIndex(ctx context.Context, l *ManifestList, dest string, convert bool, format image.Format, reg *Registry) (digest.Digest, error) {
+	dref, err := alltransports.ParseImageName(dest)
+	if err != nil {
+		return "", &OptionError{fmt.Errorf("destination %q: %w", dest, err)}
+	}
+	switch dref.Transport().Name() {
+	case storageTransport.Transport.Name():
+		return "", Optionf("push to %s: the local store keeps manifest lists as images of their own", dest)
+	case "docker-archive":
+		return "", Optionf("push to %s: a docker-archive holds one image, not a manifest list", dest)
+	}
+	sref, err := storageTransport.Transport.NewStoreReference(s.s, nil, l.ID)
+	if err != nil {
+		return "", err
+	}
+	opts := copy.Options{
+		ImageListSelection: copy.CopySpecificImages, // and no instance: the list only
+		RemoveSignatures:   true,
+		SourceCtx:          reg.Sys,
+		DestinationCtx:     reg.Sys,
+	}
+	if convert {
+		opts.ForceManifestMIMEType = ocispec.MediaTypeImageManifest
+		if format == image.FormatDocker {
+			opts.ForceManifestMIMEType = manifest.DockerV2Schema2MediaType
+		}
+	}
+	op := registry.Op{Verb: "push to", Ref: transports.ImageName(dref)}
+	if named := dref.DockerReference(); named != nil && dref.Transport().Name() == "docker" {
+		op.Registry, op.Ref = reference.Domain(named), named.String()
+		opts.SourceCtx = registry.PinnedTo(reg.Sys, reference.Domain(named))
+		opts.DestinationCtx = opts.SourceCtx
+	}
+	copied, err := registry.Copy(ctx, reg.Retry, op, dref, sref, opts)
+	if err != nil {
+		return "", err
+	}
+	return manifest.Digest(copied)
 }
 
 // instanceRef is the reference Resolve reads instance d of l from: the
@@ -487,6 +641,104 @@ func (s *Store) instanceRef(l *ManifestList, d digest.Digest) (string, error) {
 		return ref, nil
 	}
 	return "", fmt.Errorf("instance %s of manifest list %s is neither local nor recorded elsewhere", d, l.ID)
+}
+
+// InspectList returns the manifest list name as JSON: a local list as it
+// is stored (and pushed when no other format is asked for), else, for a
+// transport reference (docker://REF, oci:DIR[:TAG], ...) or a registry
+// name (host/repo[:tag]) that is no local list, the list read from there.
+// A local name that is an image and not a list, or a name of no image
+// without a registry part, is an error.
+func (s *Store) InspectList(ctx context.Context, name string, o RegistryOptions) ([]byte, error) {
+	if t, _, ok := strings.Cut(name, ":"); ok && IsTransport(t) && t != "containers-storage" {
+		return inspectRemoteList(ctx, name, o)
+	}
+	local := strings.TrimPrefix(name, "containers-storage:")
+	l, err := s.LoadList(local)
+	if err == nil {
+		// Byte for byte as stored (by whichever tool wrote it): what
+		// `manifest push --all=false` writes.
+		return s.s.ImageBigData(l.ID, storage.ImageDigestBigDataKey)
+	}
+	if local != name || !registryName(local) || !(errors.Is(err, ErrImageUnknown) || errors.Is(err, ErrNotList)) {
+		return nil, err
+	}
+	// As buildah: a registry's list of that name.
+	b, rerr := inspectRemoteList(ctx, "docker://"+local, o)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w; nor could it be read as a registry's: %w", err, rerr)
+	}
+	return b, nil
+}
+
+// registryName reports whether name (no transport) names a registry: its
+// first part is a host other than localhost.
+func registryName(name string) bool {
+	ref, err := reference.Parse(name)
+	if err != nil {
+		return false
+	}
+	named, ok := ref.(reference.Named)
+	if !ok {
+		return false
+	}
+	d := reference.Domain(named)
+	return strings.ContainsAny(d, ".:") && d != "localhost" && !strings.HasPrefix(d, "localhost:")
+}
+
+func inspectRemoteList(ctx context.Context, ref string, o RegistryOptions) ([]byte, error) {
+	man, mt, err := InspectManifest(ctx, ref, o)
+	if err != nil {
+		return nil, err
+	}
+	if !manifest.MIMETypeIsMultiImage(mt) {
+		return nil, fmt.Errorf("%s is an image (manifest type %s), not a manifest list", ref, mt)
+	}
+	return man, nil
+}
+
+// InspectManifest reads the top-level manifest of ref (docker://REF, the
+// default for a ref without transport, or oci:, oci-archive:, dir:,
+// docker-archive:) as stored there, and returns it with its MIME type.
+// Nothing but the manifest is read. Local images are not inspected here
+// (Store.Inspect, Store.LoadList).
+func InspectManifest(ctx context.Context, ref string, o RegistryOptions) ([]byte, string, error) {
+	t, _, ok := strings.Cut(ref, ":")
+	switch {
+	case ok && t == "containers-storage":
+		return nil, "", Optionf("%s: InspectManifest reads remote images, not the local store", ref)
+	case !ok || !IsTransport(t):
+		ref = "docker://" + ref
+	}
+	iref, err := alltransports.ParseImageName(ref)
+	if err != nil {
+		return nil, "", &OptionError{fmt.Errorf("image reference %q: %w", ref, err)}
+	}
+	sys, err := o.SystemContext(nil, "")
+	if err != nil {
+		return nil, "", &OptionError{err}
+	}
+	var man []byte
+	var mt string
+	read := func(ctx context.Context) error {
+		src, err := iref.NewImageSource(ctx, sys)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		man, mt, err = src.GetManifest(ctx, nil)
+		return err
+	}
+	if named := iref.DockerReference(); named != nil && iref.Transport().Name() == "docker" {
+		op := registry.Op{Verb: "read manifest of", Registry: reference.Domain(named), Ref: named.String()}
+		err = op.Do(ctx, o.Retrier(), read)
+	} else if err = read(ctx); err != nil {
+		err = fmt.Errorf("reading %s: %w", transports.ImageName(iref), err)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return man, mt, nil
 }
 
 func shortID(id string) string {

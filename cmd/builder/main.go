@@ -91,6 +91,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newLogoutCmd(g),
 		newPruneCmd(g),
 		newCacheCmd(g),
+		newManifestCmd(g),
 	)
 	return root
 }

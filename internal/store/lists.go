@@ -31,6 +31,12 @@ import (
 // references in.
 const instancesKey = "instances.json"
 
+// FeaturesAnnotation is where an instance's platform "features" (a field
+// only Docker manifest lists have; the image-spec dropped it) is kept in
+// the OCI form of a list, comma-separated. A Docker list is written with
+// it as platform.features, and read back into it.
+const FeaturesAnnotation = "org.opencontainers.image.platform.features"
+
 // maxListSize bounds a stored list or instances item read back (a list of
 // thousands of platforms is still far below it).
 const maxListSize = 4 << 20
@@ -103,6 +109,11 @@ func listOf(s storage.Store, img *storage.Image) (*ManifestList, error) {
 	if err := json.Unmarshal(man, &l.Index); err != nil {
 		return nil, fmt.Errorf("list %s: parsing: %w", shortID(img.ID), err)
 	}
+	if l.MediaType == manifest.DockerV2ListMediaType {
+		if err := dockerFeatures(man, l.Index.Manifests); err != nil {
+			return nil, fmt.Errorf("list %s: parsing: %w", shortID(img.ID), err)
+		}
+	}
 	var refs map[digest.Digest]string
 	if err := json.Unmarshal(inst, &refs); err != nil {
 		return nil, fmt.Errorf("list %s: parsing %s: %w", shortID(img.ID), instancesKey, err)
@@ -120,19 +131,55 @@ func listOf(s storage.Store, img *storage.Image) (*ManifestList, error) {
 	return l, nil
 }
 
-// Bytes is the list as saved and pushed.
+// dockerFeatures copies the platform features of the Docker list man into
+// the FeaturesAnnotation of its entries in descs (the same list parsed as
+// an OCI index, which has no such field).
+func dockerFeatures(man []byte, descs []ocispec.Descriptor) error {
+	list, err := manifest.Schema2ListFromManifest(man)
+	if err != nil {
+		return err
+	}
+	if len(list.Manifests) != len(descs) {
+		return fmt.Errorf("%d entries read as Docker list, %d as index", len(list.Manifests), len(descs))
+	}
+	for i, m := range list.Manifests {
+		if len(m.Platform.Features) == 0 {
+			continue
+		}
+		if descs[i].Annotations == nil {
+			descs[i].Annotations = map[string]string{}
+		}
+		descs[i].Annotations[FeaturesAnnotation] = strings.Join(m.Platform.Features, ",")
+	}
+	return nil
+}
+
+// Bytes is the list as saved and pushed. A Docker manifest list is written
+// in Docker's own shape: it has no artifactType, subject, annotations or
+// data, and an entry's features (FeaturesAnnotation) become
+// platform.features.
 func (l *ManifestList) Bytes() ([]byte, error) {
+	if l.MediaType == manifest.DockerV2ListMediaType {
+		descs := make([]manifest.Schema2ManifestDescriptor, len(l.Index.Manifests))
+		for i, m := range l.Index.Manifests {
+			descs[i].MediaType, descs[i].Size, descs[i].Digest = m.MediaType, m.Size, m.Digest
+			descs[i].URLs = slices.Clone(m.URLs)
+			if p := m.Platform; p != nil {
+				descs[i].Platform = manifest.Schema2PlatformSpec{
+					Architecture: p.Architecture, OS: p.OS, OSVersion: p.OSVersion,
+					OSFeatures: slices.Clone(p.OSFeatures), Variant: p.Variant,
+				}
+			}
+			if f := m.Annotations[FeaturesAnnotation]; f != "" {
+				descs[i].Platform.Features = strings.Split(f, ",")
+			}
+		}
+		return json.Marshal(manifest.Schema2ListFromComponents(descs))
+	}
 	idx := l.Index
 	idx.SchemaVersion, idx.MediaType = 2, l.MediaType
 	if idx.Manifests == nil {
 		idx.Manifests = []ocispec.Descriptor{}
-	}
-	if l.MediaType == manifest.DockerV2ListMediaType {
-		// A Docker list has no artifactType, subject or annotations.
-		idx.ArtifactType, idx.Subject, idx.Annotations = "", nil, nil
-		for i := range idx.Manifests {
-			idx.Manifests[i].Annotations = nil
-		}
 	}
 	return json.Marshal(struct {
 		specs.Versioned
