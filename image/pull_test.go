@@ -57,6 +57,7 @@ func TestResolvePullPolicy(t *testing.T) {
 		pulls   int
 		wantErr string
 		wantArm bool // the resolved image is the arm64 one
+		warn    bool // --platform-mismatch=warn
 	}{
 		{name: "missing, present", policy: image.PullMissing, ref: "quay.io/team/app:v1", p: amd64},
 		{name: "missing, absent", policy: image.PullMissing, ref: "quay.io/team/new:v1", p: amd64, pulls: 1},
@@ -65,7 +66,9 @@ func TestResolvePullPolicy(t *testing.T) {
 		{name: "newer, same", policy: image.PullNewer, ref: "quay.io/team/app:v1", p: amd64},
 		{name: "newer, changed", policy: image.PullNewer, ref: "quay.io/team/app:v1", p: amd64, changed: true, pulls: 1},
 		{name: "other platform", policy: image.PullMissing, ref: "quay.io/team/app:v1", p: arm64, pulls: 1, wantArm: true},
-		{name: "other platform, pull fails", policy: image.PullMissing, ref: "quay.io/team/app:v1", p: arm64, pullErr: errors.New("offline"), pulls: 1},
+		{name: "other platform, pull fails", policy: image.PullMissing, ref: "quay.io/team/app:v1", p: arm64, pullErr: errors.New("offline"), pulls: 1,
+			wantErr: "quay.io/team/app:v1 is for linux/amd64, not linux/arm64"},
+		{name: "other platform, pull fails, warn", policy: image.PullMissing, ref: "quay.io/team/app:v1", p: arm64, pullErr: errors.New("offline"), pulls: 1, warn: true},
 		{name: "localhost never pulled", policy: image.PullAlways, ref: "localhost/local:v1", p: amd64},
 		{name: "short local name never pulled", policy: image.PullAlways, ref: "local:v1", p: amd64},
 		{name: "localhost absent", policy: image.PullMissing, ref: "localhost/nothere", p: amd64, wantErr: "image not known locally"},
@@ -85,6 +88,9 @@ func TestResolvePullPolicy(t *testing.T) {
 			}
 			f := &fakePuller{t: t, s: s, sys: sys, changed: tc.changed, err: tc.pullErr}
 			r := &image.Resolver{Store: s, Sys: sys, Puller: f, Pull: tc.policy}
+			if tc.warn {
+				r.Mismatch = image.MismatchWarn
+			}
 			defer r.Close()
 			img, err := r.Resolve(ctx, tc.ref, tc.p)
 			if len(f.pulls) != tc.pulls {

@@ -87,6 +87,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, p platform.Platform)
 	if p.IsZero() {
 		p = platform.Host()
 	}
+	p = platform.Normalize(p)
 	iref, err := r.parse(ctx, ref, p)
 	if err != nil {
 		var pe *PlatformError

@@ -116,9 +116,9 @@ func TestResolveOCILayout(t *testing.T) {
 		{name: "index-amd64", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
 		{name: "index-arm64", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "arm64"}, want: arm, wantMan: armDesc.Digest},
 		{name: "index-arm64-v8", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, want: arm, wantMan: armDesc.Digest},
-		{name: "index-missing", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "s390x"}, wantErr: "no manifest for platform linux/s390x"},
+		{name: "index-missing", ref: "oci:" + w.dir + ":multi", platform: platform.Platform{OS: "linux", Architecture: "s390x"}, wantErr: "has no image for linux/s390x; its index has linux/amd64, linux/arm64"},
 		{name: "single", ref: "oci:" + w.dir + ":single", platform: platform.Platform{OS: "linux", Architecture: "amd64"}, want: amd, wantMan: amdDesc.Digest},
-		{name: "single-other-platform", ref: "oci:" + w.dir + ":single", platform: platform.Platform{OS: "linux", Architecture: "arm64"}, want: amd, wantMan: amdDesc.Digest},
+		{name: "single-other-platform", ref: "oci:" + w.dir + ":single", platform: platform.Platform{OS: "linux", Architecture: "arm64"}, wantErr: ":single is for linux/amd64, not linux/arm64"},
 		{name: "no-tag", ref: "oci:" + w.dir + ":nope", wantErr: "nope"},
 		{name: "bad-transport-ref", ref: "docker-archive:", wantErr: "docker-archive"},
 		{name: "plain-no-store", ref: "alpine", wantErr: "no local store"},
@@ -143,6 +143,13 @@ func TestResolveOCILayout(t *testing.T) {
 			}
 			sameImage(t, got, tc.want)
 		})
+	}
+	// --platform-mismatch=warn: the image of another platform is used.
+	warn := &image.Resolver{Sys: storetest.Sys(t), Mismatch: image.MismatchWarn}
+	defer warn.Close()
+	got, err := warn.Resolve(ctx, "oci:"+w.dir+":single", platform.Platform{OS: "linux", Architecture: "arm64"})
+	if err != nil || got.ManifestDigest != amdDesc.Digest {
+		t.Fatalf("warn: %v, %v", err, got)
 	}
 }
 
