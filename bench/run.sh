@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make bench: builder against Debian's buildah, same machine, same run, same
 # unprivileged user, same base image (an OCI layout the suite writes from
-# Debian's busybox-static). Rootless, overlay storage, a fresh store for
-# every cold build, a local registry on 127.0.0.1 for pushes.
+# Debian's busybox-static; for the multiarch case an index of it and of
+# Debian's arm64 busybox-static, whose RUN goes through qemu-user).
+# Rootless, overlay storage, a fresh store for every cold build, a local
+# registry on 127.0.0.1 for pushes.
 #
 #   bench/run.sh [--repeat N] [--cases meta,run10,...] [--base oci|registry] [-v]
 #
@@ -19,7 +21,7 @@ case " $* " in *" -h "*|*" --help "*)
 esac
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates its unprivileged bench user)" >&2; exit 2; }
 
-pkgs=(buildah runc uidmap busybox-static docker-registry skopeo time)
+pkgs=(buildah runc uidmap busybox-static docker-registry skopeo time qemu-user-static binfmt-support)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The multiarch case's second platform: arm64 busybox-static in
+# .cache/arm64/busybox, qemu-aarch64 registered in binfmt_misc (F flag).
+hack/foreign.sh
 # Debian's registry package starts a service on :5000; the bench starts its own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
@@ -51,11 +56,12 @@ mkdir -m 700 "$work"
 trap 'rm -rf "$work"' EXIT
 go build -tags "$tags" -o "$work/bench" ./bench/cmd/bench
 cp bin/builder "$work/builder"
+cp .cache/arm64/busybox "$work/busybox-arm64"
 chmod 755 "$work"
 chown -R $user: "$work"
 
 status=0
-(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --out "$work/results.json" "$@") || status=$?
+(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --arm64-busybox "$work/busybox-arm64" --out "$work/results.json" "$@") || status=$?
 if [ $status -ne 0 ]; then
   trap - EXIT
   echo "bench failed; its inputs and exported images are kept in $work (rm -rf it when done)" >&2

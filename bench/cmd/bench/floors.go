@@ -186,11 +186,26 @@ func measureContextFloors(dir string, n int) (caseFloors, error) {
 
 // measureLayerFloor decompresses the image's own layers into memory and
 // times writing them to a file in dir (what any build must store) and
-// compressing them with pgzip (what a push must do).
-func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers, n int, dir string) error {
-	layers, err := ownLayers(layout, tag, baseLayers)
-	if err != nil {
-		return err
+// compressing them with pgzip (what a push must do). With platforms, the
+// image is an index: the own layers of every platform's image, each
+// distinct layer once.
+func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers int, platforms []string, n int, dir string) error {
+	if platforms == nil {
+		platforms = []string{""}
+	}
+	var layers []ociDesc
+	seen := map[string]bool{}
+	for _, p := range platforms {
+		ls, err := ownLayers(layout, tag, p, baseLayers)
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			if !seen[l.Digest] {
+				seen[l.Digest] = true
+				layers = append(layers, l)
+			}
+		}
 	}
 	var all [][]byte
 	for _, l := range layers {
@@ -231,6 +246,7 @@ func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers, n int, dir
 	os.Remove(tmp)
 	syscall.Sync()
 	f.WriteLayers = mkStat(times)
+	var err error
 	f.PgzipLayers, err = timeN(n, func() error {
 		f.PgzipLayersTo = 0
 		for _, d := range all {

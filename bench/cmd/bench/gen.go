@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -101,6 +103,16 @@ type benchCase struct {
 	gen func(dir string, rng *rand.Rand) error
 	// zstdCI also times the CI flow with --compression zstd.
 	zstdCI bool
+	// platforms, when set, makes the case a multi-platform build: BASE is
+	// then the multi-platform base (one image per platform, an index), each
+	// tool builds a manifest list of these platforms, and the trees are
+	// compared platform by platform.
+	platforms []string
+	// crossStage is where the final stage copies a --platform=$BUILDPLATFORM
+	// stage's output to: the only place where buildah's cross-stage error
+	// (it runs that stage once per target, under emulation, instead of once
+	// natively) may make its trees differ (see crossStageDiffs).
+	crossStage string
 }
 
 var allCases = []benchCase{
@@ -198,6 +210,46 @@ RUN rm -rf /data/d01 /data/d03 /usr/share/bench/doc && rm -f /data/d00/f00*.txt 
 			return nil
 		},
 	},
+	{
+		name: "multiarch", desc: "linux/amd64 + linux/arm64 manifest list: a $BUILDPLATFORM stage, one emulated RUN",
+		runs: 3, editRuns: 3, edit: "src/part-07.txt",
+		platforms: []string{"linux/amd64", "linux/arm64"}, crossStage: "/app/",
+		// The build stage depends on no target: builder runs it once,
+		// natively, for both platforms. Its tarball is reproducible (fixed
+		// mtimes, gzip of a stream), so only built-on says where it ran.
+		dockerfile: `FROM --platform=$BUILDPLATFORM BASE AS build
+COPY src/ /src/
+RUN mkdir -p /out/gen && cd /out/gen && for i in $(seq 1 300); do echo "/* generated unit $i */" > unit$i.h; done && cd /src && for f in *.txt; do sed 's/alpha/ALPHA/g' "$f" > /out/gen/"$f"; done && cd /out && touch -t 202401010000 gen gen/* && tar -cf - gen | gzip -6 > app.tar.gz && sha256sum app.tar.gz > app.sha256 && uname -m > /out/built-on
+FROM BASE
+ARG TARGETARCH
+COPY --from=build /out/ /app/
+RUN uname -m > /arch && echo $TARGETARCH > /target
+`,
+		gen: func(dir string, rng *rand.Rand) error {
+			for i := 0; i < 20; i++ {
+				var b strings.Builder
+				for b.Len() < 32<<10 {
+					b.WriteString(words[rng.IntN(len(words))])
+					if rng.IntN(10) == 0 {
+						b.WriteByte('\n')
+					} else {
+						b.WriteByte(' ')
+					}
+				}
+				p := filepath.Join(dir, "src", fmt.Sprintf("part-%02d.txt", i))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					return err
+				}
+				if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+					return err
+				}
+				if err := os.Chtimes(p, epoch, epoch); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
 }
 
 func caseByName(name string) (benchCase, bool) {
@@ -261,13 +313,19 @@ func baseRootfs() ([]baseEntry, error) {
 			return nil, fmt.Errorf("busybox-static is needed for the base image: %w", err)
 		}
 	}
+	return busyboxRootfs(bb)
+}
+
+// busyboxRootfs is baseRootfs with the static busybox bb (another
+// architecture's runs through binfmt_misc for its applet list).
+func busyboxRootfs(bb string) ([]baseEntry, error) {
 	bin, err := os.ReadFile(bb)
 	if err != nil {
 		return nil, err
 	}
 	out, err := exec.Command(bb, "--list").Output()
 	if err != nil {
-		return nil, fmt.Errorf("busybox --list: %w", err)
+		return nil, fmt.Errorf("%s --list: %w", bb, err)
 	}
 	var ents []baseEntry
 	dir := func(name string, mode int64, uid int) {
@@ -341,15 +399,81 @@ func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	blobs := filepath.Join(dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobs, 0o755); err != nil {
+	man, err := writeImage(dir, runtime.GOARCH, createdBy, layers...)
+	if err != nil {
 		return err
 	}
-	putBlob := func(data []byte) (string, int64, error) {
-		sum := sha256.Sum256(data)
-		d := hex.EncodeToString(sum[:])
-		return "sha256:" + d, int64(len(data)), os.WriteFile(filepath.Join(blobs, d), data, 0o644)
+	return writeIndexJSON(dir, man)
+}
+
+// writeMultiBaseLayout writes the multi-platform base: an OCI layout whose
+// index.json names, under "latest", an image index of one base image per
+// architecture, each the base rootfs with that architecture's static
+// busybox (busyboxes: architecture → binary).
+func writeMultiBaseLayout(dir string, busyboxes map[string]string) error {
+	images := map[string][]baseEntry{}
+	for arch, bb := range busyboxes {
+		ents, err := busyboxRootfs(bb)
+		if err != nil {
+			return err
+		}
+		images[arch] = ents
 	}
+	return writeIndexLayout(dir, "builder bench base (busybox-static)", images)
+}
+
+// writeIndexLayout writes an OCI layout whose index.json names, under
+// "latest", an image index of one single-layer linux image per
+// architecture (images: architecture → the layer's entries).
+func writeIndexLayout(dir, createdBy string, images map[string][]baseEntry) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	var mans []map[string]any
+	for _, arch := range slices.Sorted(maps.Keys(images)) {
+		man, err := writeImage(dir, arch, createdBy+", "+arch, images[arch])
+		if err != nil {
+			return err
+		}
+		man["platform"] = map[string]string{"os": "linux", "architecture": arch}
+		mans = append(mans, man)
+	}
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.index.v1+json",
+		"manifests":     mans,
+	})
+	d, n, err := putBlob(dir, idx)
+	if err != nil {
+		return err
+	}
+	return writeIndexJSON(dir, map[string]any{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": n})
+}
+
+// putBlob stores data in layout dir's blobs.
+func putBlob(dir string, data []byte) (string, int64, error) {
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return "", 0, err
+	}
+	sum := sha256.Sum256(data)
+	d := hex.EncodeToString(sum[:])
+	return "sha256:" + d, int64(len(data)), os.WriteFile(filepath.Join(blobs, d), data, 0o644)
+}
+
+// writeIndexJSON writes index.json naming desc "latest", and oci-layout.
+func writeIndexJSON(dir string, desc map[string]any) error {
+	desc["annotations"] = map[string]string{"org.opencontainers.image.ref.name": "latest"}
+	idx, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []map[string]any{desc}})
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+}
+
+// writeImage writes the blobs of a linux/arch image of the given layers
+// (gzip) into layout dir and returns its manifest's descriptor.
+func writeImage(dir, arch, createdBy string, layers ...[]baseEntry) (map[string]any, error) {
 	var diffIDs []string
 	var descs []map[string]any
 	var history []map[string]any
@@ -359,25 +483,25 @@ func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
 		for _, e := range ents {
 			h := e.hdr
 			if err := tw.WriteHeader(&h); err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := tw.Write(e.data); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := tw.Close(); err != nil {
-			return err
+			return nil, err
 		}
 		diffSum := sha256.Sum256(tb.Bytes())
 		var gz bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 		zw.Write(tb.Bytes())
 		if err := zw.Close(); err != nil {
-			return err
+			return nil, err
 		}
-		layerDigest, layerSize, err := putBlob(gz.Bytes())
+		layerDigest, layerSize, err := putBlob(dir, gz.Bytes())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(diffSum[:]))
 		descs = append(descs, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layerDigest, "size": layerSize})
@@ -385,7 +509,7 @@ func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
 	}
 	cfg, _ := json.Marshal(map[string]any{
 		"created":      epoch.Format(time.RFC3339),
-		"architecture": runtime.GOARCH,
+		"architecture": arch,
 		"os":           "linux",
 		"config": map[string]any{
 			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -394,9 +518,9 @@ func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
 		"rootfs":  map[string]any{"type": "layers", "diff_ids": diffIDs},
 		"history": history,
 	})
-	cfgDigest, cfgSize, err := putBlob(cfg)
+	cfgDigest, cfgSize, err := putBlob(dir, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	man, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
@@ -404,19 +528,28 @@ func writeLayout(dir, createdBy string, layers ...[]baseEntry) error {
 		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgDigest, "size": cfgSize},
 		"layers":        descs,
 	})
-	manDigest, manSize, err := putBlob(man)
+	manDigest, manSize, err := putBlob(dir, man)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	idx, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"manifests": []map[string]any{{
-			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manDigest, "size": manSize,
-			"annotations": map[string]string{"org.opencontainers.image.ref.name": "latest"},
-		}},
-	})
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), idx, 0o644); err != nil {
-		return err
+	return map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manDigest, "size": manSize}, nil
+}
+
+// writeMultiBase writes the multiarch case's base, an index of a
+// linux/amd64 and a linux/arm64 image, from the host's busybox-static
+// (this machine must be amd64) and the arm64 one hack/foreign.sh extracts.
+func writeMultiBase(dir, arm64Busybox string) error {
+	if runtime.GOARCH != "amd64" {
+		return fmt.Errorf("the multi-platform base takes arm64 as the foreign platform: run on amd64")
 	}
-	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	host := "/bin/busybox"
+	if _, err := os.Stat(host); err != nil {
+		if host, err = exec.LookPath("busybox"); err != nil {
+			return fmt.Errorf("busybox-static is needed for the base image: %w", err)
+		}
+	}
+	if _, err := os.Stat(arm64Busybox); err != nil {
+		return fmt.Errorf("arm64 busybox (hack/foreign.sh extracts it): %w", err)
+	}
+	return writeMultiBaseLayout(dir, map[string]string{"amd64": host, "arm64": arm64Busybox})
 }

@@ -6,9 +6,9 @@
 // data. bench/run.sh (make bench) prepares the machine and runs it.
 //
 //	bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--out results.json] [--table results.md]
-//	bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B   compare two images' merged trees
+//	bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B [OS/ARCH]  compare two images' merged trees (of an index: that platform's)
 //	bench du DIR                               apparent size of a tree (run inside the user namespace)
-//	bench gen DIR [CASE...]                    write the base layout and contexts only (to try things by hand)
+//	bench gen [--arm64-busybox F] DIR [CASE...] write the base layouts and contexts only (to try things by hand)
 package main
 
 import (
@@ -59,7 +59,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--out FILE] [--table FILE]\n       bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B\n       bench du DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--arm64-busybox FILE] [--out FILE] [--table FILE]\n       bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B [OS/ARCH]\n       bench du DIR\n       bench gen [--arm64-busybox FILE] DIR [CASE...]")
 	os.Exit(2)
 }
 
@@ -96,6 +96,10 @@ func cmdDu(args []string) error {
 }
 
 func cmdGen(args []string) error {
+	fl := flag.NewFlagSet("gen", flag.ExitOnError)
+	arm64 := fl.String("arm64-busybox", "", "arm64 static busybox (hack/foreign.sh): also write the multi-platform base")
+	fl.Parse(args)
+	args = fl.Args()
 	if len(args) < 1 {
 		usage()
 	}
@@ -107,11 +111,24 @@ func cmdGen(args []string) error {
 	if err := writeBaseLayout(ents, filepath.Join(dir, "base-oci")); err != nil {
 		return err
 	}
+	multi := filepath.Join(dir, "base-multi-oci")
+	if *arm64 != "" {
+		if err := writeMultiBase(multi, *arm64); err != nil {
+			return err
+		}
+	}
 	for _, c := range allCases {
 		if len(args) > 1 && !slices.Contains(args[1:], c.name) {
 			continue
 		}
-		if err := genContext(c, filepath.Join(dir, "ctx", c.name), "oci:"+filepath.Join(dir, "base-oci")+":latest"); err != nil {
+		from := "oci:" + filepath.Join(dir, "base-oci") + ":latest"
+		if c.platforms != nil {
+			if *arm64 == "" {
+				continue
+			}
+			from = "oci:" + multi + ":latest"
+		}
+		if err := genContext(c, filepath.Join(dir, "ctx", c.name), from); err != nil {
 			return err
 		}
 	}
@@ -119,14 +136,18 @@ func cmdGen(args []string) error {
 }
 
 func cmdDiff(args []string) error {
-	if len(args) != 4 {
+	if len(args) != 4 && len(args) != 5 {
 		usage()
 	}
-	a, err := mergedTree(args[0], args[1])
+	platform := ""
+	if len(args) == 5 {
+		platform = args[4]
+	}
+	a, err := mergedTreeFor(args[0], args[1], platform)
 	if err != nil {
 		return err
 	}
-	b, err := mergedTree(args[2], args[3])
+	b, err := mergedTreeFor(args[2], args[3], platform)
 	if err != nil {
 		return err
 	}
@@ -334,6 +355,11 @@ type tool struct {
 	// export writes the image tagged tag to an OCI layout (the
 	// correctness check).
 	export func(s store, tag, ctxDir, dest string) [][]string
+	// budList builds one image per platform into the manifest list named
+	// list (--platform P1,P2 --manifest list); exportList writes that list
+	// to an OCI layout, an index tagged latest.
+	budList    func(s store, list, ctxDir string, platforms []string) []string
+	exportList func(s store, list, ctxDir, dest string, platforms []string) [][]string
 }
 
 func (b *bench) tools(f features, tlsFlag bool) []tool {
@@ -363,7 +389,25 @@ func (b *bench) tools(f features, tlsFlag bool) []tool {
 			return [][]string{append(a, "-t", tag, "-o", "type=oci,dest="+dest, ctxDir)}
 		},
 	}
+	// A multi-platform build: the same flags as buildah's, builder's own
+	// defaults (--jobs: as many platforms at once as CPUs; buildah builds
+	// every platform concurrently).
+	builder.budList = func(s store, list, ctxDir string, platforms []string) []string {
+		a := append([]string{b.builder}, g(s)...)
+		a = append(a, "bud", "-q", "--network=host")
+		a = append(a, tls(tlsFlag)...)
+		return append(a, "--platform", strings.Join(platforms, ","), "--manifest", list, ctxDir)
+	}
+	builder.exportList = func(s store, list, ctxDir, dest string, platforms []string) [][]string {
+		a := append([]string{b.builder}, g(s)...)
+		a = append(a, "bud", "-q", "--network=host")
+		a = append(a, tls(tlsFlag)...)
+		return [][]string{append(a, "--platform", strings.Join(platforms, ","), "-t", list, "-o", "type=oci,dest="+dest, ctxDir)}
+	}
 	if f.push {
+		builder.exportList = func(s store, list, ctxDir, dest string, platforms []string) [][]string {
+			return [][]string{append(append([]string{b.builder}, g(s)...), "push", "-q", list, "oci:"+dest+":latest")}
+		}
 		builder.push = func(s store, tag, dest string) []string {
 			return append(append([]string{b.builder}, g(s)...), "push", "--tls-verify=false", "-q", tag, dest)
 		}
@@ -396,6 +440,15 @@ func (b *bench) tools(f features, tlsFlag bool) []tool {
 	}
 	buildah.export = func(s store, tag, ctxDir, dest string) [][]string {
 		return [][]string{append(append([]string{"buildah"}, g(s)...), "push", "-q", tag, "oci:"+dest+":latest")}
+	}
+	buildah.budList = func(s store, list, ctxDir string, platforms []string) []string {
+		a := append([]string{"buildah"}, g(s)...)
+		a = append(a, "bud", "--runtime=runc", "--network=host", "--layers", "-q")
+		a = append(a, tls(tlsFlag)...)
+		return append(a, "--platform", strings.Join(platforms, ","), "--manifest", list, ctxDir)
+	}
+	buildah.exportList = func(s store, list, ctxDir, dest string, platforms []string) [][]string {
+		return [][]string{append(append([]string{"buildah"}, g(s)...), "manifest", "push", "-q", "--all", list, "oci:"+dest+":latest")}
 	}
 	return []tool{builder, buildah}
 }
@@ -577,10 +630,14 @@ type toolResult struct {
 }
 
 type caseResult struct {
-	Desc    string                 `json:"description"`
-	Floors  caseFloors             `json:"floors"`
-	Tools   map[string]*toolResult `json:"tools"`
-	Summary map[string]summaryRow  `json:"summary"`
+	Desc      string   `json:"description"`
+	Platforms []string `json:"platforms,omitempty"`
+	// Excluded are the files left out of the tree comparison because of
+	// buildah's cross-stage error (multi-platform cases).
+	Excluded []exclusion            `json:"excluded_cross_stage,omitempty"`
+	Floors   caseFloors             `json:"floors"`
+	Tools    map[string]*toolResult `json:"tools"`
+	Summary  map[string]summaryRow  `json:"summary"`
 }
 
 type summaryRow struct {
@@ -613,6 +670,7 @@ func cmdRun(args []string) error {
 	out := fl.String("out", "results.json", "results JSON")
 	table := fl.String("table", "", "also write the Markdown table here")
 	base := fl.String("base", "oci", "base image source: oci (an OCI layout on disk) or registry (the local registry)")
+	arm64 := fl.String("arm64-busybox", "", "arm64 static busybox for the multi-platform base (hack/foreign.sh extracts it; needed by multi-platform cases)")
 	verbose := fl.Bool("v", false, "print every timed command")
 	fl.Parse(args)
 	if *work == "" || *builderBin == "" || *repeat < 1 {
@@ -687,26 +745,57 @@ func cmdRun(args []string) error {
 	default:
 		return fmt.Errorf("--base %q: want oci or registry", *base)
 	}
+	// The multi-platform base (an index of an amd64 and an arm64 image),
+	// when a case needs it.
+	multiFrom := ""
+	if slices.ContainsFunc(cases, func(c benchCase) bool { return c.platforms != nil }) {
+		if *arm64 == "" {
+			return fmt.Errorf("multi-platform cases need --arm64-busybox (bench/run.sh passes the one hack/foreign.sh extracts)")
+		}
+		if err := checkBinfmt(); err != nil {
+			return err
+		}
+		multiLayout := filepath.Join(b.work, "base-multi-oci")
+		if err := writeMultiBase(multiLayout, *arm64); err != nil {
+			return err
+		}
+		multiFrom = "oci:" + multiLayout + ":latest"
+		if *base == "registry" {
+			ref := b.registry + "/bench/base-multi:latest"
+			if _, err := b.run("skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", multiFrom, "docker://"+ref); err != nil {
+				return err
+			}
+			multiFrom = ref
+		}
+	}
 	ctxDir := func(c benchCase) string { return filepath.Join(b.work, "ctx", c.name) }
 	for _, c := range cases {
-		if err := genContext(c, ctxDir(c), from); err != nil {
+		f := from
+		if c.platforms != nil {
+			f = multiFrom
+		}
+		if err := genContext(c, ctxDir(c), f); err != nil {
 			return fmt.Errorf("generate %s: %w", c.name, err)
 		}
 	}
-	logf("contexts generated; base image %s", from)
+	if multiFrom != "" {
+		logf("contexts generated; base image %s, multi-platform base %s", from, multiFrom)
+	} else {
+		logf("contexts generated; base image %s", from)
+	}
 
 	res := &results{
 		Machine: machineInfo(),
 		Config: map[string]any{
 			"repeat": *repeat, "base": from, "base_source": *base, "builder_version": feat.version,
 			"buildah_version": strings.TrimSpace(buildahVersion), "builder_push": feat.push,
-			"builder_bud_push": feat.budPush,
+			"builder_bud_push": feat.budPush, "multi_platform_base": multiFrom,
 		},
 		Cases: map[string]*caseResult{}, Acceptance: map[string]any{},
 	}
 	for _, c := range cases {
 		res.Order = append(res.Order, c.name)
-		res.Cases[c.name] = &caseResult{Desc: c.desc, Tools: map[string]*toolResult{}}
+		res.Cases[c.name] = &caseResult{Desc: c.desc, Platforms: c.platforms, Tools: map[string]*toolResult{}}
 	}
 
 	// Floors.
@@ -765,12 +854,18 @@ func cmdRun(args []string) error {
 			}
 			if rep == 1 {
 				t0 := time.Now()
-				if err := b.check(c, layouts, logf); err != nil {
+				var err error
+				if c.platforms != nil {
+					res.Cases[c.name].Excluded, err = b.checkMulti(c, layouts, logf)
+				} else {
+					err = b.check(c, layouts, logf)
+				}
+				if err != nil {
 					res.Acceptance["correctness"] = "FAILED: " + c.name
 					writeJSON(*out, res)
 					return err
 				}
-				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, n, b.work); err != nil {
+				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, c.platforms, n, b.work); err != nil {
 					return err
 				}
 				debug.FreeOSMemory() // the harness stays small while the tools run
@@ -779,6 +874,16 @@ func cmdRun(args []string) error {
 		}
 	}
 	res.Acceptance["correctness"] = "same file tree from builder and buildah for every case"
+	var excl []string
+	for _, name := range res.Order {
+		for _, e := range res.Cases[name].Excluded {
+			excl = append(excl, name+" "+e.Platform+" "+e.Path)
+		}
+	}
+	if len(excl) > 0 {
+		res.Acceptance["correctness"] = fmt.Sprintf("same file tree from builder and buildah for every case (every platform) but %d file(s) buildah's cross-stage error changes (%s)", len(excl), strings.Join(excl, ", "))
+		res.Acceptance["excluded_cross_stage"] = excl
+	}
 	res.WallSeconds = time.Since(start).Seconds()
 	res.Machine["loadavg_end"] = loadavg()
 	var ov []string
@@ -842,15 +947,22 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 	defer b.removeStore(s)
 	tag := "localhost/bench-" + c.name
 	add := func(k string, m measurement) { tr.Measures[k] = append(tr.Measures[k], m) }
+	// A multi-platform case builds a manifest list named tag.
+	bud := func() []string {
+		if c.platforms != nil {
+			return t.budList(s, tag, ctxDir, c.platforms)
+		}
+		return t.bud(s, tag, ctxDir)
+	}
 	clearBlobInfoCache()
-	cold, err := b.timed(t.bud(s, tag, ctxDir)...)
+	cold, err := b.timed(bud()...)
 	if err != nil {
 		return err
 	}
 	add("cold", cold)
 	tr.StoreCold = append(tr.StoreCold, b.du(s))
 	var push measurement
-	if t.push != nil && b.registry != "" {
+	if t.push != nil && b.registry != "" && c.platforms == nil {
 		push, err = b.timed(t.push(s, tag, fmt.Sprintf("docker://%s/bench/%s-%s-%d", b.registry, c.name, t.name, rep))...)
 		if err != nil {
 			return err
@@ -870,7 +982,11 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 		// export before the push would hand the timed push that work.
 		os.RemoveAll(export)
 		os.MkdirAll(filepath.Dir(export), 0o755)
-		for _, argv := range t.export(s, tag, ctxDir, export) {
+		argvs := t.export(s, tag, ctxDir, export)
+		if c.platforms != nil {
+			argvs = t.exportList(s, tag, ctxDir, export, c.platforms)
+		}
+		for _, argv := range argvs {
 			if _, err := b.run(argv...); err != nil {
 				return fmt.Errorf("export %s's image of %s: %w", t.name, c.name, err)
 			}
@@ -891,7 +1007,7 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 		if err != nil {
 			return err
 		}
-		m, err := b.timed(t.bud(s, tag, ctxDir)...)
+		m, err := b.timed(bud()...)
 		if rerr := e.restore(); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -901,6 +1017,12 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 		add(k, m)
 	}
 	tr.StoreEnd = append(tr.StoreEnd, b.du(s))
+	if c.platforms != nil {
+		// Pushing a list is another command for each tool (buildah
+		// manifest push --all): not timed here.
+		tr.CIMode = "n/a (multi-platform case: build times only)"
+		return nil
+	}
 	// The CI flow: a cold build followed by a push.
 	switch {
 	case t.ciPush != nil && b.registry != "":

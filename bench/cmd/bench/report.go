@@ -194,12 +194,28 @@ func summarize(r *results) {
 			pass = pass && hr <= 2
 			note += fmt.Sprintf(", %.2f× hashing", hr)
 		}
-		warmOK = warmOK && pass
+		if c.Platforms != nil {
+			// The layer cache issue's limits were set for one-platform
+			// builds; a multi-platform case's figures are shown, not gated
+			// (its own issue's limit is on the cold build).
+			note += " (not gated: multi-platform)"
+		} else {
+			warmOK = warmOK && pass
+		}
 		warmNotes = append(warmNotes, note)
 	}
 	if len(warmNotes) > 0 {
 		r.Acceptance["warm_rebuild"] = strings.Join(warmNotes, "; ")
 		r.Acceptance["warm_rebuild_ok"] = warmOK
+	}
+	// The multi-platform issue's figure: the cold build of the multiarch
+	// list against buildah's (reported, not part of "ok", like the
+	// registry issue's).
+	if c := r.Cases["multiarch"]; c != nil {
+		if row := c.Summary["cold"]; row.BuilderBuildah != nil {
+			r.Acceptance["multiarch_ratio"] = *row.BuilderBuildah
+			r.Acceptance["multiarch_ratio_le_0.5"] = *row.BuilderBuildah <= 0.5
+		}
 	}
 	if c := r.Cases["copy-many"]; c != nil {
 		if row := c.Summary["touch"]; row.BuilderBuildah != nil {
@@ -277,6 +293,25 @@ func renderTable(r *results) string {
 		fmt.Fprintf(&b, "\nPer-RUN overhead, (run10 − meta) / 10, cold medians: builder %.4f s, buildah %.4f s, builder/buildah %.3f (target ≤ 0.25), builder/floor %.2f (empty sandbox start %.4f s).\n",
 			r.PerRun["builder_s"], r.PerRun["buildah_s"], r.PerRun["ratio"], r.PerRun["builder_over_floor"], r.Sandbox.Median)
 	}
+	for _, name := range r.Order {
+		c := r.Cases[name]
+		if c.Platforms == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s: one manifest list of %s per tool (--platform %s --manifest), trees compared per platform; ",
+			name, strings.Join(c.Platforms, " and "), strings.Join(c.Platforms, ","))
+		if row := c.Summary["cold"]; row.Builder != nil && row.Buildah != nil {
+			fmt.Fprintf(&b, "cold build builder %s s, buildah %s s, builder/buildah %s (median). ", fmtNum(row.Builder.Median, "s"), fmtNum(row.Buildah.Median, "s"), fmtRatio(row.BuilderBuildah))
+		}
+		if len(c.Excluded) == 0 {
+			fmt.Fprintf(&b, "No file excluded: buildah's cross-stage error changed no file.\n")
+			continue
+		}
+		fmt.Fprintf(&b, "Excluded from the comparison, because of buildah's cross-stage error (buildah 1.28 runs a --platform=$BUILDPLATFORM stage again for every target, emulated, instead of once natively):\n\n")
+		for _, e := range c.Excluded {
+			fmt.Fprintf(&b, "- %s `%s`: builder %s, buildah %s\n", e.Platform, e.Path, e.Builder, e.Buildah)
+		}
+	}
 	fmt.Fprintf(&b, "\nFloors, same data, same run (medians):\n\n")
 	fmt.Fprintf(&b, "| case | context MB | tar of context | builder cache hash-context | pgzip of that tar | zstd of that tar | own layers MB | write own layers | pgzip own layers | RUN steps |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -314,6 +349,9 @@ func renderTable(r *results) string {
 	}
 	if v, ok := r.Acceptance["warm_rebuild"]; ok {
 		fmt.Fprintf(&b, "; warm rebuild builder/buildah: %s: %s", v, passFail(r.Acceptance["warm_rebuild_ok"]))
+	}
+	if v, ok := r.Acceptance["multiarch_ratio"]; ok {
+		fmt.Fprintf(&b, "; multiarch ≤ 0.5x buildah: cold build builder/buildah %.2f: %s", v, passFail(r.Acceptance["multiarch_ratio_le_0.5"]))
 	}
 	if v, ok := r.Acceptance["copy_many_touch_ratio"]; ok {
 		fmt.Fprintf(&b, "; copy-many rebuild after touch %.3f (≤ 0.2: %s)", v, passFail(r.Acceptance["copy_many_touch_ratio_le_0.2"]))

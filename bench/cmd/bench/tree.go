@@ -70,8 +70,51 @@ func blobPath(layout, dgst string) string {
 }
 
 // layoutLayers returns the layer descriptors of the image in layout (the
-// only one, or the one tagged tag).
+// only one, or the one tagged tag; of an index, its first linux image).
 func layoutLayers(layout, tag string) ([]ociDesc, error) {
+	return platformLayers(layout, tag, "")
+}
+
+// platformLayers is layoutLayers for platform ("os/arch") of an index
+// ("": the first linux image).
+func platformLayers(layout, tag, platform string) ([]ociDesc, error) {
+	pick, err := taggedDesc(layout, tag)
+	if err != nil {
+		return nil, err
+	}
+	for depth := 0; depth < 4; depth++ {
+		m, err := readManifest(layout, pick.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Manifests) == 0 {
+			if platform != "" && depth == 0 {
+				return nil, fmt.Errorf("%s: %q is one image, not an index of %s", layout, tag, platform)
+			}
+			return m.Layers, nil
+		}
+		pick = nil
+		for i, c := range m.Manifests {
+			if c.Platform == nil {
+				continue
+			}
+			if p := c.Platform.OS + "/" + c.Platform.Architecture; p == platform || (platform == "" && c.Platform.OS == "linux") {
+				pick = &m.Manifests[i]
+				break
+			}
+		}
+		if pick == nil {
+			if platform != "" {
+				return nil, fmt.Errorf("%s: the index tagged %q has no %s image", layout, tag, platform)
+			}
+			pick = &m.Manifests[0]
+		}
+	}
+	return nil, fmt.Errorf("%s: index nesting too deep", layout)
+}
+
+// taggedDesc is the descriptor index.json names tag (or its only one).
+func taggedDesc(layout, tag string) (*ociDesc, error) {
 	data, err := os.ReadFile(filepath.Join(layout, "index.json"))
 	if err != nil {
 		return nil, err
@@ -80,37 +123,49 @@ func layoutLayers(layout, tag string) ([]ociDesc, error) {
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return nil, fmt.Errorf("%s/index.json: %w", layout, err)
 	}
-	var pick *ociDesc
 	for i, m := range idx.Manifests {
 		if len(idx.Manifests) == 1 || m.Annotations["org.opencontainers.image.ref.name"] == tag {
-			pick = &idx.Manifests[i]
-			break
+			return &idx.Manifests[i], nil
 		}
 	}
-	if pick == nil {
-		return nil, fmt.Errorf("%s: no image tagged %q", layout, tag)
+	return nil, fmt.Errorf("%s: no image tagged %q", layout, tag)
+}
+
+func readManifest(layout, dgst string) (ociManifest, error) {
+	var m ociManifest
+	data, err := os.ReadFile(blobPath(layout, dgst))
+	if err != nil {
+		return m, err
 	}
-	for depth := 0; depth < 4; depth++ {
-		data, err := os.ReadFile(blobPath(layout, pick.Digest))
-		if err != nil {
-			return nil, err
-		}
-		var m ociManifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", pick.Digest, err)
-		}
-		if len(m.Manifests) == 0 {
-			return m.Layers, nil
-		}
-		pick = &m.Manifests[0]
-		for i, c := range m.Manifests {
-			if c.Platform != nil && c.Platform.OS == "linux" {
-				pick = &m.Manifests[i]
-				break
-			}
-		}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("manifest %s: %w", dgst, err)
 	}
-	return nil, fmt.Errorf("%s: index nesting too deep", layout)
+	return m, nil
+}
+
+// layoutPlatforms lists the platforms ("os/arch", sorted, repeats kept) of
+// the index tagged tag in layout.
+func layoutPlatforms(layout, tag string) ([]string, error) {
+	d, err := taggedDesc(layout, tag)
+	if err != nil {
+		return nil, err
+	}
+	m, err := readManifest(layout, d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Manifests) == 0 {
+		return nil, fmt.Errorf("%s: %q is one image, not an index", layout, tag)
+	}
+	var out []string
+	for _, c := range m.Manifests {
+		if c.Platform == nil {
+			return nil, fmt.Errorf("%s: index entry %s has no platform", layout, c.Digest)
+		}
+		out = append(out, c.Platform.OS+"/"+c.Platform.Architecture)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // openLayer returns the uncompressed tar stream of a layer blob.
@@ -144,7 +199,13 @@ func (c closers) Close() error {
 
 // mergedTree applies the image's layers in order.
 func mergedTree(layout, tag string) (map[string]node, error) {
-	layers, err := layoutLayers(layout, tag)
+	return mergedTreeFor(layout, tag, "")
+}
+
+// mergedTreeFor is mergedTree of the platform image of an index ("": the
+// first linux one, or the only image).
+func mergedTreeFor(layout, tag, platform string) (map[string]node, error) {
+	layers, err := platformLayers(layout, tag, platform)
 	if err != nil {
 		return nil, err
 	}
@@ -295,6 +356,14 @@ func skipped(cas, p string, n node) (string, bool) {
 // diffTrees lists the differences between a (builder) and b (buildah) of
 // case cas, and the tolerated ones.
 func diffTrees(cas string, a, b map[string]node) (diffs, tolerated []string) {
+	diffs, tolerated, _ = diffTreesExcept(cas, a, b, nil)
+	return diffs, tolerated
+}
+
+// diffTreesExcept is diffTrees where excuse, when not nil, may excuse a
+// path both trees hold with different nodes; excused lists those paths
+// and why.
+func diffTreesExcept(cas string, a, b map[string]node, excuse func(p string) (string, bool)) (diffs, tolerated, excused []string) {
 	keys := map[string]bool{}
 	for k := range a {
 		keys[k] = true
@@ -333,11 +402,17 @@ func diffTrees(cas string, a, b map[string]node) (diffs, tolerated []string) {
 			}
 			x.Implicit, y.Implicit = false, false
 			if x != y {
+				if excuse != nil {
+					if why, ok := excuse(k); ok {
+						excused = append(excused, k+": "+why)
+						continue
+					}
+				}
 				out = append(out, fmt.Sprintf("differs: %s\n    builder: %v\n    buildah: %v", k, x, y))
 			}
 		}
 	}
-	return out, tolerated
+	return out, tolerated, excused
 }
 
 func inOne(k string, a, b map[string]node) bool {
@@ -346,9 +421,10 @@ func inOne(k string, a, b map[string]node) bool {
 	return inA != inB
 }
 
-// ownLayers is the uncompressed size of the layers after the first skip.
-func ownLayers(layout, tag string, skip int) ([]ociDesc, error) {
-	layers, err := layoutLayers(layout, tag)
+// ownLayers is the layers after the first skip (of the platform image of
+// an index, "": the only image or the first linux one).
+func ownLayers(layout, tag, platform string, skip int) ([]ociDesc, error) {
+	layers, err := platformLayers(layout, tag, platform)
 	if err != nil {
 		return nil, err
 	}
