@@ -248,8 +248,10 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 		}
 		exs[i] = ex
 	}
+	// Cancelled by the first failure, and at the end of the session: the
+	// executors' cache exports run on past Build in this context.
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	s.onClose(cancel)
 	res := make([]*built, len(b.targets))
 	errs := make([]error, len(b.targets))
 	sem := make(chan struct{}, jobs)

@@ -40,7 +40,11 @@ type session struct {
 	cache    *budCache
 	exs      []*executor.Executor
 	outMu    sync.Mutex // lines of the platforms' outputs are written whole
+	closers  []func()
 }
+
+// onClose runs f when the session closes, before anything else is released.
+func (s *session) onClose(f func()) { s.closers = append(s.closers, f) }
 
 func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	s := &session{o: o}
@@ -150,6 +154,9 @@ func (l *linePrefix) Write(b []byte) (int, error) {
 // close waits for streamed uploads and releases everything the session
 // holds, the scratch dir last.
 func (s *session) close() {
+	for _, f := range s.closers {
+		f()
+	}
 	if s.up != nil {
 		s.up.wait()
 	}
