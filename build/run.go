@@ -217,10 +217,21 @@ func (b *Build) preflight() error {
 
 // built is one platform's image.
 type built struct {
-	plat platform.Platform
-	img  *image.Image
-	ex   *executor.Executor
-	id   digest.Digest
+	plat      platform.Platform
+	img       *image.Image
+	ex        *executor.Executor
+	id        digest.Digest
+	committed bool // in the local store, unnamed
+}
+
+// commitUnnamed writes bi's image to the local store under its ID only.
+func (s *session) commitUnnamed(ctx context.Context, bi *built, format image.Format) error {
+	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format}
+	s.reg.configure(&popts)
+	if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
+		return fmt.Errorf("commit %s image to local store: %w", bi.plat, err)
+	}
+	return nil
 }
 
 // buildAll runs one executor per target, at most o.Jobs at once; the first
@@ -236,6 +247,10 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 	if multi {
 		flight = &executor.Flight{}
 	}
+	// The images of a multi-platform build that ends in the store (named
+	// by a list, or with no other output) go there one by one as they are
+	// built.
+	commit := o.multi() && (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0)
 	exs := make([]*executor.Executor, len(b.targets))
 	for i, t := range b.targets {
 		out, errOut := o.Out, o.ErrOut
@@ -264,8 +279,8 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 				errs[i] = ctx.Err()
 				return
 			}
-			defer func() { <-sem }()
 			img, err := exs[i].Build(ctx, t.plan, t.plat)
+			<-sem // what follows is no build: let the next platform start
 			if err != nil {
 				if multi {
 					err = fmt.Errorf("%s: %w", t.plat, err)
@@ -280,7 +295,16 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 				cancel()
 				return
 			}
-			res[i] = &built{plat: t.plat, img: img, ex: exs[i], id: digest.FromBytes(cfg)}
+			bi := &built{plat: t.plat, img: img, ex: exs[i], id: digest.FromBytes(cfg)}
+			if commit {
+				// While the other platforms still build.
+				if errs[i] = s.commitUnnamed(ctx, bi, b.format); errs[i] != nil {
+					cancel()
+					return
+				}
+				bi.committed = true
+			}
+			res[i] = bi
 		})
 	}
 	wg.Wait()
@@ -472,11 +496,9 @@ func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []p
 		var wg sync.WaitGroup
 		for i, bi := range bs {
 			imgs[i] = images.ListImage{ID: bi.id.Encoded(), Platform: bi.plat}
-			wg.Go(func() {
-				if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
-					errs[i] = fmt.Errorf("commit %s image to local store: %w", bi.plat, err)
-				}
-			})
+			if !bi.committed {
+				wg.Go(func() { errs[i] = s.commitUnnamed(ctx, bi, popts.Format) })
+			}
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
