@@ -6,12 +6,17 @@ BIN       := bin/builder
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO_TAG  ?= localhost/builder-demo:latest
 
-.PHONY: all build deps demo test test-unit test-integration bench fuzz lint clean
+.PHONY: all build deps foreign demo test test-unit test-integration bench fuzz lint clean
 
 all: build
 
 deps:
 	@hack/install-deps.sh
+
+# Multi-platform tests: Debian's arm64 busybox-static and qemu-aarch64
+# registered in binfmt_misc (adds dpkg's arm64 architecture; as root or sudo).
+foreign: deps
+	@hack/foreign.sh
 
 build:
 	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/builder
@@ -21,7 +26,7 @@ build:
 demo: deps build
 	@hack/demo.sh $(BIN) $(DEMO_TAG)
 
-test: deps build lint
+test: deps foreign build lint
 	$(GO) test $(GOFLAGS_B) -count=1 -timeout 25m ./...
 
 test-unit:

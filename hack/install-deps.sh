@@ -19,6 +19,4 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl stop docker-registry 2>/dev/null || true
 fi
-# Multi-platform tests and bench: an arm64 busybox and its emulator.
-"$(dirname "$0")/foreign.sh"
 go mod download
