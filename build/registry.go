@@ -92,32 +92,23 @@ func (b *budRegistry) configure(o *pushers.Options) {
 // writes --digestfile; it returns the pushed manifest's digest (all are
 // equal).
 func (b *budRegistry) pushAll(ctx context.Context, img *image.Image, format image.Format, progress io.Writer) (digest.Digest, error) {
-	if len(b.dest) == 0 {
-		return "", nil
-	}
-	opts := pushers.Options{Format: format, ReportWriter: progress}
-	b.configure(&opts)
-	var last digest.Digest
-	for _, d := range b.dest {
-		fmt.Fprintf(progress, "Pushing %s\n", strings.TrimPrefix(d, "docker://"))
-		dg, err := pushers.Push(ctx, img, d, opts)
-		if err != nil {
-			return "", err
-		}
-		last = dg
-	}
-	if b.o.DigestFile != "" {
-		if err := ioutils.AtomicWriteFile(b.o.DigestFile, []byte(last.String()), 0o644); err != nil {
-			return "", fmt.Errorf("--digestfile: %w", err)
-		}
-	}
-	return last, nil
+	return b.pushEach(format, progress, "", func(dest string, opts pushers.Options) (digest.Digest, error) {
+		return pushers.Push(ctx, img, dest, opts)
+	})
 }
 
-// pushAllList pushes the images of a multi-platform build and the index
-// naming them to every registry tag (with --push) and writes --digestfile
-// (the index's digest).
+// pushAllList is pushAll for a multi-platform build: the images, then the
+// index naming them, whose digest --digestfile gets.
 func (b *budRegistry) pushAllList(ctx context.Context, entries []pushers.ListEntry, format image.Format, progress io.Writer) (digest.Digest, error) {
+	what := fmt.Sprintf(" (%d platforms and their index)", len(entries))
+	return b.pushEach(format, progress, what, func(dest string, opts pushers.Options) (digest.Digest, error) {
+		return pushers.PushList(ctx, entries, dest, opts)
+	})
+}
+
+// pushEach runs push for every --push destination and writes the last
+// digest to --digestfile.
+func (b *budRegistry) pushEach(format image.Format, progress io.Writer, what string, push func(string, pushers.Options) (digest.Digest, error)) (digest.Digest, error) {
 	if len(b.dest) == 0 {
 		return "", nil
 	}
@@ -125,8 +116,8 @@ func (b *budRegistry) pushAllList(ctx context.Context, entries []pushers.ListEnt
 	b.configure(&opts)
 	var last digest.Digest
 	for _, d := range b.dest {
-		fmt.Fprintf(progress, "Pushing %s (%d platforms and their index)\n", strings.TrimPrefix(d, "docker://"), len(entries))
-		dg, err := pushers.PushList(ctx, entries, d, opts)
+		fmt.Fprintf(progress, "Pushing %s%s\n", strings.TrimPrefix(d, "docker://"), what)
+		dg, err := push(d, opts)
 		if err != nil {
 			return "", err
 		}

@@ -327,31 +327,21 @@ func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result,
 	res := &Result{ImageID: bi.id, Tags: o.Tags}
 	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
 	s.reg.configure(&popts)
-	// The registry pushes read only the built layers' blobs, so they run
-	// while the local store and the other outputs are written: with --push
-	// the CI flow costs the longer of the two, not their sum.
-	type pushed struct {
-		d   digest.Digest
-		err error
-	}
-	pushDone := make(chan pushed, 1)
-	go func() {
-		if s.up != nil {
-			s.up.wait() // blobs streamed during the build are in place: the push only checks them
+	pushed, err := s.pushBeside(func() (digest.Digest, error) {
+		return s.reg.pushAll(ctx, bi.img, b.format, o.Out)
+	}, func() error {
+		if err := s.writeOutputs(ctx, bi.ex, bi.img, res.ImageID, popts); err != nil || o.Manifest == "" {
+			return err
 		}
-		d, err := s.reg.pushAll(ctx, bi.img, b.format, o.Out)
-		pushDone <- pushed{d, err}
-	}()
-	outErr := s.writeOutputs(ctx, bi.ex, bi.img, res.ImageID, popts)
-	if outErr == nil && o.Manifest != "" {
 		res.Images = []PlatformImage{{Platform: bi.plat, ImageID: bi.id}}
-		res.ListID, _, outErr = o.Store.PutList(o.Manifest, []images.ListImage{{ID: bi.id.Encoded(), Platform: bi.plat}}, true, b.format)
-	}
-	p := <-pushDone
-	if err := errors.Join(outErr, p.err); err != nil {
+		var err error
+		res.ListID, _, err = o.Store.PutList(o.Manifest, []images.ListImage{{ID: bi.id.Encoded(), Platform: bi.plat}}, true, b.format)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	res.Pushed = p.d
+	res.Pushed = pushed
 	bi.ex.WaitExports(2 * time.Minute)
 	if err := writeIID(o.IIDFile, res.ImageID); err != nil {
 		return nil, err
@@ -373,24 +363,15 @@ func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Resu
 	}
 	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
 	s.reg.configure(&popts)
-	type pushed struct {
-		d   digest.Digest
-		err error
-	}
-	pushDone := make(chan pushed, 1)
-	go func() {
-		if s.up != nil {
-			s.up.wait()
-		}
-		d, err := s.reg.pushAllList(ctx, entries, b.format, o.Out)
-		pushDone <- pushed{d, err}
-	}()
-	outErr := s.writeListOutputs(ctx, bs, entries, popts, res)
-	p := <-pushDone
-	if err := errors.Join(outErr, p.err); err != nil {
+	pushed, err := s.pushBeside(func() (digest.Digest, error) {
+		return s.reg.pushAllList(ctx, entries, b.format, o.Out)
+	}, func() error {
+		return s.writeListOutputs(ctx, bs, entries, popts, res)
+	})
+	if err != nil {
 		return nil, err
 	}
-	res.Pushed = p.d
+	res.Pushed = pushed
 	if res.ImageID == "" {
 		idx, _, err := pushers.Manifests(entries, b.format)
 		if err != nil {
@@ -405,6 +386,27 @@ func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Resu
 		return nil, err
 	}
 	return res, nil
+}
+
+// pushBeside runs the registry push while outputs writes the local store
+// and the other outputs: the push reads only the built layers' blobs, so
+// with --push the CI flow costs the longer of the two, not their sum.
+func (s *session) pushBeside(push func() (digest.Digest, error), outputs func() error) (digest.Digest, error) {
+	type pushed struct {
+		d   digest.Digest
+		err error
+	}
+	done := make(chan pushed, 1)
+	go func() {
+		if s.up != nil {
+			s.up.wait() // blobs streamed during the build are in place: the push only checks them
+		}
+		d, err := push()
+		done <- pushed{d, err}
+	}()
+	outErr := outputs()
+	p := <-done
+	return p.d, errors.Join(outErr, p.err)
 }
 
 func writeIID(file string, id digest.Digest) error {

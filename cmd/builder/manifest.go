@@ -11,7 +11,6 @@ import (
 	"github.com/builder-dev/builder/images"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
-	"go.podman.io/storage/pkg/ioutils"
 )
 
 // newManifestCmd is `builder manifest`: buildah's manifest commands over
@@ -212,13 +211,9 @@ func printIndented(w io.Writer, raw []byte) error {
 }
 
 type manifestPushOptions struct {
-	reg        registryFlags
-	comp       compressionFlags
-	all        bool
-	rm         bool
-	format     string
-	digestfile string
-	quiet      bool
+	pushOptions
+	all bool
+	rm  bool
 }
 
 func newManifestPushCmd(g *globalOptions) *cobra.Command {
@@ -239,30 +234,11 @@ func newManifestPushCmd(g *globalOptions) *cobra.Command {
 			"  builder manifest push mylist:v1.11 oci:/tmp/layout:v1.11",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dest := args[0]
-			if len(args) == 2 {
-				dest = args[1]
-			}
-			ro, err := o.reg.options()
-			if err != nil {
-				return err
-			}
-			var progress io.Writer = g.stderr
-			if o.quiet {
-				progress = nil
-			}
-			return g.withStore(func(s *images.Store) error {
-				d, err := s.PushList(cmd.Context(), args[0], dest, images.PushListOptions{
-					Registry: ro, Compression: o.comp.options(), Format: o.format,
-					IndexOnly: !o.all, Remove: o.rm, Progress: progress,
+			return o.run(g, cmd, args, func(s *images.Store, src, dest string, po images.PushOptions) (digest.Digest, error) {
+				return s.PushList(cmd.Context(), src, dest, images.PushListOptions{
+					Registry: po.Registry, Compression: po.Compression, Format: po.Format,
+					IndexOnly: !o.all, Remove: o.rm, Progress: po.Progress,
 				})
-				if err != nil || o.digestfile == "" {
-					return err
-				}
-				if err := ioutils.AtomicWriteFile(o.digestfile, []byte(d.String()), 0o644); err != nil {
-					return usagef("--digestfile: %v", err)
-				}
-				return nil
 			})
 		},
 	}
