@@ -150,7 +150,7 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := b.preflight(); err != nil {
+	if err := b.preflight(s); err != nil {
 		return nil, err
 	}
 	built, err := b.buildAll(ctx, s)
@@ -198,14 +198,17 @@ func (b *Build) basePlatforms(ctx context.Context, s *session) ([]platform.Platf
 	return common, nil
 }
 
-// preflight refuses, before any step runs, a build whose RUN steps need an
-// emulator that is not registered.
-func (b *Build) preflight() error {
+// preflight refuses, before any step runs, a build whose RUN steps cannot
+// run here: no isolation is possible, or an emulator is not registered.
+func (b *Build) preflight(s *session) error {
 	for _, t := range b.targets {
 		for _, st := range t.plan.Stages {
 			at, ok := st.FirstRun(t.plan)
 			if !ok {
 				continue
+			}
+			if p := s.run.plan; p.Isolation == sandbox.IsolationNone {
+				return &Failure{&dockerfile.Error{Pos: at, Err: fmt.Errorf("RUN cannot run here: %s. %s", p.Missing, noIsolationFix)}}
 			}
 			if err := sandbox.CheckEmulation(b.o.BinfmtDir, st.Platform); err != nil {
 				return &Failure{&dockerfile.Error{Pos: at, Err: err}}
@@ -408,6 +411,12 @@ func (s *session) pushBeside(push func() (digest.Digest, error), outputs func() 
 	p := <-done
 	return p.d, errors.Join(outErr, p.err)
 }
+
+// noIsolationFix says what lets RUN run where no isolation is possible.
+const noIsolationFix = "In a Kubernetes pod, any of: a seccomp profile that allows unshare and mount " +
+	"(securityContext.seccompProfile: Unconfined, or a Localhost profile), running as root with the default " +
+	"capabilities (chroot), or a pod with its own user namespace (hostUsers: false); Dockerfiles without RUN " +
+	"build as they are. `builder doctor` lists what this environment lacks"
 
 func writeIID(file string, id digest.Digest) error {
 	if file == "" {

@@ -21,23 +21,35 @@ type runSetup struct {
 	secretsDir string
 	network    string // what RUN steps get by default
 	cleanup    func()
+	plan       sandbox.Plan // the isolation chosen and its fallbacks
 }
 
 func setupRun(o *Options, work string) (*runSetup, error) {
 	r := &runSetup{secrets: o.Secrets}
-	iso := sandbox.IsolationDefault
+	var forced *sandbox.Isolation
 	if o.Isolation != "" {
-		var err error
-		if iso, err = sandbox.ParseIsolation(o.Isolation); err != nil {
+		iso, err := sandbox.ParseIsolation(o.Isolation)
+		if err != nil {
 			return nil, optionf("--isolation: %w", err)
 		}
-	} else if detected, why := sandbox.DetectIsolation(); detected != sandbox.IsolationDefault {
-		iso = detected
-		fmt.Fprintf(o.ErrOut, "[Warning] using %s isolation: %s\n", iso, why)
+		forced = &iso
 	}
 	if o.Runtime != "" {
-		iso = sandbox.IsolationOCI
+		oci := sandbox.IsolationOCI
+		forced = &oci
 	}
+	// What this process may do, tried once: the strongest isolation that
+	// works, each step down said once; a forced one that cannot work is an
+	// error, never a silent step down.
+	plan, err := sandbox.Probe().Choose(forced)
+	if err != nil {
+		return nil, &Failure{err}
+	}
+	for _, d := range plan.Downgrades {
+		fmt.Fprintf(o.ErrOut, "[Warning] %s\n", d)
+	}
+	iso := plan.Isolation
+	r.plan = plan
 	o.Log.Info("RUN isolation", "isolation", iso.String())
 	// The sandbox's state (OCI bundles with the RUN's environment,
 	// secrets included) and secret files go on a private tmpfs.
@@ -57,7 +69,8 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		cleanup()
 		return nil, err
 	}
-	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log}
+	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log,
+		ProcBind: plan.ProcBind, NoHostname: plan.NoHostname, NoMounts: plan.NoMounts, Missing: plan.Missing}
 	r.cleanup = func() { r.sandbox.Close(); cleanup() }
 	r.network = o.Network
 	if r.network == sandbox.NetworkPrivate {
@@ -80,12 +93,14 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		so := o.Store.Options()
 		name = snapshotterFromStorage(so.Driver, so.DriverOpts)
 	}
-	if name == "" && iso == sandbox.IsolationChroot {
-		name = "copy" // chroot isolation is for places where mounting is not allowed
-	}
 	root := o.Store.Dir("snapshots")
 	if name == "" {
-		r.snapshots, err = snapshot.Detect(root, o.Log)
+		// Whatever works here, in any isolation: kernel overlay (also on a
+		// volume in a pod), fuse-overlayfs with /dev/fuse, copies.
+		var why string
+		if r.snapshots, why, err = snapshot.DetectWhy(root, o.Log); err == nil && why != "" {
+			fmt.Fprintf(o.ErrOut, "[Warning] snapshots are plain copies (slower): %s\n", why)
+		}
 	} else {
 		r.snapshots, err = snapshot.Open(name, root)
 	}

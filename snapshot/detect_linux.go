@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Open returns the named driver rooted at root: "overlay", "fuse-overlayfs", or "copy" ("vfs" is
@@ -26,6 +29,15 @@ func Open(name, root string, o ...Options) (Driver, error) {
 // whiteout and opaque formats it produces. Why a candidate was passed over goes to log (nil:
 // discarded), which also replaces Options.Log.
 func Detect(root string, log *slog.Logger, o ...Options) (Driver, error) {
+	d, _, err := DetectWhy(root, log, o...)
+	return d, err
+}
+
+// DetectWhy is Detect that also says, when it falls back to copies, why
+// neither overlay driver works (with the fix for a store on overlayfs, a
+// container's root file system, where kernel overlay refuses an upper
+// directory).
+func DetectWhy(root string, log *slog.Logger, o ...Options) (Driver, string, error) {
 	opts := oneOptions(o)
 	if log != nil {
 		opts.Log = log
@@ -36,17 +48,22 @@ func Detect(root string, log *slog.Logger, o ...Options) (Driver, error) {
 		d, err := Open(name, root, opts)
 		if err == nil {
 			log.Debug("snapshot driver", "driver", name)
-			return d, nil
+			return d, "", nil
 		}
 		log.Debug("snapshot driver unavailable", "driver", name, "err", err)
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("%s: %s", name, tail(err)))
 	}
 	d, err := NewCopy(root, opts)
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		return nil, "", errors.Join(append(errs, err)...)
 	}
-	log.Info("using the copy snapshot driver (slower): overlay mounts are not available", "err", errors.Join(errs...))
-	return d, nil
+	why := errors.Join(errs...).Error()
+	why = strings.ReplaceAll(why, "\n", "; ")
+	var st unix.Statfs_t
+	if unix.Statfs(root, &st) == nil && st.Type == unix.OVERLAYFS_SUPER_MAGIC {
+		why += "; the store is on overlayfs (a container's root file system), where kernel overlay cannot put its upper directory: put the store on a volume (an emptyDir in a pod)"
+	}
+	return d, why, nil
 }
 
 // oneOptions returns the optional trailing Options argument of a constructor.
@@ -55,4 +72,14 @@ func oneOptions(o []Options) Options {
 		return o[0]
 	}
 	return Options{}
+}
+
+// tail is the end of a mount error, after the long option list a failed
+// mount names ("mount overlay (lowerdir=...): operation not permitted").
+func tail(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "): "); i >= 0 {
+		return s[i+3:]
+	}
+	return s
 }

@@ -80,6 +80,12 @@ func setCredentials(p *specs.Process, chroot, noSetgroups bool) *wireError {
 		}
 		masks[i] = m
 	}
+	// Only what this process can give: a pod's bounding set may lack some
+	// of Docker's defaults (the build said so once, before any RUN).
+	held := grantable()
+	for i := range masks {
+		masks[i] &= held
+	}
 	bounding, effective, permitted, inheritable, ambient := masks[0], masks[1], masks[2], masks[3], masks[4]
 	last := lastCap()
 	for c := 0; c <= last && c < 64; c++ {
@@ -141,6 +147,24 @@ func setCredentials(p *specs.Process, chroot, noSetgroups bool) *wireError {
 		return fail(codeSetup, "parent-death signal", "", err)
 	}
 	return nil
+}
+
+// grantable is the mask of capabilities this thread can hand on: in its
+// bounding set and its permitted set.
+func grantable() uint64 {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return ^uint64(0)
+	}
+	perm := uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
+	var bnd uint64
+	for c := 0; c <= lastCap() && c < 64; c++ {
+		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && r == 1 {
+			bnd |= 1 << uint(c)
+		}
+	}
+	return perm & bnd
 }
 
 func capName(c int) string {

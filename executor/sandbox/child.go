@@ -41,6 +41,10 @@ type childConfig struct {
 	NewNet   bool // the child has its own network namespace
 	JoinNet  bool // the child joins the namespace handed over on netnsFD
 	NewUTS   bool // the child has its own UTS namespace
+	// ProcBind binds this process's /proc where a fresh one cannot be
+	// mounted; NoHostname leaves the hostname alone (both: pod limits).
+	ProcBind   bool
+	NoHostname bool
 }
 
 // report is one message from the child, JSON on one line.
@@ -185,7 +189,7 @@ func (c *child) run() *wireError {
 	if err := unix.Chdir("/"); err != nil {
 		return fail(codeSetup, "chdir", "/", err)
 	}
-	if c.cfg.NewUTS && c.spec.Hostname != "" {
+	if c.cfg.NewUTS && c.spec.Hostname != "" && !c.cfg.NoHostname {
 		if err := unix.Sethostname([]byte(c.spec.Hostname)); err != nil {
 			return fail(codeSetup, "sethostname", c.spec.Hostname, err)
 		}

@@ -1,15 +1,11 @@
 package sandbox
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 
 	"go.podman.io/storage/pkg/reexec"
-	"golang.org/x/sys/unix"
 )
 
 // Isolation selects how a RUN is isolated from the host.
@@ -38,6 +34,8 @@ func (i Isolation) String() string {
 		return "chroot"
 	case IsolationOCI:
 		return "oci"
+	case IsolationNone:
+		return "none"
 	}
 	return fmt.Sprintf("Isolation(%d)", int(i))
 }
@@ -66,59 +64,90 @@ func ParseIsolation(s string) (Isolation, error) {
 
 const probeName = "builder-sandbox-probe"
 
-// DetectIsolation says which isolation works in this process: the default
-// when it can create the namespaces a RUN needs (and, when not uid 0, a
-// user namespace) and mount /proc in them; chroot otherwise. The string
-// says why, for a log line.
-func DetectIsolation() (Isolation, string) {
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if os.Geteuid() != 0 {
-		if v := readTrim("/proc/sys/user/max_user_namespaces"); v == "0" {
-			return IsolationChroot, "user namespaces are disabled (user.max_user_namespaces=0): using chroot isolation"
-		}
-		if v := readTrim("/proc/sys/kernel/unprivileged_userns_clone"); v == "0" {
-			return IsolationChroot, "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0): using chroot isolation"
-		}
-		flags |= unix.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
-	}
-	attr.Cloneflags = flags
-	cmd := exec.Command(reexec.Self())
-	cmd.Args = []string{probeName}
-	cmd.Env = []string{}
-	cmd.SysProcAttr = attr
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
-	if err := cmd.Run(); err != nil {
-		why := strings.TrimSpace(errBuf.String())
-		if why == "" {
-			why = err.Error()
-		}
-		return IsolationChroot, fmt.Sprintf("cannot create mount/PID namespaces or mount /proc here (%s): using chroot isolation", why)
-	}
-	switch {
-	case os.Geteuid() != 0:
-		return IsolationDefault, "unprivileged user namespaces available"
-	case inUserNS():
-		return IsolationDefault, "in a user namespace that can create mount, PID, UTS and IPC namespaces"
-	}
-	return IsolationDefault, "root: mount, PID, UTS and IPC namespaces available"
+// IsolationNone is no isolation at all: where neither namespaces nor
+// chroot are allowed (a non-root pod under Kubernetes' RuntimeDefault
+// seccomp, or with every capability dropped), RUN cannot run; builds
+// without RUN still work.
+const IsolationNone Isolation = -1
+
+// Plan is how RUN steps will be isolated here and what they go without.
+type Plan struct {
+	Isolation Isolation
+	// ProcBind: a fresh procfs cannot be mounted (a pod's masked /proc),
+	// so RUN steps get this process's /proc, bound.
+	ProcBind bool
+	// NoHostname: sethostname is refused (seccomp): RUN steps keep this
+	// process's hostname.
+	NoHostname bool
+	// NoMounts: chroot without a mount namespace: no /proc, /dev, /sys or
+	// bind mounts of the RUN's own.
+	NoMounts bool
+	// Downgrades say each step down from the strongest isolation, with its
+	// reason, for the build to print once.
+	Downgrades []string
+	// Missing, for IsolationNone, says what RUN would need.
+	Missing string
 }
 
-// probeMain runs in the probe child, in its fresh namespaces: a RUN needs
-// a private mount tree and its own /proc.
-func probeMain() {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		fmt.Fprintf(os.Stderr, "making / private: %v", err)
-		os.Exit(1)
+// Choose picks the strongest isolation e allows: the user-namespace
+// sandbox (own mount, PID, IPC and UTS namespaces, pivot_root), then
+// chroot in a mount namespace, then chroot alone, then none. With forced,
+// that isolation or an error naming what it lacks: never a silent step
+// down.
+func (e *Env) Choose(forced *Isolation) (Plan, error) {
+	var p Plan
+	switch {
+	case forced != nil && *forced == IsolationOCI:
+		return Plan{Isolation: IsolationOCI}, nil
+	case e.Namespaces == nil && (forced == nil || *forced == IsolationDefault):
+		p.Isolation = IsolationDefault
+	case forced != nil && *forced == IsolationDefault:
+		return p, fmt.Errorf("--isolation=default needs mount, PID and IPC namespaces%s, and here: %v", userNote(e), e.Namespaces)
+	case e.Chroot == nil:
+		p.Isolation = IsolationChroot
+		if forced == nil {
+			p.Downgrades = append(p.Downgrades, fmt.Sprintf("using chroot isolation: the RUN sandbox's namespaces cannot be created here (%v)", e.Namespaces))
+		}
+		if e.MountNS != nil {
+			p.NoMounts = true
+			p.Downgrades = append(p.Downgrades, fmt.Sprintf("chroot without a mount namespace (%v): RUN steps get no /proc, /dev or /sys of their own and no bind mounts", e.MountNS))
+		}
+	case forced != nil && *forced == IsolationChroot:
+		return p, fmt.Errorf("--isolation=chroot: chroot is not allowed here (%v)", e.Chroot)
+	default:
+		p.Isolation = IsolationNone
+		p.Missing = fmt.Sprintf("RUN needs either namespaces%s (here: %v) or chroot (here: %v)", userNote(e), e.Namespaces, e.Chroot)
+		p.Downgrades = append(p.Downgrades, "no RUN isolation is possible here: Dockerfiles without RUN still build; "+p.Missing)
+		return p, nil
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		fmt.Fprintf(os.Stderr, "mounting proc: %v", err)
-		os.Exit(1)
+	if p.Isolation == IsolationDefault || !p.NoMounts {
+		if e.ProcMount != nil && e.ProcBind == nil {
+			p.ProcBind = true
+			p.Downgrades = append(p.Downgrades, fmt.Sprintf("a fresh /proc cannot be mounted (%v; a container's masked /proc does this, and Kubernetes' securityContext.procMount: Unmasked lifts it): RUN steps see this container's /proc", e.ProcMount))
+		}
 	}
-	os.Exit(0)
+	if p.Isolation == IsolationDefault && e.Hostname != nil {
+		p.NoHostname = true
+		p.Downgrades = append(p.Downgrades, fmt.Sprintf("the hostname cannot be set (%v; seccomp profiles allow sethostname only with CAP_SYS_ADMIN): RUN steps keep this container's hostname", e.Hostname))
+	}
+	if miss := e.MissingDefaultCaps(); len(miss) > 0 && e.CapBnd != 0 {
+		p.Downgrades = append(p.Downgrades, fmt.Sprintf("RUN steps run without %s: this environment's bounding set lacks them", strings.Join(miss, ", ")))
+	}
+	return p, nil
+}
+
+func userNote(e *Env) string {
+	if e.Euid != 0 && !e.InUserNS {
+		return " in a user namespace"
+	}
+	return ""
+}
+
+// DetectIsolation says which isolation works in this process and why it
+// is not the strongest, for callers that need only that (see Choose).
+func DetectIsolation() (Isolation, string) {
+	p, _ := Probe().Choose(nil)
+	return p.Isolation, strings.Join(p.Downgrades, "; ")
 }
 
 func readTrim(path string) string {

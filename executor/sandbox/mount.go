@@ -105,9 +105,10 @@ func (c *child) mount(m specs.Mount) *wireError {
 			o.data = dropPrefixed(o.data, "gid=")
 			err = unix.Mount(m.Source, full, m.Type, o.flags, strings.Join(o.data, ","))
 		}
-		if err != nil && m.Type == "proc" && c.cfg.Chroot {
-			// Without a PID namespace of our own, a user namespace may not
-			// mount a new proc; the host's can still be bound.
+		if err != nil && m.Type == "proc" && (c.cfg.Chroot || c.cfg.ProcBind) {
+			// Without a PID namespace of our own, or under a container's
+			// masked /proc, a new proc cannot be mounted; the existing one
+			// can still be bound (its masks included).
 			err = bindMount("/proc", full, mountOptions{flags: o.flags, recursive: true})
 		}
 		if err != nil && m.Type == "sysfs" {

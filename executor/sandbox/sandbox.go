@@ -28,6 +28,11 @@ type Sandbox struct {
 	// resolv.conf, on a disk file system; the caller creates and removes it.
 	StateDir string
 	Log      *slog.Logger
+	// ProcBind, NoHostname and NoMounts carry the Plan's fallbacks (a
+	// pod's masked /proc, a refused sethostname, no mount namespace).
+	ProcBind, NoHostname, NoMounts bool
+	// Missing, with IsolationNone, says why RUN cannot run here.
+	Missing string
 
 	warned atomic.Bool // the chroot fallbacks are logged once
 
@@ -139,6 +144,8 @@ func (s *Sandbox) Run(ctx context.Context, spec *specs.Spec, stdin io.Reader, st
 		return s.runBuiltin(ctx, spec, true, stdin, stdout, stderr)
 	case IsolationOCI:
 		return s.runOCI(ctx, spec, stdin, stdout, stderr)
+	case IsolationNone:
+		return &StartError{Op: "isolating the RUN", Code: codeSetup, Err: errors.New(s.Missing)}
 	}
 	return fmt.Errorf("sandbox: unknown isolation %v", s.Isolation)
 }
@@ -172,7 +179,8 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 func (s *Sandbox) runBuiltin(ctx context.Context, spec *specs.Spec, chroot bool, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	newNet := hasNamespace(spec, specs.NetworkNamespace)
 	private := newNet && spec.Annotations[annotationNetwork] == NetworkPrivate
-	cfg := childConfig{Spec: spec, Chroot: chroot, CanMount: true, NewNet: newNet && !private, JoinNet: private, NewUTS: true}
+	cfg := childConfig{Spec: spec, Chroot: chroot, CanMount: true, NewNet: newNet && !private, JoinNet: private, NewUTS: true,
+		ProcBind: s.ProcBind, NoHostname: s.NoHostname}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if !chroot {
 		flags |= unix.CLONE_NEWPID
@@ -180,7 +188,7 @@ func (s *Sandbox) runBuiltin(ctx context.Context, spec *specs.Spec, chroot bool,
 	if cfg.NewNet {
 		flags |= unix.CLONE_NEWNET
 	}
-	if chroot && !haveCap(unix.CAP_SYS_ADMIN) {
+	if chroot && (s.NoMounts || !haveCap(unix.CAP_SYS_ADMIN)) {
 		cfg, flags = noNamespaces(cfg), 0
 	}
 	changes, err := s.prepare(spec, cfg.CanMount)
