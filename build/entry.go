@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/builder-dev/builder/executor/sandbox"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage/pkg/reexec"
 	"go.podman.io/storage/pkg/unshare"
@@ -32,6 +33,18 @@ func Init() {
 // picks the user's paths); real root goes into a mount namespace of its
 // own instead. Only commands that use the store need it.
 func EnterUserNamespace(args []string) {
+	if os.Geteuid() != 0 && os.Getenv(noUserNSMarker) == "" && os.Getenv("_CONTAINERS_USERNS_CONFIGURED") == "" {
+		// containers/storage would die on a refused unshare(CLONE_NEWUSER)
+		// (a pod's seccomp profile): ask first, and carry on without one.
+		if err := sandbox.UserNamespaceError(); err != nil {
+			os.Setenv(noUserNSMarker, err.Error())
+			fmt.Fprintf(os.Stderr, "[Warning] no user namespace here (unshare(CLONE_NEWUSER): %v; Kubernetes' RuntimeDefault seccomp profile refuses it to non-root pods): the store uses vfs and keeps files with uid %d; RUN needs a user namespace or chroot (builder doctor says what would allow them)\n", err, os.Geteuid())
+			return
+		}
+	}
+	if os.Getenv(noUserNSMarker) != "" {
+		return
+	}
 	unshare.MaybeReexecUsingUserNamespace(false)
 	if os.Geteuid() == 0 && unshare.GetRootlessUID() <= 0 {
 		privateMountNamespace(args)
@@ -88,6 +101,20 @@ func privateMountNamespace(args []string) {
 	}
 	os.Exit(0)
 }
+
+// noUserNSMarker holds why no user namespace could be made (set by
+// EnterUserNamespace; read by the build to say what that costs).
+const noUserNSMarker = "_BUILDER_NO_USERNS"
+
+// NoUserNamespace says why this process runs without the user namespace a
+// non-root builder normally enters ("" when it has one, or is root).
+func NoUserNamespace() string { return os.Getenv(noUserNSMarker) }
+
+// storeless reports a process whose local store cannot take layers: not
+// root and no user namespace (containers/storage must chown what it
+// extracts). Bases are then read from their registries directly and the
+// image goes only to --push and --output destinations.
+func storeless() bool { return os.Geteuid() != 0 && NoUserNamespace() != "" }
 
 // mountNSMarker is set to "1" in the process that re-executed into its
 // own mount namespace, "unavailable" where that was not allowed.

@@ -56,6 +56,9 @@ func setupRegistry(o *Options, resolver *image.Resolver) (*budRegistry, error) {
 	resolver.Sys = b.env.Sys
 	resolver.Pull = policy
 	resolver.Puller = b.env.Puller(o.Out)
+	if storeless() {
+		resolver.Puller, resolver.Direct = nil, true
+	}
 	return b, nil
 }
 

@@ -153,6 +153,14 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 	if err := b.preflight(s); err != nil {
 		return nil, err
 	}
+	if storeless() {
+		if !o.Push && len(o.Outputs) == 0 {
+			return nil, optionf("this environment has no user namespace, so the local store cannot hold the image: use --push (with -t REGISTRY/NAME) or --output")
+		}
+		if len(o.Tags) > 0 || o.Manifest != "" {
+			fmt.Fprintf(o.ErrOut, "[Warning] the image is not kept in the local store (it cannot hold layers without a user namespace); it goes to --push and --output only\n")
+		}
+	}
 	built, err := b.buildAll(ctx, s)
 	if err != nil {
 		return nil, err
@@ -253,7 +261,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 	// The images of a multi-platform build that ends in the store (named
 	// by a list, or with no other output) go there one by one as they are
 	// built.
-	commit := o.multi() && (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0)
+	commit := o.multi() && (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0) && !storeless()
 	exs := make([]*executor.Executor, len(b.targets))
 	for i, t := range b.targets {
 		out, errOut := o.Out, o.ErrOut
@@ -333,7 +341,7 @@ func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result,
 	pushed, err := s.pushBeside(func() (digest.Digest, error) {
 		return s.reg.pushAll(ctx, bi.img, b.format, o.Out)
 	}, func() error {
-		if err := s.writeOutputs(ctx, bi.ex, bi.img, res.ImageID, popts); err != nil || o.Manifest == "" {
+		if err := s.writeOutputs(ctx, bi.ex, bi.img, res.ImageID, popts); err != nil || o.Manifest == "" || storeless() {
 			return err
 		}
 		res.Images = []PlatformImage{{Platform: bi.plat, ImageID: bi.id}}
@@ -461,7 +469,7 @@ func (o *Options) readFront() (*dockerfile.File, *dockerfile.Ignore, error) {
 // --output is given) and writes every --output.
 func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *image.Image, id digest.Digest, popts pushers.Options) error {
 	o := s.o
-	if len(o.Tags) > 0 || len(o.Outputs) == 0 {
+	if (len(o.Tags) > 0 || len(o.Outputs) == 0) && !storeless() {
 		dest := "containers-storage:@" + id.Encoded()
 		if len(o.Tags) > 0 {
 			dest = "containers-storage:" + o.Tags[0]
@@ -501,7 +509,7 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 // other output, then writes every --output.
 func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []pushers.ListEntry, popts pushers.Options, res *Result) error {
 	o := s.o
-	if len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0 {
+	if (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0) && !storeless() {
 		imgs := make([]images.ListImage, len(bs))
 		errs := make([]error, len(bs))
 		var wg sync.WaitGroup

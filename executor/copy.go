@@ -18,7 +18,9 @@ import (
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/selection"
 	"github.com/builder-dev/builder/platform"
+	"github.com/builder-dev/builder/snapshot"
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
 )
 
 // copyJob is one COPY/ADD being written into an upper dir.
@@ -451,9 +453,18 @@ func (j *copyJob) copyData(f *os.File, r io.Reader) error {
 // messages); without an id range it warns once instead.
 func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 	if !j.e.chownOK {
-		if (o.UID != 0 || o.GID != 0) && !j.e.warnedIDs {
+		if o.UID == 0 && o.GID == 0 {
+			return // root's, as the layer writer reads an unrecorded owner here
+		}
+		// No id range to chown into: the owner is recorded beside the file
+		// and the layer writer puts it in the tar header.
+		err := errors.New("a symlink cannot record its owner")
+		if !link {
+			err = recordOwner(dd, name, o)
+		}
+		if err != nil && !j.e.warnedIDs {
 			j.e.warnedIDs = true
-			j.e.cfg.Log.Warn("ownership other than root cannot be stored without a subordinate id range; files will be owned by root", "owner", fmt.Sprintf("%d:%d", o.UID, o.GID))
+			j.e.cfg.Log.Warn("ownership other than root cannot be stored here (no subordinate id range); left as root's", "path", "/"+target, "owner", fmt.Sprintf("%d:%d", o.UID, o.GID), "err", err)
 		}
 		return
 	}
@@ -571,4 +582,14 @@ func unixMode(n uint32) fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// recordOwner sets snapshot.OwnerXattr on name in dd.
+func recordOwner(dd *os.Root, name string, o idPair) error {
+	f, err := dd.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Fsetxattr(int(f.Fd()), snapshot.OwnerXattr, []byte(fmt.Sprintf("%d:%d", o.UID, o.GID)), 0)
 }

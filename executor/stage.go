@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/builder-dev/builder/cache"
@@ -251,7 +252,7 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 		comp.RawDir = ""
 	}
 	l, err := layer.Write(ctx, e.cfg.Blobs, comp, func(w io.Writer) error {
-		return m.Diff(ctx, w, snapshot.WriteOptions{Clamp: e.cfg.Timestamp})
+		return m.Diff(ctx, w, e.writeOptions())
 	})
 	if err != nil {
 		return fmt.Errorf("write layer: %w", err)
@@ -314,4 +315,25 @@ func applyMeta(s *stageState, m *dockerfile.Meta) {
 	if m.Change != nil {
 		m.Change(&s.img.Config.Config)
 	}
+}
+
+// writeOptions are the layer writer's options. Without chown (a single-id
+// user namespace, or no user namespace at all), files are really this
+// process's: they are root's in the layer unless an owner was recorded.
+func (e *Executor) writeOptions() snapshot.WriteOptions {
+	o := snapshot.WriteOptions{Clamp: e.cfg.Timestamp}
+	if !e.chownOK {
+		uid, gid := os.Geteuid(), os.Getegid()
+		o.RecordedOwners = true
+		o.MapOwner = func(u, g int) (int, int) {
+			if u == uid {
+				u = 0
+			}
+			if g == gid {
+				g = 0
+			}
+			return u, g
+		}
+	}
+	return o
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	storageTransport "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
@@ -108,6 +109,13 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 		default:
 			return nil, err
 		}
+	}
+	if !found && r.Direct && pullable(local) {
+		n, err := reference.ParseNormalizedNamed(local)
+		if err != nil {
+			return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+		}
+		return docker.NewReference(reference.TagNameOnly(n))
 	}
 	if !found {
 		if r.Puller == nil || r.Pull == PullNever {

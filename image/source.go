@@ -55,6 +55,10 @@ type Resolver struct {
 	// local store as Pull says; without it plain names are local-only and
 	// docker:// references are read from the registry without storing.
 	Puller Puller
+	// Direct reads plain names not in the local store straight from their
+	// registry, storing nothing (where the store cannot take layers: a
+	// non-root pod without a user namespace).
+	Direct bool
 	// Pull is the pull policy for plain names (--pull).
 	Pull PullPolicy
 	// Mismatch says what an image of another platform than the one asked

@@ -206,6 +206,10 @@ func (a *applier) attrs(hdr *tar.Header) *attrs {
 	for _, k := range keys {
 		at.xattrs = append(at.xattrs, xattr{k, []byte(hdr.PAXRecords[paxXattr+k])})
 	}
+	if a.opts.NoChown && (at.uid != 0 || at.gid != 0) && !a.opts.ForHost {
+		// Not chowned: the owner a later layer must show is kept aside.
+		at.xattrs = append(at.xattrs, xattr{OwnerXattr, []byte(fmt.Sprintf("%d:%d", at.uid, at.gid))})
+	}
 	return at
 }
 

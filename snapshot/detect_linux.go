@@ -78,8 +78,10 @@ func oneOptions(o []Options) Options {
 // mount names ("mount overlay (lowerdir=...): operation not permitted").
 func tail(err error) string {
 	s := err.Error()
-	if i := strings.LastIndex(s, "): "); i >= 0 {
-		return s[i+3:]
+	for _, sep := range []string{"): ", "exit status 1: "} {
+		if i := strings.LastIndex(s, sep); i >= 0 {
+			return s[i+len(sep):]
+		}
 	}
 	return s
 }

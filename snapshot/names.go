@@ -80,16 +80,27 @@ func isOverlayXattr(name string) bool {
 // host privilege: none belongs in a portable layer.
 func keepXattrInTar(name string) bool {
 	if strings.HasPrefix(name, "user.") {
-		return !isOverlayXattr(name)
+		return !isOverlayXattr(name) && name != OwnerXattr
 	}
 	return name == "security.capability"
 }
+
+// OwnerXattr records, as "UID:GID", the owner a file should have in a
+// layer where it could not be given it (no chown: a single-id user
+// namespace, or a non-root process without one). The layer writer reads it
+// instead of the file's real owner and never writes it into a layer; an
+// archive cannot set it.
+const OwnerXattr = "user.builder.owner"
+
+// keepXattrInCopy is what copying a tree of ours keeps: what extraction
+// keeps, and the recorded owner.
+func keepXattrInCopy(name string) bool { return name == OwnerXattr || keepXattrOnDisk(name) }
 
 // keepXattrOnDisk is the extraction policy: anything the archive carries except host labels and
 // overlay bookkeeping, which could otherwise make a directory opaque or redirect lookups when the
 // extracted tree later serves as an overlay lower layer.
 func keepXattrOnDisk(name string) bool {
-	return name != "" && name != "security.selinux" && !isOverlayXattr(name)
+	return name != "" && name != "security.selinux" && !isOverlayXattr(name) && name != OwnerXattr
 }
 
 // paxXattr is the PAX record prefix for xattrs (GNU tar, bsdtar, Go and containers/storage agree).

@@ -171,7 +171,7 @@ func (c *copier) copyEntry(sfd, dfd int, name, rel string, st *unix.Stat_t) erro
 			return err
 		}
 		defer unix.Close(sf)
-		if at.xattrs, err = readXattrs(sf, keepXattrOnDisk); err != nil {
+		if at.xattrs, err = readXattrs(sf, keepXattrInCopy); err != nil {
 			return err
 		}
 		return c.set.createFile(dfd, name, at, nil, func(fd int) error { return copyData(fd, sf, st.Size) })
@@ -198,7 +198,7 @@ func (c *copier) copyEntry(sfd, dfd int, name, rel string, st *unix.Stat_t) erro
 func (c *copier) finishDir(sfd, dfd int, st *unix.Stat_t) error {
 	at := c.attrs(st)
 	var err error
-	if at.xattrs, err = readXattrs(sfd, keepXattrOnDisk); err != nil {
+	if at.xattrs, err = readXattrs(sfd, keepXattrInCopy); err != nil {
 		return err
 	}
 	return c.set.applyFd(dfd, at, true)

@@ -21,6 +21,9 @@ type WriteOptions struct {
 	Overlay *OverlayOptions
 	// MapOwner maps on-disk ids to the ids written in headers (nil: unchanged).
 	MapOwner func(uid, gid int) (int, int)
+	// RecordedOwners takes a file's or directory's owner from its
+	// OwnerXattr when it has one (trees built without chown).
+	RecordedOwners bool
 	// Include, when non-nil, limits the walk to these paths relative to dir (a directory brings its
 	// whole subtree), plus headers for their parent directories. A missing path is an error.
 	Include []string
@@ -259,6 +262,11 @@ func (g *tarGen) mtime(sec int64) time.Time {
 }
 
 func (g *tarGen) addXattrs(hdr *tar.Header, fd int) error {
+	if g.opts.RecordedOwners {
+		if uid, gid, ok := recordedOwner(fd); ok {
+			hdr.Uid, hdr.Gid = uid, gid
+		}
+	}
 	keep := keepXattrInTar
 	if ov := g.opts.Overlay; ov != nil && ov.XattrPrefix != "" {
 		keep = func(name string) bool { return keepXattrInTar(name) && !strings.HasPrefix(name, ov.XattrPrefix) }
@@ -339,4 +347,17 @@ func (s *selection) childNames() []string {
 		names = append(names, n)
 	}
 	return names
+}
+
+// recordedOwner reads OwnerXattr of fd.
+func recordedOwner(fd int) (int, int, bool) {
+	v, err := getXattr(fd, OwnerXattr)
+	if err != nil {
+		return 0, 0, false
+	}
+	var uid, gid int
+	if _, err := fmt.Sscanf(string(v), "%d:%d", &uid, &gid); err != nil || uid < 0 || gid < 0 {
+		return 0, 0, false
+	}
+	return uid, gid, true
 }

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -150,6 +151,10 @@ func runProbe(flags uintptr, user bool) (probeResult, error) {
 		why := strings.TrimSpace(errBuf.String())
 		if why == "" {
 			why = err.Error()
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				why = pe.Err.Error() // the clone's errno, not "fork/exec /proc/self/exe"
+			}
 		}
 		return probeResult{}, fmt.Errorf("%s", why)
 	}
@@ -265,4 +270,12 @@ func CapNames(mask uint64) []string {
 func (e *Env) MissingDefaultCaps() []string {
 	m, _ := capMask(defaultCaps())
 	return CapNames(m &^ e.CapBnd)
+}
+
+// UserNamespaceError is nil when this process may create a user namespace
+// (mapping only itself: no newuidmap involved). Pods under Kubernetes'
+// RuntimeDefault seccomp profile refuse it.
+func UserNamespaceError() error {
+	_, err := runProbe(0, true)
+	return err
 }

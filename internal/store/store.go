@@ -6,6 +6,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"go.podman.io/storage"
 )
@@ -62,6 +63,14 @@ func storeOptions(o Options) (storage.StoreOptions, error) {
 			so.GraphDriverOptions = nil
 		}
 		so.GraphDriverName = o.Driver
+	}
+	if o.Driver == "" && os.Geteuid() != 0 && os.Getenv("_BUILDER_NO_USERNS") != "" {
+		// A non-root user without a user namespace (a pod's seccomp
+		// refused one) can neither mount nor chown: vfs, keeping files
+		// with this user's uid in the store. Layers builder writes keep
+		// their real owners: they come from its own tar streams.
+		so.GraphDriverName = "vfs"
+		so.GraphDriverOptions = []string{"vfs.ignore_chown_errors=true"}
 	}
 	if len(o.DriverOpts) > 0 {
 		if len(o.DriverOpts) == 1 && o.DriverOpts[0] == "" {
