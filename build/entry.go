@@ -4,6 +4,7 @@ package build
 // builder works in, and the log level of the libraries underneath.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,7 +37,13 @@ func EnterUserNamespace(args []string) {
 	if os.Geteuid() != 0 && os.Getenv(noUserNSMarker) == "" && os.Getenv("_CONTAINERS_USERNS_CONFIGURED") == "" {
 		// containers/storage would die on a refused unshare(CLONE_NEWUSER)
 		// (a pod's seccomp profile): ask first, and carry on without one.
-		if err := sandbox.UserNamespaceError(); err != nil {
+		err := sandbox.UserNamespaceError()
+		if err == nil && !sandbox.BoundingHas(unix.CAP_SYS_CHROOT) && !sandbox.BoundingHas(unix.CAP_SYS_ADMIN) {
+			// Capabilities dropped (a restricted pod): a user namespace
+			// would hold no privilege, and the store could not unpack in it.
+			err = errors.New("the capability bounding set lacks CAP_SYS_ADMIN and CAP_SYS_CHROOT, so a user namespace would give no privilege")
+		}
+		if err != nil {
 			os.Setenv(noUserNSMarker, err.Error())
 			fmt.Fprintf(os.Stderr, "[Warning] no user namespace here (unshare(CLONE_NEWUSER): %v; Kubernetes' RuntimeDefault seccomp profile refuses it to non-root pods): the store uses vfs and keeps files with uid %d; RUN needs a user namespace or chroot (builder doctor says what would allow them)\n", err, os.Geteuid())
 			return

@@ -209,6 +209,7 @@ func (b *Build) basePlatforms(ctx context.Context, s *session) ([]platform.Platf
 // preflight refuses, before any step runs, a build whose RUN steps cannot
 // run here: no isolation is possible, or an emulator is not registered.
 func (b *Build) preflight(s *session) error {
+	warned := map[platform.Platform]bool{}
 	for _, t := range b.targets {
 		for _, st := range t.plan.Stages {
 			at, ok := st.FirstRun(t.plan)
@@ -218,7 +219,16 @@ func (b *Build) preflight(s *session) error {
 			if p := s.run.plan; p.Isolation == sandbox.IsolationNone {
 				return &Failure{&dockerfile.Error{Pos: at, Err: fmt.Errorf("RUN cannot run here: %s. %s", p.Missing, noIsolationFix)}}
 			}
-			if err := sandbox.CheckEmulation(b.o.BinfmtDir, st.Platform); err != nil {
+			err := sandbox.CheckEmulation(b.o.BinfmtDir, st.Platform)
+			var uv *sandbox.UnverifiableError
+			if errors.As(err, &uv) {
+				if !warned[st.Platform] {
+					warned[st.Platform] = true
+					fmt.Fprintf(b.o.ErrOut, "[Warning] %v\n", err)
+				}
+				continue
+			}
+			if err != nil {
 				return &Failure{&dockerfile.Error{Pos: at, Err: err}}
 			}
 		}

@@ -22,6 +22,7 @@ type runSetup struct {
 	network    string // what RUN steps get by default
 	cleanup    func()
 	plan       sandbox.Plan // the isolation chosen and its fallbacks
+	idNote     string       // a single-id mapping, for failing RUNs
 }
 
 func setupRun(o *Options, work string) (*runSetup, error) {
@@ -50,6 +51,9 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 	}
 	iso := plan.Isolation
 	r.plan = plan
+	if r.idNote = singleIDNote(); r.idNote != "" && iso != sandbox.IsolationNone {
+		fmt.Fprintf(o.ErrOut, "[Warning] %s; files keep their owners in layers all the same\n", r.idNote)
+	}
 	o.Log.Info("RUN isolation", "isolation", iso.String())
 	// The sandbox's state (OCI bundles with the RUN's environment,
 	// secrets included) and secret files go on a private tmpfs.

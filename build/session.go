@@ -110,7 +110,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,
 		Blobs: s.blobs, Resolver: s.resolver, WorkDir: work, Context: o.ContextDir,
 		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: out, ErrOut: errOut, Log: o.Log,
-		Flight: flight, BinfmtDir: o.BinfmtDir,
+		Flight: flight, BinfmtDir: o.BinfmtDir, RunFailureNote: s.run.idNote,
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),

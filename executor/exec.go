@@ -93,6 +93,9 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 	if err != nil {
 		var ee *sandbox.ExitError
 		var se *sandbox.StartError
+		if errors.As(err, &ee) && e.cfg.RunFailureNote != "" {
+			return &dockerfile.Error{Pos: x.At, Err: fmt.Errorf("%s: %w (%s)", x.Text, err, e.cfg.RunFailureNote)}
+		}
 		if errors.As(err, &ee) || errors.As(err, &se) {
 			return &dockerfile.Error{Pos: x.At, Err: fmt.Errorf("%s: %w", x.Text, err)}
 		}
@@ -114,6 +117,10 @@ func (e *Executor) canRun(p platform.Platform) error {
 		return err
 	}
 	err := sandbox.CheckEmulation(e.cfg.BinfmtDir, p)
+	var uv *sandbox.UnverifiableError
+	if errors.As(err, &uv) {
+		err = nil // said before the build; the RUN's own error will tell
+	}
 	if e.emulation == nil {
 		e.emulation = map[platform.Platform]error{}
 	}

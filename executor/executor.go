@@ -123,6 +123,10 @@ type Config struct {
 	// Flight, shared by the executors of one multi-platform build, runs a
 	// step whose key is the same for several platforms once (flight.go).
 	Flight *Flight
+	// RunFailureNote is added to a failing RUN's error: what this
+	// environment takes from RUN steps that could explain the failure (a
+	// single-id mapping: chown to other ids fails with EINVAL).
+	RunFailureNote string
 	// BinfmtDir is where the emulation preflight reads binfmt_misc
 	// handlers before a RUN for a foreign architecture ("": the kernel's).
 	BinfmtDir string

@@ -106,7 +106,14 @@ func TestRunPlatformChecks(t *testing.T) {
 	}{
 		{"emulated with F", arm64, func(t *testing.T) string { return binfmtWithAarch64(t, "PF") }, ""},
 		{"handler without F", arm64, func(t *testing.T) string { return binfmtWithAarch64(t, "P") }, "fix-binary"},
-		{"no handler", arm64, func(t *testing.T) string { return t.TempDir() }, "linux/arm64"},
+		{"no handler", arm64, func(t *testing.T) string {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "status"), []byte("enabled\n"), 0o644)
+			return dir
+		}, "linux/arm64"},
+		// A container does not see binfmt_misc: the node's handlers may serve
+		// it all the same, so the RUN is tried.
+		{"binfmt_misc not visible", arm64, func(t *testing.T) string { return t.TempDir() }, ""},
 		{"windows", platform.Platform{OS: "windows", Architecture: "amd64"}, func(t *testing.T) string { return t.TempDir() }, "linux only"},
 	}
 	for _, c := range cases {

@@ -84,6 +84,8 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newTagCmd(g),
 		newInspectCmd(g),
 		newVersionCmd(g),
+		newInfoCmd(g),
+		newDoctorCmd(g),
 		newUnshareCmd(g),
 		newPushCmd(g),
 		newPullCmd(g),

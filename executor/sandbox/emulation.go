@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,7 +106,7 @@ func CheckEmulation(dir string, p platform.Platform) error {
 	fix := fmt.Sprintf("on Debian: apt-get install qemu-user-static binfmt-support, then as root "+
 		"mount -t binfmt_misc binfmt_misc %s (if it is not mounted) and update-binfmts --enable qemu-%s", DefaultBinfmtDir, m.qemu)
 	if _, err := os.Stat(filepath.Join(dir, "status")); err != nil {
-		return fmt.Errorf("RUN for %s needs an emulator, and binfmt_misc is not mounted at %s: %s", p, dir, fix)
+		return &UnverifiableError{fmt.Errorf("RUN for %s needs an emulator, and binfmt_misc is not mounted at %s, so whether one is registered cannot be seen from here (a container does not see it; the kernel's handlers still serve it): if the RUN fails with \"exec format error\", %s", p, dir, fix)}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -140,6 +141,14 @@ func CheckEmulation(dir string, p platform.Platform) error {
 	}
 	return fmt.Errorf("RUN for %s needs an emulator: no binfmt_misc handler for %s is registered in %s; %s", p, p.Architecture, dir, fix)
 }
+
+// UnverifiableError is CheckEmulation's answer where binfmt_misc cannot be
+// read (not mounted: the usual case in a container, whose RUN steps the
+// node's handlers serve all the same): a warning, not a refusal.
+type UnverifiableError struct{ Err error }
+
+func (e *UnverifiableError) Error() string { return e.Err.Error() }
+func (e *UnverifiableError) Unwrap() error { return e.Err }
 
 // handler is one binfmt_misc entry.
 type handler struct {
@@ -199,4 +208,31 @@ func (h *handler) matches(hdr []byte) bool {
 		}
 	}
 	return true
+}
+
+// Emulators lists the architectures (GOARCH names) that enabled
+// binfmt_misc handlers in dir serve with the F flag, sorted.
+func Emulators(dir string) []string {
+	if dir == "" {
+		dir = DefaultBinfmtDir
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for arch, m := range elfMachines {
+		for _, e := range ents {
+			if e.Name() == "status" || e.Name() == "register" {
+				continue
+			}
+			h, err := readHandler(filepath.Join(dir, e.Name()))
+			if err == nil && h.enabled && strings.Contains(h.flags, "F") && h.matches(m.header()) {
+				out = append(out, arch)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -279,3 +279,10 @@ func UserNamespaceError() error {
 	_, err := runProbe(0, true)
 	return err
 }
+
+// BoundingHas reports whether capability c is in this process's bounding
+// set (what a user namespace made from here could hold).
+func BoundingHas(c int) bool {
+	r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+	return err == nil && r == 1
+}
