@@ -6,7 +6,7 @@ BIN       := bin/builder
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO_TAG  ?= localhost/builder-demo:latest
 
-.PHONY: all build deps foreign demo test test-unit test-integration bench fuzz lint clean
+.PHONY: all build deps foreign image demo test test-unit test-integration bench fuzz lint clean
 
 all: build
 
@@ -25,6 +25,12 @@ build:
 # the demo Dockerfile on top of it, into the default local store.
 demo: deps build
 	@hack/demo.sh $(BIN) $(DEMO_TAG)
+
+# builder's own image, built by builder: a CI job image for unprivileged
+# pods (see docs/pods.md). IMAGE_TAG picks its name.
+IMAGE_TAG ?= localhost/builder:latest
+image: deps build
+	hack/image.sh $(BIN) $(IMAGE_TAG)
 
 test: deps foreign build lint
 	$(GO) test $(GOFLAGS_B) -count=1 -timeout 25m ./...
