@@ -62,9 +62,12 @@ type Options struct {
 	// Timestamp, when set, is every created time and the mtime ceiling of
 	// every layer entry (reproducible builds; see SourceDateEpoch).
 	Timestamp *time.Time
-	Tags      []string // names in the local store (the first is the commit's)
-	Outputs   []Output // other destinations (see ParseOutput)
-	IIDFile   string   // write the image ID here
+	// Labels are set on the final image's config (--label), over the
+	// Dockerfile's.
+	Labels  map[string]string
+	Tags    []string // names in the local store (the first is the commit's)
+	Outputs []Output // other destinations (see ParseOutput)
+	IIDFile string   // write the image ID here
 
 	// The layer cache.
 	NoLayers      bool          // neither use nor fill it (--layers=false)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -310,6 +311,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 				cancel()
 				return
 			}
+			applyLabels(img, o.Labels)
 			_, cfg, err := img.Manifest(b.format)
 			if err != nil {
 				errs[i] = err
@@ -436,6 +438,19 @@ const noIsolationFix = "In a Kubernetes pod, any of: a seccomp profile that allo
 	"capabilities (chroot), or a pod with its own user namespace (hostUsers: false); Dockerfiles without RUN " +
 	"build as they are. `builder doctor` lists what this environment lacks"
 
+// applyLabels sets --label values on the image's config.
+func applyLabels(img *image.Image, labels map[string]string) {
+	if len(labels) == 0 {
+		return
+	}
+	l := maps.Clone(img.Config.Config.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	maps.Copy(l, labels)
+	img.Config.Config.Labels = l
+}
+
 func writeIID(file string, id digest.Digest) error {
 	if file == "" {
 		return nil
@@ -502,7 +517,17 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 			if len(o.Tags) > 0 {
 				ref = ":" + o.Tags[0]
 			}
-			if _, err := pushers.Push(ctx, img, "docker-archive:"+out.Dest+ref, popts); err != nil {
+			// Written beside and renamed over the destination: an earlier
+			// archive there is replaced (containers/image will not write
+			// into one), and a failed write leaves no partial archive.
+			tmp := filepath.Join(filepath.Dir(out.Dest), "."+filepath.Base(out.Dest)+".builder-tmp")
+			os.Remove(tmp)
+			_, err := pushers.Push(ctx, img, "docker-archive:"+tmp+ref, popts)
+			if err == nil {
+				err = os.Rename(tmp, out.Dest)
+			}
+			if err != nil {
+				os.Remove(tmp)
 				return fmt.Errorf("--output type=docker-archive: %w", err)
 			}
 		case "local":

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/builder-dev/builder/build"
@@ -19,6 +20,7 @@ type budOptions struct {
 	buildArgs     []string
 	buildArgFiles []string
 	platforms     []string
+	labels        []string
 	allPlatforms  bool
 	jobs          int
 	manifest      string
@@ -98,6 +100,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build argument KEY=VALUE, or KEY to take it from the environment")
 	f.StringArrayVar(&o.buildArgFiles, "build-arg-file", nil, "file of KEY=VALUE build arguments")
 	f.StringArrayVar(&o.platforms, "platform", nil, "target platforms os/arch[/variant], comma-separated or repeated; several make an image per platform and an index (default: this machine)")
+	f.StringArrayVar(&o.labels, "label", nil, "set a label KEY=VALUE on the image (repeatable)")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "build for every platform all the base images have")
 	f.IntVar(&o.jobs, "jobs", 0, "platforms built at once (default: the number of CPUs)")
 	f.StringVar(&o.manifest, "manifest", "", "add the image(s) to this manifest list in local storage (created if missing)")
@@ -157,6 +160,9 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 			return bo, err
 		}
 	}
+	if bo.Labels, err = parseLabels(o.labels); err != nil {
+		return bo, err
+	}
 	if bo.Platforms, err = platform.ParseList(o.platforms); err != nil {
 		return bo, usagef("--platform: %v", err)
 	}
@@ -185,4 +191,20 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 		bo.Secrets[id] = sec
 	}
 	return bo, nil
+}
+
+// parseLabels reads --label KEY=VALUE values (KEY alone: an empty value).
+func parseLabels(values []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, v := range values {
+		k, val, _ := strings.Cut(v, "=")
+		if k == "" {
+			return nil, usagef("--label %q: empty key", v)
+		}
+		out[k] = val
+	}
+	return out, nil
 }

@@ -86,6 +86,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newVersionCmd(g),
 		newInfoCmd(g),
 		newDoctorCmd(g),
+		newKanikoCmd(g),
 		newUnshareCmd(g),
 		newPushCmd(g),
 		newPullCmd(g),
