@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"go.podman.io/storage"
 )
@@ -72,6 +73,13 @@ func storeOptions(o Options) (storage.StoreOptions, error) {
 		so.GraphDriverName = "vfs"
 		so.GraphDriverOptions = []string{"vfs.ignore_chown_errors=true"}
 	}
+	if singleIDMapped() && (so.GraphDriverName == "overlay" || so.GraphDriverName == "vfs") {
+		// One id mapped (newuidmap could not run): the store cannot chown
+		// what it extracts, and keeps files with that id, as podman does
+		// in this setup. Pushed layers keep their owners: they are
+		// builder's own tar streams.
+		so.GraphDriverOptions = append(so.GraphDriverOptions, so.GraphDriverName+".ignore_chown_errors=true")
+	}
 	if len(o.DriverOpts) > 0 {
 		if len(o.DriverOpts) == 1 && o.DriverOpts[0] == "" {
 			so.GraphDriverOptions = nil
@@ -83,4 +91,15 @@ func storeOptions(o Options) (storage.StoreOptions, error) {
 		return so, errors.New("storage configuration names no graph root or run root")
 	}
 	return so, nil
+}
+
+// singleIDMapped reports a user namespace that maps a single uid.
+func singleIDMapped() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	f := strings.Fields(lines[0])
+	return len(lines) == 1 && len(f) == 3 && f[2] == "1"
 }
