@@ -62,35 +62,8 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := build.Prepare(bo)
-			if err != nil {
-				return err
-			}
-			return g.withStore(func(s *images.Store) error {
-				res, err := b.Run(cmd.Context(), s)
-				if err != nil {
-					return err
-				}
-				if !o.quiet {
-					for _, im := range res.Images {
-						fmt.Fprintf(g.stdout, "--> %s %s\n", im.Platform, im.ImageID.Encoded()[:12])
-					}
-					if len(res.Images) == 0 {
-						fmt.Fprintf(g.stdout, "--> %s\n", res.ImageID.Encoded()[:12])
-					}
-					for _, t := range res.Tags {
-						fmt.Fprintf(g.stdout, "Successfully tagged %s\n", t)
-					}
-				}
-				// The last line is what scripts take: the image's ID, or
-				// the manifest list's when the build made or added to one.
-				if res.ListID != "" {
-					fmt.Fprintln(g.stdout, res.ListID)
-				} else {
-					fmt.Fprintln(g.stdout, res.ImageID.Encoded())
-				}
-				return nil
-			})
+			_, err = runBuild(cmd, g, bo, o.quiet)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -207,4 +180,39 @@ func parseLabels(values []string) (map[string]string, error) {
 		out[k] = val
 	}
 	return out, nil
+}
+
+// runBuild prepares and runs bo, then prints what it made: a line per
+// image and the tags unless quiet, and last the ID scripts take (the
+// image's, or the manifest list's when the build made or added to one).
+func runBuild(cmd *cobra.Command, g *globalOptions, bo build.Options, quiet bool) (*build.Result, error) {
+	b, err := build.Prepare(bo)
+	if err != nil {
+		return nil, err
+	}
+	var res *build.Result
+	err = g.withStore(func(s *images.Store) error {
+		res, err = b.Run(cmd.Context(), s)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !quiet {
+		for _, im := range res.Images {
+			fmt.Fprintf(g.stdout, "--> %s %s\n", im.Platform, im.ImageID.Encoded()[:12])
+		}
+		if len(res.Images) == 0 {
+			fmt.Fprintf(g.stdout, "--> %s\n", res.ImageID.Encoded()[:12])
+		}
+		for _, t := range res.Tags {
+			fmt.Fprintf(g.stdout, "Successfully tagged %s\n", t)
+		}
+	}
+	if res.ListID != "" {
+		fmt.Fprintln(g.stdout, res.ListID)
+	} else {
+		fmt.Fprintln(g.stdout, res.ImageID.Encoded())
+	}
+	return res, nil
 }

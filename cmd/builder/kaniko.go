@@ -62,17 +62,11 @@ func newKanikoCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := build.Prepare(bo)
+			res, err := runBuild(cmd, g, bo, false)
 			if err != nil {
 				return err
 			}
-			return g.withStore(func(s *images.Store) error {
-				res, err := b.Run(cmd.Context(), s)
-				if err != nil {
-					return err
-				}
-				return o.writeNames(res)
-			})
+			return o.writeNames(res)
 		},
 	}
 	f := cmd.Flags()
