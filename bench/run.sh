@@ -4,7 +4,11 @@
 # Debian's busybox-static; for the multiarch case an index of it and of
 # Debian's arm64 busybox-static, whose RUN goes through qemu-user).
 # Rootless, overlay storage, a fresh store for every cold build, a local
-# registry on 127.0.0.1 for pushes.
+# registry on 127.0.0.1 for pushes. The pod cases (copy-big, run10) are also
+# built inside the pod stand-in: builder's own image (hack/image.sh, built
+# here with the binary measured) run by root's podman as uid 1000 with
+# podman's default seccomp profile (bench pod, as root, before the run;
+# bench run reports those times next to the host's).
 #
 #   bench/run.sh [--repeat N] [--cases meta,run10,...] [--base oci|registry] [-v]
 #
@@ -21,7 +25,8 @@ case " $* " in *" -h "*|*" --help "*)
 esac
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates its unprivileged bench user)" >&2; exit 2; }
 
-pkgs=(buildah runc uidmap busybox-static docker-registry skopeo time qemu-user-static binfmt-support)
+pkgs=(buildah runc uidmap busybox-static docker-registry skopeo time qemu-user-static binfmt-support
+  podman fuse-overlayfs fuse3 slirp4netns libcap2-bin) # the last line: hack/image.sh and the pod stand-in
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -53,15 +58,24 @@ as sh -c 'mkdir -p ~/.config/containers && printf "[storage]\ndriver = \"overlay
 # Lower case only: buildah 1.28 names the FROM oci:DIR container after DIR.
 work=/tmp/builder-bench-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -m 700 "$work"
-trap 'rm -rf "$work"' EXIT
+podtag=localhost/builder-bench-pod:latest
+trap 'rm -rf "$work"; podman rmi -f "$podtag" >/dev/null 2>&1 || true' EXIT
 go build -tags "$tags" -o "$work/bench" ./bench/cmd/bench
 cp bin/builder "$work/builder"
 cp .cache/arm64/busybox "$work/busybox-arm64"
 chmod 755 "$work"
 chown -R $user: "$work"
 
+# The pod stand-in, as root (root's podman, root's store): its image from
+# the binary measured, then the pod cases' cold builds in it, to
+# $work/pod/pod.json (nothing when --cases selects no pod case).
+hack/image.sh "$work/builder" "$podtag" >"$work/pod-image.log" 2>&1 || { cat "$work/pod-image.log" >&2; exit 1; }
+mkdir -m 755 "$work/pod"
 status=0
-(cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --arm64-busybox "$work/busybox-arm64" --out "$work/results.json" "$@") || status=$?
+"$work/bench" pod --work "$work/pod" --builder "$work/builder" --image "$podtag" --out "$work/pod/pod.json" "$@" || status=$?
+if [ $status -eq 0 ]; then
+  (cd "$work" && as "$work/bench" run --work "$work" --builder "$work/builder" --arm64-busybox "$work/busybox-arm64" --out "$work/results.json" --pod "$work/pod/pod.json" "$@") || status=$?
+fi
 if [ $status -ne 0 ]; then
   trap - EXIT
   echo "bench failed; its inputs and exported images are kept in $work (rm -rf it when done)" >&2

@@ -9,6 +9,7 @@
 //	bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B [OS/ARCH]  compare two images' merged trees (of an index: that platform's)
 //	bench du DIR                               apparent size of a tree (run inside the user namespace)
 //	bench gen [--arm64-busybox F] DIR [CASE...] write the base layouts and contexts only (to try things by hand)
+//	bench pod --work DIR --builder BIN --image IMG --out pod.json [run's flags]  time the pod stand-in (as root; see pod.go)
 package main
 
 import (
@@ -49,6 +50,8 @@ func main() {
 		err = cmdDu(os.Args[2:])
 	case "gen":
 		err = cmdGen(os.Args[2:])
+	case "pod":
+		err = cmdPod(os.Args[2:])
 	default:
 		usage()
 	}
@@ -59,7 +62,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--arm64-busybox FILE] [--out FILE] [--table FILE]\n       bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B [OS/ARCH]\n       bench du DIR\n       bench gen [--arm64-busybox FILE] DIR [CASE...]")
+	fmt.Fprintln(os.Stderr, "usage: bench run --work DIR --builder BIN [--repeat N] [--cases a,b] [--arm64-busybox FILE] [--out FILE] [--table FILE] [--pod pod.json]\n       bench pod --work DIR --builder BIN --image IMG --out FILE [--repeat N] [--cases a,b] [--base oci|registry]\n       bench diff LAYOUT_A TAG_A LAYOUT_B TAG_B [OS/ARCH]\n       bench du DIR\n       bench gen [--arm64-busybox FILE] DIR [CASE...]")
 	os.Exit(2)
 }
 
@@ -651,28 +654,70 @@ type summaryRow struct {
 }
 
 type results struct {
-	Machine     map[string]any         `json:"machine"`
-	Config      map[string]any         `json:"config"`
-	Sandbox     stat                   `json:"floor_sandbox_start_s"`
-	Cases       map[string]*caseResult `json:"cases"`
-	Order       []string               `json:"case_order"`
-	PerRun      map[string]any         `json:"per_run_overhead,omitempty"`
-	Acceptance  map[string]any         `json:"acceptance"`
-	WallSeconds float64                `json:"wall_seconds"`
+	Machine    map[string]any         `json:"machine"`
+	Config     map[string]any         `json:"config"`
+	Sandbox    stat                   `json:"floor_sandbox_start_s"`
+	Cases      map[string]*caseResult `json:"cases"`
+	Order      []string               `json:"case_order"`
+	PerRun     map[string]any         `json:"per_run_overhead,omitempty"`
+	Acceptance map[string]any         `json:"acceptance"`
+	// Pod is the pod stand-in's cold builds (bench pod), with the host's.
+	Pod         *podSection `json:"pod,omitempty"`
+	WallSeconds float64     `json:"wall_seconds"`
+}
+
+// runFlags are the flags of bench run; bench pod takes the same (run.sh
+// passes its arguments to both) and uses those it needs.
+type runFlags struct {
+	fl                                            *flag.FlagSet
+	work, builder, cases, out, table, base, arm64 *string
+	pod, image                                    *string
+	repeat                                        *int
+	verbose                                       *bool
+}
+
+func newRunFlags(name string) runFlags {
+	fl := flag.NewFlagSet(name, flag.ExitOnError)
+	return runFlags{
+		fl:      fl,
+		work:    fl.String("work", "", "scratch directory (required)"),
+		builder: fl.String("builder", "", "builder binary (required)"),
+		repeat:  fl.Int("repeat", 3, "repetitions of every measurement (min and median are reported)"),
+		cases:   fl.String("cases", "", "comma-separated cases (default: all)"),
+		out:     fl.String("out", "results.json", "results JSON"),
+		table:   fl.String("table", "", "also write the Markdown table here"),
+		base:    fl.String("base", "oci", "base image source: oci (an OCI layout on disk) or registry (the local registry)"),
+		arm64:   fl.String("arm64-busybox", "", "arm64 static busybox for the multi-platform base (hack/foreign.sh extracts it; needed by multi-platform cases)"),
+		verbose: fl.Bool("v", false, "print every timed command"),
+		pod:     fl.String("pod", "", "run: the pod stand-in's timings (bench pod's --out) to report next to the host's"),
+		image:   fl.String("image", "", "pod: the pod stand-in image (hack/image.sh), in root's podman store"),
+	}
+}
+
+// selectCases is the cases named in a --cases value (all when empty).
+func selectCases(list string) ([]benchCase, error) {
+	if list == "" {
+		return allCases, nil
+	}
+	var cases []benchCase
+	for _, n := range strings.Split(list, ",") {
+		c, ok := caseByName(strings.TrimSpace(n))
+		if !ok {
+			var names []string
+			for _, c := range allCases {
+				names = append(names, c.name)
+			}
+			return nil, fmt.Errorf("unknown case %q (cases: %s)", n, strings.Join(names, ", "))
+		}
+		cases = append(cases, c)
+	}
+	return cases, nil
 }
 
 func cmdRun(args []string) error {
-	fl := flag.NewFlagSet("run", flag.ExitOnError)
-	work := fl.String("work", "", "scratch directory (required)")
-	builderBin := fl.String("builder", "", "builder binary (required)")
-	repeat := fl.Int("repeat", 3, "repetitions of every measurement (min and median are reported)")
-	casesFlag := fl.String("cases", "", "comma-separated cases (default: all)")
-	out := fl.String("out", "results.json", "results JSON")
-	table := fl.String("table", "", "also write the Markdown table here")
-	base := fl.String("base", "oci", "base image source: oci (an OCI layout on disk) or registry (the local registry)")
-	arm64 := fl.String("arm64-busybox", "", "arm64 static busybox for the multi-platform base (hack/foreign.sh extracts it; needed by multi-platform cases)")
-	verbose := fl.Bool("v", false, "print every timed command")
-	fl.Parse(args)
+	rf := newRunFlags("run")
+	rf.fl.Parse(args)
+	work, builderBin, repeat, casesFlag, out, table, base, arm64, verbose := rf.work, rf.builder, rf.repeat, rf.cases, rf.out, rf.table, rf.base, rf.arm64, rf.verbose
 	if *work == "" || *builderBin == "" || *repeat < 1 {
 		usage()
 	}
@@ -682,20 +727,17 @@ func cmdRun(args []string) error {
 		return err
 	}
 	b := &bench{work: *work, builder: *builderBin, self: self, log: os.Stderr, verbose: *verbose}
-	var cases []benchCase
-	if *casesFlag == "" {
-		cases = allCases
-	} else {
-		for _, n := range strings.Split(*casesFlag, ",") {
-			c, ok := caseByName(strings.TrimSpace(n))
-			if !ok {
-				var names []string
-				for _, c := range allCases {
-					names = append(names, c.name)
-				}
-				return fmt.Errorf("unknown case %q (cases: %s)", n, strings.Join(names, ", "))
-			}
-			cases = append(cases, c)
+	cases, err := selectCases(*casesFlag)
+	if err != nil {
+		return err
+	}
+	var pod *podSection
+	if *rf.pod != "" {
+		if pod, err = readPod(*rf.pod); err != nil {
+			return err
+		}
+		if len(pod.Order) == 0 {
+			pod = nil // no pod case selected
 		}
 	}
 	logf := func(format string, a ...any) {
@@ -791,7 +833,7 @@ func cmdRun(args []string) error {
 			"buildah_version": strings.TrimSpace(buildahVersion), "builder_push": feat.push,
 			"builder_bud_push": feat.budPush, "multi_platform_base": multiFrom,
 		},
-		Cases: map[string]*caseResult{}, Acceptance: map[string]any{},
+		Cases: map[string]*caseResult{}, Acceptance: map[string]any{}, Pod: pod,
 	}
 	for _, c := range cases {
 		res.Order = append(res.Order, c.name)
@@ -864,6 +906,10 @@ func cmdRun(args []string) error {
 					res.Acceptance["correctness"] = "FAILED: " + c.name
 					writeJSON(*out, res)
 					return err
+				}
+				if pc := pod.caseOf(c.name); pc != nil {
+					// The pod's image against the host's (both builder's).
+					b.checkPod(c, pc, layouts["builder"], logf)
 				}
 				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, c.platforms, n, b.work); err != nil {
 					return err

@@ -223,6 +223,7 @@ func summarize(r *results) {
 			r.Acceptance["copy_many_touch_ratio_le_0.2"] = *row.BuilderBuildah <= 0.2
 		}
 	}
+	summarizePod(r)
 	r.Acceptance["ok"] = ok
 }
 
@@ -312,6 +313,7 @@ func renderTable(r *results) string {
 			fmt.Fprintf(&b, "- %s `%s`: builder %s, buildah %s\n", e.Platform, e.Path, e.Builder, e.Buildah)
 		}
 	}
+	renderPod(&b, r)
 	fmt.Fprintf(&b, "\nFloors, same data, same run (medians):\n\n")
 	fmt.Fprintf(&b, "| case | context MB | tar of context | builder cache hash-context | pgzip of that tar | zstd of that tar | own layers MB | write own layers | pgzip own layers | RUN steps |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -358,6 +360,9 @@ func renderTable(r *results) string {
 	}
 	if v, ok := r.Acceptance["copy_big_ci_zstd_speedup"]; ok {
 		fmt.Fprintf(&b, "; CI flow gzip/zstd %.2fx (≥ 2: %s)", v, passFail(r.Acceptance["copy_big_ci_zstd_speedup_ge_2"]))
+	}
+	if v, ok := r.Acceptance["pod"]; ok {
+		fmt.Fprintf(&b, "; pod stand-in ≤ 1.5x host (net): %s: %s", v, passFail(r.Acceptance["pod_le_1.5x_host"]))
 	}
 	fmt.Fprintf(&b, ".\nTotal bench wall time: %.0f s.\n", r.WallSeconds)
 	return b.String()
