@@ -180,6 +180,13 @@ func TestPods(t *testing.T) {
 				}
 				checkPodImage(t, reg, cref, false)
 			}
+			if c.name == "runtime-default" {
+				// A forced isolation never steps down: exit 1, naming why.
+				out, err := pod("bud", "--isolation=chroot", "/copy-ctx")
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "--isolation=chroot: chroot is not allowed here") {
+					t.Errorf("--isolation=chroot where chroot is refused: %v\n%s", err, out)
+				}
+			}
 			out, err = pod("doctor")
 			for _, w := range c.doctor {
 				if !strings.Contains(out, w) {
