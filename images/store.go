@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -67,12 +68,18 @@ func Open(o StoreOptions) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if o.Driver == "" && store.ConfiguredDriver() == "" {
+		sayAdoptedDriver(s, log)
+	}
 	return &Store{s: s, opts: o, log: log}, nil
 }
 
 // Close shuts the store down.
 func (s *Store) Close() error {
-	if _, err := s.s.Shutdown(false); err != nil {
+	// Shutdown(false) fails while another tool's container (podman's, a
+	// buildah working container) has a layer mounted in this shared store;
+	// builder mounts none, so that is not its failure.
+	if _, err := s.s.Shutdown(false); err != nil && !errors.Is(err, storage.ErrLayerUsedByContainer) {
 		return fmt.Errorf("shutting down storage: %w", err)
 	}
 	return nil
@@ -111,4 +118,20 @@ func (s *Store) Blobs() (*content.Store, error) {
 		s.blobs = b
 	}
 	return s.blobs, nil
+}
+
+// sayAdoptedDriver says once per store, when no driver was asked for and
+// the store's existing one was taken, which it is.
+func sayAdoptedDriver(s storage.Store, log *slog.Logger) {
+	drv := s.GraphDriverName()
+	marker := filepath.Join(s.GraphRoot(), "builder", "driver-"+drv)
+	if store.ExistingDriver(s.GraphRoot()) != drv {
+		return
+	}
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(marker), 0o700) == nil && os.WriteFile(marker, nil, 0o600) == nil {
+		log.Warn("no storage driver configured: using the one this store already has (set driver in storage.conf to choose)", "driver", drv, "root", s.GraphRoot())
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.podman.io/storage"
@@ -65,6 +66,12 @@ func storeOptions(o Options) (storage.StoreOptions, error) {
 		}
 		so.GraphDriverName = o.Driver
 	}
+	if so.GraphDriverName == "" {
+		// Nothing configured: the driver the store already has, never a
+		// second one beside it (containers/storage then refuses the store:
+		// "several valid graphdrivers"), as podman 4.3 creates vfs stores.
+		so.GraphDriverName = ExistingDriver(so.GraphRoot)
+	}
 	if o.Driver == "" && os.Geteuid() != 0 && os.Getenv("_BUILDER_NO_USERNS") != "" {
 		// A non-root user without a user namespace (a pod's seccomp
 		// refused one) can neither mount nor chown: vfs, keeping files
@@ -102,4 +109,31 @@ func singleIDMapped() bool {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	f := strings.Fields(lines[0])
 	return len(lines) == 1 && len(f) == 3 && f[2] == "1"
+}
+
+// ExistingDriver is the graph driver whose layers the store under root
+// already holds ("" for a new store, or when several have layers).
+func ExistingDriver(root string) string {
+	found := ""
+	for _, d := range []string{"overlay", "vfs", "btrfs", "zfs", "aufs", "devicemapper"} {
+		fi, err := os.Stat(filepath.Join(root, d+"-layers", "layers.json"))
+		if err != nil || fi.Size() <= 2 { // "[]": a driver tried once and left empty
+			continue
+		}
+		if found != "" {
+			return ""
+		}
+		found = d
+	}
+	return found
+}
+
+// ConfiguredDriver is the driver storage.conf (or STORAGE_DRIVER) names,
+// "" when none.
+func ConfiguredDriver() string {
+	so, err := storage.DefaultStoreOptions()
+	if err != nil {
+		return ""
+	}
+	return so.GraphDriverName
 }
