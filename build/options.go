@@ -22,6 +22,7 @@ import (
 	"github.com/builder-dev/builder/images"
 	"github.com/builder-dev/builder/platform"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker/reference"
 )
 
 // Options describe one build. The zero value of each field is the default
@@ -361,6 +362,17 @@ func (o *Options) validate() error {
 	}
 	if (len(o.CacheFrom) > 0 || o.CacheTo != "") && o.NoLayers {
 		return optionf("--cache-from and --cache-to need the layer cache (not --layers=false)")
+	}
+	// Names are checked before anything is built, not at the commit.
+	for _, t := range o.Tags {
+		if _, err := reference.ParseNormalizedNamed(t); err != nil {
+			return optionf("-t %q: %v", t, err)
+		}
+	}
+	if o.Manifest != "" {
+		if _, err := reference.ParseNormalizedNamed(o.Manifest); err != nil {
+			return optionf("--manifest %q: %v", o.Manifest, err)
+		}
 	}
 	if o.AllPlatforms && len(o.Platforms) > 0 {
 		return optionf("--all-platforms and --platform exclude each other")

@@ -62,8 +62,8 @@ func (l *lowerer) copy(c copySpec, at Pos) error {
 		if src, err = l.source(c.from); err != nil {
 			return err
 		}
-		if src.Kind == SourceStage && src.Stage >= l.st.Index {
-			return fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage %q", c.from, l.stageName())
+		if src.Kind == SourceStage && src.Stage == l.st.Index {
+			return fmt.Errorf("circular dependency detected on stage: %s", l.stageName())
 		}
 	}
 	step := &Copy{

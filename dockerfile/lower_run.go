@@ -139,8 +139,8 @@ func (l *lowerer) mounts(c *instructions.RunCommand) ([]Mount, error) {
 			if mm.From, err = l.source(m.From); err != nil {
 				return nil, err
 			}
-			if mm.From.Kind == SourceStage && mm.From.Stage >= l.st.Index {
-				return nil, fmt.Errorf("cannot mount from stage %q to %q, stage needs to be defined before current command", m.From, m.Target)
+			if mm.From.Kind == SourceStage && mm.From.Stage == l.st.Index {
+				return nil, fmt.Errorf("cannot mount from stage %q to %q: it is the current stage", m.From, m.Target)
 			}
 		case m.Type == instructions.MountTypeBind:
 			mm.From = Source{Kind: SourceContext}

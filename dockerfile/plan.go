@@ -357,35 +357,82 @@ func (p *Plan) resolveTarget(target string) (*Stage, error) {
 	return nil, &Error{Pos: Pos{File: p.file.Name}, Err: fmt.Errorf("target stage %q could not be found", target)}
 }
 
-// prune keeps the stages reachable from target. Every reference must point
-// to an earlier stage; that also rules out cycles.
+// prune keeps the stages reachable from target, in dependency order (each
+// after the stages it reads; otherwise in Dockerfile order), target last.
+// FROM names an earlier stage only; COPY --from and RUN --mount from= may
+// name a later one, as in BuildKit, unless that closes a cycle, which is
+// named.
 func (p *Plan) prune(target *Stage) error {
-	seen := map[int]bool{}
+	const (
+		unseen = iota
+		active
+		finished
+	)
+	state := map[int]int{}
+	var path []string
 	var visit func(s *Stage) error
 	visit = func(s *Stage) error {
-		if seen[s.Index] {
+		if state[s.Index] == finished {
 			return nil
 		}
-		seen[s.Index] = true
+		state[s.Index] = active
+		path = append(path, stageLabel(s))
 		for _, r := range s.refs {
-			if r.index >= s.Index {
+			if r.what == "from" && r.index >= s.Index || r.index == s.Index {
 				return refError(s, r)
+			}
+			if state[r.index] == active {
+				return errorf(r.at, "circular dependency detected on stage: %s", cycleText(path, stageLabel(p.all[r.index])))
 			}
 			if err := visit(p.all[r.index]); err != nil {
 				return err
 			}
 		}
+		path = path[:len(path)-1]
+		state[s.Index] = finished
 		return nil
 	}
 	if err := visit(target); err != nil {
 		return err
 	}
-	for _, s := range p.all {
-		if seen[s.Index] {
-			p.Stages = append(p.Stages, s)
+	// The reachable stages, each once all it reads is placed, earliest in
+	// the file first (so a Dockerfile whose references all point back
+	// keeps its order), the target last.
+	placed := map[int]bool{}
+	for len(placed) < len(state) {
+		for _, s := range p.all {
+			if state[s.Index] != finished || placed[s.Index] || (s == target && len(placed) < len(state)-1) {
+				continue
+			}
+			ready := true
+			for _, r := range s.refs {
+				ready = ready && placed[r.index]
+			}
+			if ready {
+				placed[s.Index] = true
+				p.Stages = append(p.Stages, s)
+				break
+			}
 		}
 	}
 	return nil
+}
+
+func stageLabel(s *Stage) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return "stage-" + strconv.Itoa(s.Index)
+}
+
+// cycleText is the cycle from its first stage on path back to it.
+func cycleText(path []string, back string) string {
+	for i, n := range path {
+		if n == back {
+			return strings.Join(append(slices.Clone(path[i:]), back), " -> ")
+		}
+	}
+	return back
 }
 
 func refError(s *Stage, r stageRef) error {
@@ -442,4 +489,42 @@ func (s *Stage) FirstRun(p *Plan) (Pos, bool) {
 		}
 	}
 	return Pos{}, false
+}
+
+// SimilarStage is the stage name closest to name (at most two edits
+// away, and not name itself), "" when none is: a COPY --from=bulid is
+// most likely a typo of stage build, not an image called bulid.
+func (p *Plan) SimilarStage(name string) string {
+	name = strings.ToLower(name)
+	if strings.ContainsAny(name, "/:@.") {
+		return "" // an image reference, written as one
+	}
+	best, bestD := "", 3
+	for n := range p.names {
+		if d := editDistance(n, name); d > 0 && (d < bestD || d == bestD && n < best) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -140,6 +140,9 @@ func (e *Executor) copySource(ctx context.Context, c *dockerfile.Copy, done map[
 func (e *Executor) imageState(ctx context.Context, ref string, p platform.Platform) (*stageState, error) {
 	img, err := e.resolve(ctx, ref, p)
 	if err != nil {
+		if near := e.plan.SimilarStage(ref); near != "" {
+			return nil, fmt.Errorf("no stage named %q (did you mean %q?), and no image %s: %w", ref, near, ref, err)
+		}
 		return nil, err
 	}
 	return &stageState{img: *img, platform: p}, nil

@@ -142,6 +142,7 @@ type Executor struct {
 	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
 	warnedIDs bool
 	platform  platform.Platform // of the build in progress
+	plan      *dockerfile.Plan  // of the build in progress
 	times     []stepTime        // cached or run steps, for the summary line
 	exports   sync.WaitGroup    // --cache-to uploads in flight
 	exportMu  sync.Mutex
@@ -205,7 +206,7 @@ func (e *Executor) Close() error {
 // Build runs every stage of p (dependency order) for platform and returns
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) (*image.Image, error) {
-	e.platform = plat
+	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
 	e.prefetch(ctx, p, plat)
 	done := map[int]*stageState{}

@@ -15,7 +15,9 @@ import (
 	"sync"
 
 	"github.com/builder-dev/builder/content"
+	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/store"
+	"go.podman.io/image/v5/docker"
 	"go.podman.io/storage"
 )
 
@@ -56,6 +58,17 @@ func Optionf(format string, a ...any) error { return &OptionError{fmt.Errorf(for
 func IsOptionError(err error) bool {
 	var oe *OptionError
 	return errors.As(err, &oe)
+}
+
+// IsUserError reports an error about what the user asked for rather than
+// builder or the machine: an image or list that does not exist, a name
+// that is not a list, credentials a registry refused, an image without
+// the platform asked for. The command line exits 1 for them, not 125.
+func IsUserError(err error) bool {
+	var unauth docker.ErrUnauthorizedForCredentials
+	var pe *image.PlatformError
+	return errors.Is(err, ErrImageUnknown) || errors.Is(err, store.ErrNotList) ||
+		errors.As(err, &unauth) || errors.As(err, &pe)
 }
 
 // Open opens the store. Close it when done.

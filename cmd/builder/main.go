@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case errors.As(err, &ue), images.IsOptionError(err), isCobraUsage(err):
 		return exitUsage
-	case build.IsFailure(err):
+	case build.IsFailure(err), images.IsUserError(err):
 		return exitBuild
 	default:
 		return exitInternal
