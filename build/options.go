@@ -64,8 +64,16 @@ type Options struct {
 	// every layer entry (reproducible builds; see SourceDateEpoch).
 	Timestamp *time.Time
 	// Labels are set on the final image's config (--label), over the
-	// Dockerfile's.
-	Labels  map[string]string
+	// Dockerfile's; UnsetLabels removed from it (--unsetlabel), also those
+	// the base brought.
+	Labels      map[string]string
+	UnsetLabels []string
+	// Env (KEY=VALUE) is set in the final image's config (--env); UnsetEnv
+	// names removed from it (--unsetenv).
+	Env      []string
+	UnsetEnv []string
+	// Annotations go into the final image's OCI manifest (--annotation).
+	Annotations map[string]string
 	Tags    []string // names in the local store (the first is the commit's)
 	Outputs []Output // other destinations (see ParseOutput)
 	IIDFile string   // write the image ID here
@@ -102,6 +110,20 @@ type Options struct {
 	Runtime     string            // hand RUN to this OCI runtime
 	Secrets     map[string]Secret // by id (see ParseSecret)
 	Snapshotter string            // "" picks; overlay, fuse-overlayfs, copy
+	// What every RUN gets, as buildah's and docker's flags: AddHosts
+	// ("name:ip" in /etc/hosts), NoHosts (the image's /etc/hosts left
+	// alone), Volumes ("HOST:DEST[:ro]" bind mounts, never in a layer),
+	// Ulimits ("nofile=1024[:2048]"), ShmSize ("128m"), CapAdd and CapDrop
+	// (capability names; "ALL" drops every one).
+	AddHosts        []string
+	NoHosts         bool
+	Volumes         []string
+	Ulimits         []string
+	ShmSize         string
+	CapAdd, CapDrop []string
+	// SSH are --ssh values: "default" (the agent of $SSH_AUTH_SOCK) or
+	// "ID=SOCKET", for RUN --mount=type=ssh.
+	SSH []string
 
 	// Out receives progress (STEP lines, RUN output); nil discards it.
 	Out io.Writer
@@ -215,7 +237,7 @@ func ParseCacheTo(s string) (ref string, mounts bool, err error) {
 // ParseSecret parses --secret id=ID,src=FILE | id=ID,env=VAR (type=file|env
 // allowed); a bare id=ID reads the environment variable ID.
 func ParseSecret(s string) (string, Secret, error) {
-	var id string
+	var id, typ string
 	var sec Secret
 	for _, kv := range strings.Split(s, ",") {
 		k, v, _ := strings.Cut(kv, "=")
@@ -230,9 +252,14 @@ func ParseSecret(s string) (string, Secret, error) {
 			if v != "file" && v != "env" {
 				return "", sec, optionf("--secret %q: unknown type %q", s, v)
 			}
+			typ = v
 		default:
 			return "", sec, optionf("--secret %q: unknown key %q", s, k)
 		}
+	}
+	if typ == "env" && sec.File != "" {
+		// type=env,src=VAR names a variable, as in buildah and BuildKit.
+		sec.Env, sec.File = sec.File, ""
 	}
 	if sec.File == "" && sec.Env == "" {
 		sec.Env = id

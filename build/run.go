@@ -311,7 +311,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 				cancel()
 				return
 			}
-			applyLabels(img, o.Labels)
+			applyConfig(img, o)
 			_, cfg, err := img.Manifest(b.format)
 			if err != nil {
 				errs[i] = err
@@ -438,17 +438,36 @@ const noIsolationFix = "In a Kubernetes pod, any of: a seccomp profile that allo
 	"capabilities (chroot), or a pod with its own user namespace (hostUsers: false); Dockerfiles without RUN " +
 	"build as they are. `builder doctor` lists what this environment lacks"
 
-// applyLabels sets --label values on the image's config.
-func applyLabels(img *image.Image, labels map[string]string) {
-	if len(labels) == 0 {
-		return
+// applyConfig applies --label, --unsetlabel, --env, --unsetenv and
+// --annotation to the final image.
+func applyConfig(img *image.Image, o *Options) {
+	c := &img.Config.Config
+	if len(o.Labels) > 0 || len(o.UnsetLabels) > 0 {
+		l := maps.Clone(c.Labels)
+		if l == nil {
+			l = map[string]string{}
+		}
+		maps.Copy(l, o.Labels)
+		for _, k := range o.UnsetLabels {
+			delete(l, k)
+		}
+		c.Labels = l
 	}
-	l := maps.Clone(img.Config.Config.Labels)
-	if l == nil {
-		l = map[string]string{}
+	if len(o.Env) > 0 || len(o.UnsetEnv) > 0 {
+		env := slices.Clone(c.Env)
+		for _, kv := range o.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") || e == k })
+			env = append(env, kv)
+		}
+		for _, k := range o.UnsetEnv {
+			env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") || e == k })
+		}
+		c.Env = env
 	}
-	maps.Copy(l, labels)
-	img.Config.Config.Labels = l
+	if len(o.Annotations) > 0 {
+		img.Annotations = maps.Clone(o.Annotations)
+	}
 }
 
 func writeIID(file string, id digest.Digest) error {

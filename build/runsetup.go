@@ -5,12 +5,17 @@ package build
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/builder-dev/builder/executor/sandbox"
 	"github.com/builder-dev/builder/snapshot"
+	"github.com/docker/go-units"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 type runSetup struct {
@@ -23,6 +28,7 @@ type runSetup struct {
 	cleanup    func()
 	plan       sandbox.Plan // the isolation chosen and its fallbacks
 	idNote     string       // a single-id mapping, for failing RUNs
+	ssh        map[string]string
 }
 
 func setupRun(o *Options, work string) (*runSetup, error) {
@@ -73,8 +79,18 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		cleanup()
 		return nil, err
 	}
+	defaults, err := runDefaults(o)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	if r.ssh, err = sshAgents(o.SSH); err != nil {
+		cleanup()
+		return nil, err
+	}
 	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log,
-		ProcBind: plan.ProcBind, NoHostname: plan.NoHostname, NoMounts: plan.NoMounts, Missing: plan.Missing}
+		ProcBind: plan.ProcBind, NoHostname: plan.NoHostname, NoMounts: plan.NoMounts, Missing: plan.Missing,
+		Defaults: defaults}
 	r.cleanup = func() { r.sandbox.Close(); cleanup() }
 	r.network = o.Network
 	if r.network == sandbox.NetworkPrivate {
@@ -131,4 +147,109 @@ func snapshotterFromStorage(driver string, opts []string) string {
 		return "overlay"
 	}
 	return ""
+}
+
+// ulimitNames are docker's --ulimit names.
+var ulimitNames = map[string]string{
+	"as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "fsize": "RLIMIT_FSIZE",
+	"locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK", "msgqueue": "RLIMIT_MSGQUEUE", "nice": "RLIMIT_NICE",
+	"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "rss": "RLIMIT_RSS", "rtprio": "RLIMIT_RTPRIO",
+	"rttime": "RLIMIT_RTTIME", "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK",
+}
+
+// runDefaults checks and converts the RUN flags of o.
+func runDefaults(o *Options) (sandbox.RunDefaults, error) {
+	d := sandbox.RunDefaults{NoHosts: o.NoHosts}
+	for _, h := range o.AddHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok || name == "" || net.ParseIP(ip) == nil {
+			return d, optionf("--add-host %q: want NAME:IP", h)
+		}
+		d.ExtraHosts = append(d.ExtraHosts, h)
+	}
+	for _, v := range o.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
+			return d, optionf("-v %q: want HOST-DIR:CONTAINER-DIR[:OPTIONS]", v)
+		}
+		src, err := filepath.Abs(parts[0])
+		if err != nil {
+			return d, optionf("-v %q: %v", v, err)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return d, optionf("-v %q: %v", v, err)
+		}
+		opts := []string{"rbind"}
+		if len(parts) == 3 {
+			for _, op := range strings.Split(parts[2], ",") {
+				switch op {
+				case "ro", "rw":
+					opts = append(opts, op)
+				case "z", "Z", "O", "U", "":
+					// SELinux relabels, overlay and chown options: nothing to do here.
+				default:
+					return d, optionf("-v %q: unknown option %q (want ro or rw)", v, op)
+				}
+			}
+		}
+		d.Volumes = append(d.Volumes, specs.Mount{Destination: filepath.Clean(parts[1]), Type: "bind", Source: src, Options: opts})
+	}
+	for _, u := range o.Ulimits {
+		name, lim, ok := strings.Cut(u, "=")
+		typ, known := ulimitNames[strings.ToLower(name)]
+		if !ok || !known {
+			return d, optionf("--ulimit %q: want NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, ...", u)
+		}
+		softS, hardS, hasHard := strings.Cut(lim, ":")
+		soft, err := parseLimit(softS)
+		hard := soft
+		if err == nil && hasHard {
+			hard, err = parseLimit(hardS)
+		}
+		if err != nil || soft > hard {
+			return d, optionf("--ulimit %q: want SOFT[:HARD] numbers (or -1 for unlimited), soft not above hard", u)
+		}
+		d.Ulimits = append(d.Ulimits, specs.POSIXRlimit{Type: typ, Soft: soft, Hard: hard})
+	}
+	if o.ShmSize != "" {
+		n, err := units.RAMInBytes(o.ShmSize)
+		if err != nil || n <= 0 {
+			return d, optionf("--shm-size %q: want a size such as 128m", o.ShmSize)
+		}
+		d.ShmSize = n
+	}
+	for _, c := range append(slices.Clone(o.CapAdd), o.CapDrop...) {
+		if !sandbox.KnownCapability(c) && !(strings.EqualFold(c, "ALL") && slices.Contains(o.CapDrop, c)) {
+			return d, optionf("unknown capability %q", c)
+		}
+	}
+	d.CapAdd, d.CapDrop = o.CapAdd, o.CapDrop
+	return d, nil
+}
+
+func parseLimit(s string) (uint64, error) {
+	if s == "-1" || s == "unlimited" {
+		return ^uint64(0), nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// sshAgents resolves --ssh values to agent sockets by id.
+func sshAgents(values []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range values {
+		id, sock, ok := strings.Cut(v, "=")
+		if !ok {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+			if sock == "" {
+				return nil, optionf("--ssh %s: SSH_AUTH_SOCK is not set (start an agent, or give --ssh %s=SOCKET)", id, id)
+			}
+		}
+		fi, err := os.Stat(sock)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 {
+			return nil, optionf("--ssh %s: %s is not an agent socket (keys are forwarded through ssh-agent: ssh-add them there)", v, sock)
+		}
+		out[id] = sock
+	}
+	return out, nil
 }

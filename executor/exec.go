@@ -203,6 +203,9 @@ func (e *Executor) runMounts(ctx context.Context, x *dockerfile.Exec, done map[i
 		}
 		if sm != nil {
 			mounts = append(mounts, *sm)
+			if mnt.Type == "ssh" && !hasKey(env, "SSH_AUTH_SOCK") && !hasKey(x.Env, "SSH_AUTH_SOCK") {
+				env = append(env, "SSH_AUTH_SOCK="+mnt.Target) // the first agent, as BuildKit does
+			}
 		}
 	}
 	return mounts, env, cleanup, nil

@@ -76,6 +76,8 @@ type Config struct {
 	AllowNetworkHost, AllowInsecure bool
 	// Secrets are the --secret values by id.
 	Secrets map[string]Secret
+	// SSH are the --ssh agent sockets by id (RUN --mount=type=ssh).
+	SSH map[string]string
 	// CacheMounts is where RUN --mount=type=cache directories persist.
 	CacheMounts string
 	// MaxLayerSize stops extracting a layer (or an ADD archive) whose tar

@@ -35,7 +35,14 @@ func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[in
 	case "secret":
 		return e.secretMount(m, tmp, u)
 	case "ssh":
-		return nil, nil, fmt.Errorf("ssh mounts are not supported")
+		sock, ok := e.cfg.SSH[m.CacheID]
+		if !ok {
+			if !m.Required {
+				return nil, nil, nil // BuildKit leaves an optional agent out
+			}
+			return nil, nil, fmt.Errorf("no ssh agent %q forwarded: pass --ssh %s (the agent of $SSH_AUTH_SOCK) or --ssh %s=SOCKET", m.CacheID, m.CacheID, m.CacheID)
+		}
+		return &specs.Mount{Destination: m.Target, Type: "bind", Source: sock, Options: []string{"bind", "nosuid", "nodev", "noexec"}}, nil, nil
 	default:
 		return nil, nil, fmt.Errorf("unknown mount type %q", m.Type)
 	}

@@ -33,6 +33,9 @@ type Image struct {
 	// ManifestDigest is the source manifest digest for resolved images
 	// (the FROM cache root); empty for images built here.
 	ManifestDigest digest.Digest
+	// Annotations go into an OCI manifest (--annotation); Docker schema 2
+	// has no place for them.
+	Annotations map[string]string
 
 	// raw is a resolved image's config exactly as its source holds it, and
 	// rawCanon what the parsed config marshalled to then: ConfigJSON

@@ -213,10 +213,11 @@ func (img *Image) Manifest(f Format) (manifest []byte, config []byte, err error)
 	switch f {
 	case FormatOCI:
 		m = ocispec.Manifest{
-			Versioned: specs.Versioned{SchemaVersion: 2},
-			MediaType: ocispec.MediaTypeImageManifest,
-			Config:    cfgDesc,
-			Layers:    layers,
+			Versioned:   specs.Versioned{SchemaVersion: 2},
+			MediaType:   ocispec.MediaTypeImageManifest,
+			Config:      cfgDesc,
+			Layers:      layers,
+			Annotations: img.Annotations,
 		}
 	case FormatDocker:
 		dm := dockerManifest{

@@ -21,6 +21,20 @@ type budOptions struct {
 	buildArgFiles []string
 	platforms     []string
 	labels        []string
+	unsetLabels   []string
+	envs          []string
+	unsetEnv      []string
+	annotations   []string
+	logfile       string
+	rm, forceRM   bool
+	addHosts      []string
+	noHosts       bool
+	volumes       []string
+	ulimits       []string
+	shmSize       string
+	capAdd        []string
+	capDrop       []string
+	ssh           []string
 	allPlatforms  bool
 	jobs          int
 	manifest      string
@@ -74,6 +88,21 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.buildArgFiles, "build-arg-file", nil, "file of KEY=VALUE build arguments")
 	f.StringArrayVar(&o.platforms, "platform", nil, "target platforms os/arch[/variant], comma-separated or repeated; several make an image per platform and an index (default: this machine)")
 	f.StringArrayVar(&o.labels, "label", nil, "set a label KEY=VALUE on the image (repeatable)")
+	f.StringArrayVar(&o.unsetLabels, "unsetlabel", nil, "remove a label from the image, also one the base set (repeatable)")
+	f.StringArrayVar(&o.envs, "env", nil, "set an environment variable KEY=VALUE in the image (repeatable; KEY alone takes it from the environment)")
+	f.StringArrayVar(&o.unsetEnv, "unsetenv", nil, "remove an environment variable from the image (repeatable)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "set an annotation KEY=VALUE on the image's OCI manifest (repeatable)")
+	f.StringArrayVar(&o.addHosts, "add-host", nil, "add NAME:IP to /etc/hosts during RUN (repeatable)")
+	f.BoolVar(&o.noHosts, "no-hosts", false, "leave the image's /etc/hosts alone during RUN")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind HOST-DIR:CONTAINER-DIR[:ro] into every RUN (never into a layer; repeatable)")
+	f.StringArrayVar(&o.ulimits, "ulimit", nil, "RUN resource limit NAME=SOFT[:HARD], e.g. nofile=1024:2048 (repeatable)")
+	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm during RUN (default 64m)")
+	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to RUN steps (repeatable)")
+	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from RUN steps, or ALL (repeatable)")
+	f.StringArrayVar(&o.ssh, "ssh", nil, "forward an ssh agent to RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK) or ID=SOCKET (repeatable)")
+	f.StringVar(&o.logfile, "logfile", "", "write the build's output to this file instead of the terminal")
+	f.BoolVar(&o.rm, "rm", true, "accepted for buildah and docker compatibility: builder leaves no intermediate containers")
+	f.BoolVar(&o.forceRM, "force-rm", false, "accepted for buildah and docker compatibility: builder leaves no intermediate containers")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "build for every platform all the base images have")
 	f.IntVar(&o.jobs, "jobs", 0, "platforms built at once (default: the number of CPUs)")
 	f.StringVar(&o.manifest, "manifest", "", "add the image(s) to this manifest list in local storage (created if missing)")
@@ -90,7 +119,8 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "registry repository to find cached layers in after a local miss (repeatable)")
 	f.StringVar(&o.cacheTo, "cache-to", "", "registry repository (or oci:DIR) to store this build's cache entries in; REF,mounts=true also exports RUN cache mounts")
 	f.BoolVar(&o.explainCache, "explain-cache", false, "for every cache miss, print the first input that differs from the nearest cached entry")
-	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer")
+	f.StringVar(&o.pull, "pull", "missing", "pull policy: always, missing, never, newer (a bare --pull, as docker's, is always)")
+	f.Lookup("pull").NoOptDefVal = "always"
 	o.reg.add(f, true, true)
 	o.comp.add(f)
 	f.BoolVar(&o.push, "push", false, "push the image to every -t that names a registry (REGISTRY/NAME[:TAG])")
@@ -135,6 +165,30 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	}
 	if bo.Labels, err = parseLabels(o.labels); err != nil {
 		return bo, err
+	}
+	if bo.Annotations, err = parseLabels(o.annotations); err != nil {
+		return bo, err
+	}
+	bo.UnsetLabels, bo.UnsetEnv = o.unsetLabels, o.unsetEnv
+	bo.AddHosts, bo.NoHosts, bo.Volumes, bo.Ulimits, bo.ShmSize = o.addHosts, o.noHosts, o.volumes, o.ulimits, o.shmSize
+	bo.CapAdd, bo.CapDrop, bo.SSH = o.capAdd, o.capDrop, o.ssh
+	for _, e := range o.envs {
+		k, _, hasValue := strings.Cut(e, "=")
+		if k == "" {
+			return bo, usagef("--env %q: empty name", e)
+		}
+		if !hasValue {
+			e = k + "=" + os.Getenv(k)
+		}
+		bo.Env = append(bo.Env, e)
+	}
+	if o.logfile != "" {
+		f, err := os.OpenFile(o.logfile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return bo, usagef("--logfile: %v", err)
+		}
+		// Closed when the process ends: the build writes to it until then.
+		bo.Out, bo.ErrOut = f, f
 	}
 	if bo.Platforms, err = platform.ParseList(o.platforms); err != nil {
 		return bo, usagef("--platform: %v", err)

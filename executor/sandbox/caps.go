@@ -200,3 +200,9 @@ func heldCaps() []string {
 	}
 	return out
 }
+
+// KnownCapability reports whether name (with or without CAP_) is a
+// capability this package knows.
+func KnownCapability(name string) bool {
+	return indexOf(capNames(), capName0(name)) >= 0
+}

@@ -201,6 +201,15 @@ func (c *child) run() *wireError {
 	if err := unix.Chdir(p.Cwd); err != nil {
 		return fail(codeSetup, "working directory", p.Cwd, err)
 	}
+	for _, rl := range p.Rlimits {
+		res, ok := rlimitNames[strings.ToUpper(rl.Type)]
+		if !ok {
+			return fail(codeSetup, "ulimit", rl.Type, errors.New("unknown resource"))
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fail(codeSetup, "ulimit", rl.Type, err)
+		}
+	}
 	if err := setCredentials(p, c.cfg.Chroot, c.noSetgroups); err != nil {
 		return err
 	}
@@ -314,4 +323,14 @@ func executable(root, p string) error {
 		return unix.EACCES
 	}
 	return nil
+}
+
+// rlimitNames maps the runtime spec's RLIMIT_* names to resources.
+var rlimitNames = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }

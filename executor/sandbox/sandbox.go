@@ -33,6 +33,8 @@ type Sandbox struct {
 	ProcBind, NoHostname, NoMounts bool
 	// Missing, with IsolationNone, says why RUN cannot run here.
 	Missing string
+	// Defaults are the user's settings for every RUN (--add-host, -v, ...).
+	Defaults RunDefaults
 
 	warned atomic.Bool // the chroot fallbacks are logged once
 

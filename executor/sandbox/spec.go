@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -43,6 +44,35 @@ const (
 	// the generated hosts and resolv.conf; Run removes it when done.
 	annotationState = "dev.builder.sandbox.state"
 )
+
+// RunDefaults are the user's settings for every RUN of a build: the
+// buildah/docker flags --add-host, --no-hosts, -v, --ulimit, --shm-size,
+// --cap-add and --cap-drop.
+type RunDefaults struct {
+	ExtraHosts []string // "name:ip", added to the RUN's /etc/hosts
+	NoHosts    bool     // leave the image's /etc/hosts alone
+	Volumes    []specs.Mount
+	Ulimits    []specs.POSIXRlimit
+	ShmSize    int64 // bytes of /dev/shm (0: 64 MiB)
+	CapAdd     []string
+	CapDrop    []string // "ALL" drops every one
+}
+
+// capName0 is a capability name in canonical form (CAP_ prefix, upper case).
+func capName0(n string) string {
+	n = strings.ToUpper(n)
+	if !strings.HasPrefix(n, "CAP_") {
+		n = "CAP_" + n
+	}
+	return n
+}
+
+func appendNew(l []string, s string) []string {
+	if slices.Contains(l, s) {
+		return l
+	}
+	return append(l, s)
+}
 
 // defaultCaps is Docker's default capability set, the one a RUN gets as root.
 func defaultCaps() []string {
@@ -154,7 +184,12 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 	if private {
 		resolv = privateResolvConf(hostResolv)
 	}
-	if err := os.WriteFile(hostsPath, hostsFile(hostHosts, host), 0o644); err == nil {
+	hosts := hostsFile(hostHosts, host)
+	for _, h := range s.Defaults.ExtraHosts {
+		name, ip, _ := strings.Cut(h, ":")
+		hosts = append(hosts, []byte(ip+"\t"+name+"\n")...)
+	}
+	if err := os.WriteFile(hostsPath, hosts, 0o644); err == nil {
 		err = os.WriteFile(resolvPath, resolv, 0o644)
 	}
 	if err != nil {
@@ -166,11 +201,39 @@ func (s *Sandbox) Spec(o SpecOptions) (*specs.Spec, error) {
 		sp.Annotations[annotationNetwork] = NetworkPrivate
 	}
 	sp.Mounts = standardMounts(newNet, gidMapped(5), o.Privileged)
+	if d := s.Defaults.ShmSize; d > 0 {
+		for i := range sp.Mounts {
+			if sp.Mounts[i].Destination == "/dev/shm" {
+				sp.Mounts[i].Options = append(slices.DeleteFunc(slices.Clone(sp.Mounts[i].Options),
+					func(o string) bool { return strings.HasPrefix(o, "size=") }), fmt.Sprintf("size=%d", d))
+			}
+		}
+	}
 	fileOpts := []string{"bind", "nosuid", "nodev", "noexec"}
-	sp.Mounts = append(sp.Mounts,
-		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: hostsPath, Options: fileOpts},
-		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolvPath, Options: fileOpts})
+	if !s.Defaults.NoHosts {
+		sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: hostsPath, Options: fileOpts})
+	}
+	sp.Mounts = append(sp.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolvPath, Options: fileOpts})
+	sp.Mounts = append(sp.Mounts, s.Defaults.Volumes...)
 	sp.Mounts = append(sp.Mounts, o.Mounts...)
+	sp.Process.Rlimits = slices.Clone(s.Defaults.Ulimits)
+	if !o.Privileged {
+		c := sp.Process.Capabilities
+		for _, add := range s.Defaults.CapAdd {
+			add = capName0(add)
+			c.Bounding = appendNew(c.Bounding, add)
+			if o.UID == 0 {
+				c.Effective, c.Permitted = appendNew(c.Effective, add), appendNew(c.Permitted, add)
+			}
+		}
+		for _, drop := range s.Defaults.CapDrop {
+			drop = capName0(drop)
+			rm := func(l []string) []string {
+				return slices.DeleteFunc(l, func(n string) bool { return drop == "CAP_ALL" || n == drop })
+			}
+			c.Bounding, c.Effective, c.Permitted = rm(c.Bounding), rm(c.Effective), rm(c.Permitted)
+		}
+	}
 	return sp, nil
 }
 
