@@ -74,9 +74,9 @@ type Options struct {
 	UnsetEnv []string
 	// Annotations go into the final image's OCI manifest (--annotation).
 	Annotations map[string]string
-	Tags    []string // names in the local store (the first is the commit's)
-	Outputs []Output // other destinations (see ParseOutput)
-	IIDFile string   // write the image ID here
+	Tags        []string // names in the local store (the first is the commit's)
+	Outputs     []Output // other destinations (see ParseOutput)
+	IIDFile     string   // write the image ID here
 
 	// The layer cache.
 	NoLayers      bool          // neither use nor fill it (--layers=false)
