@@ -121,6 +121,11 @@ type Options struct {
 	Ulimits         []string
 	ShmSize         string
 	CapAdd, CapDrop []string
+	// BuildContexts are --build-context NAME=VALUE: a directory, or an
+	// image (docker-image://REF, oci-layout://DIR[:TAG], or any transport
+	// reference such as oci:DIR or docker://REF), read by FROM NAME, COPY
+	// --from=NAME and RUN --mount from=NAME.
+	BuildContexts []string
 	// SSH are --ssh values: "default" (the agent of $SSH_AUTH_SOCK) or
 	// "ID=SOCKET", for RUN --mount=type=ssh.
 	SSH []string
@@ -401,6 +406,9 @@ func (o *Options) validate() error {
 			return optionf("--manifest %q: %v", o.Manifest, err)
 		}
 	}
+	if _, err := ParseBuildContexts(o.BuildContexts); err != nil {
+		return err
+	}
 	if o.AllPlatforms && len(o.Platforms) > 0 {
 		return optionf("--all-platforms and --platform exclude each other")
 	}
@@ -425,4 +433,40 @@ func (o *Options) validate() error {
 		return optionf("--digestfile needs --push")
 	}
 	return nil
+}
+
+// ParseBuildContexts reads --build-context NAME=VALUE values.
+func ParseBuildContexts(values []string) (map[string]executor.NamedContext, error) {
+	out := map[string]executor.NamedContext{}
+	for _, v := range values {
+		name, val, ok := strings.Cut(v, "=")
+		if !ok || name == "" || val == "" {
+			return nil, optionf("--build-context %q: want NAME=DIR or NAME=docker-image://REF", v)
+		}
+		var nc executor.NamedContext
+		switch {
+		case strings.HasPrefix(val, "docker-image://"):
+			nc.Image = strings.TrimPrefix(val, "docker-image://")
+		case strings.HasPrefix(val, "container-image://"):
+			nc.Image = strings.TrimPrefix(val, "container-image://")
+		case strings.HasPrefix(val, "oci-layout://"):
+			nc.Image = "oci:" + strings.TrimPrefix(val, "oci-layout://")
+		case strings.HasPrefix(val, "http://") || strings.HasPrefix(val, "https://") || strings.HasPrefix(val, "git@"):
+			return nil, optionf("--build-context %s: remote contexts are not supported; fetch it and give the directory", v)
+		default:
+			if t, _, ok := strings.Cut(val, ":"); ok && images.IsTransport(t) {
+				nc.Image = val
+				break
+			}
+			fi, err := os.Stat(val)
+			if err != nil || !fi.IsDir() {
+				return nil, optionf("--build-context %s: %q is neither a directory nor an image reference (docker-image://REF)", v, val)
+			}
+			if nc.Dir, err = filepath.Abs(val); err != nil {
+				return nil, optionf("--build-context %s: %v", v, err)
+			}
+		}
+		out[name] = nc
+	}
+	return out, nil
 }

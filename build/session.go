@@ -41,6 +41,7 @@ type session struct {
 	exs      []*executor.Executor
 	outMu    sync.Mutex // lines of the platforms' outputs are written whole
 	closers  []func()
+	named    map[string]executor.NamedContext // --build-context
 }
 
 // onClose runs f when the session closes, before anything else is released.
@@ -48,6 +49,9 @@ func (s *session) onClose(f func()) { s.closers = append(s.closers, f) }
 
 func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	s := &session{o: o}
+	if s.named, err = ParseBuildContexts(o.BuildContexts); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -113,7 +117,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		Flight: flight, BinfmtDir: o.BinfmtDir, RunFailureNote: s.run.idNote,
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
-		Secrets: s.run.secrets, SSH: s.run.ssh, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
+		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
 	})
 	if err != nil {
 		return nil, err

@@ -166,6 +166,16 @@ func (e *Executor) sourceInput(ctx context.Context, src dockerfile.Source, done 
 		if src.Image == "" || src.Image == "scratch" {
 			return cache.Input{Name: "scratch", Digest: cache.DigestOf("scratch")}, nil, true, nil
 		}
+		if named, ok, err := e.namedDir(src.Image); ok || err != nil {
+			if err != nil {
+				return cache.Input{}, nil, false, nil
+			}
+			d, files, err := hash(named)
+			if err != nil {
+				return cache.Input{}, nil, false, nil
+			}
+			return cache.Input{Name: "context " + src.Image, Digest: d}, files, true, nil
+		}
 		st, err := e.imageState(ctx, src.Image, p)
 		if err != nil {
 			return cache.Input{}, nil, false, nil

@@ -128,12 +128,36 @@ func (e *Executor) copySource(ctx context.Context, c *dockerfile.Copy, done map[
 		}
 		return e.openStateRoot(ctx, st, fmt.Sprintf("stage %d", c.From.Stage))
 	default:
+		if src, ok, err := e.namedDir(c.From.Image); ok || err != nil {
+			return src, func() {}, err
+		}
 		st, err := e.imageState(ctx, c.From.Image, c.Platform)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--from=%s: %w", c.From.Image, err)
 		}
 		return e.openStateRoot(ctx, st, "image "+c.From.Image)
 	}
+}
+
+// namedDir is the --build-context directory named name, as a step source
+// (its files owned by root, as the context's); false when name is none.
+func (e *Executor) namedDir(name string) (*srcRoot, bool, error) {
+	nc, ok := e.cfg.NamedContexts[name]
+	if !ok || nc.Dir == "" {
+		return nil, false, nil
+	}
+	if r, ok := e.namedRoots[name]; ok {
+		return &srcRoot{Root: selection.Root{FS: r, What: "build context " + name}}, true, nil
+	}
+	r, err := os.OpenRoot(nc.Dir)
+	if err != nil {
+		return nil, true, fmt.Errorf("build context %s: %w", name, err)
+	}
+	if e.namedRoots == nil {
+		e.namedRoots = map[string]*os.Root{}
+	}
+	e.namedRoots[name] = r
+	return &srcRoot{Root: selection.Root{FS: r, What: "build context " + name}}, true, nil
 }
 
 // imageState is an image used as a COPY or mount source.

@@ -78,6 +78,10 @@ type Config struct {
 	Secrets map[string]Secret
 	// SSH are the --ssh agent sockets by id (RUN --mount=type=ssh).
 	SSH map[string]string
+	// NamedContexts are --build-context values by name: FROM name, COPY
+	// --from=name and RUN --mount from=name read them instead of an image
+	// of that name (a stage of that name still wins).
+	NamedContexts map[string]NamedContext
 	// CacheMounts is where RUN --mount=type=cache directories persist.
 	CacheMounts string
 	// MaxLayerSize stops extracting a layer (or an ADD archive) whose tar
@@ -137,6 +141,12 @@ type Config struct {
 	Log  *slog.Logger
 }
 
+// NamedContext is one --build-context: a directory, or an image reference.
+type NamedContext struct {
+	Dir   string
+	Image string
+}
+
 // Executor runs plans. It is not safe for concurrent Builds.
 type Executor struct {
 	cfg       Config
@@ -159,6 +169,7 @@ type Executor struct {
 	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
 	resolved   map[resolved]*image.Image // images resolved in this build
 	emulation  map[platform.Platform]error
+	namedRoots map[string]*os.Root // --build-context directories opened
 }
 
 // New validates cfg and returns an Executor.
@@ -202,6 +213,9 @@ func New(cfg Config) (*Executor, error) {
 // Close releases the executor's scratch space.
 func (e *Executor) Close() error {
 	e.ctxRoot.Close()
+	for _, r := range e.namedRoots {
+		r.Close()
+	}
 	return os.RemoveAll(e.cfg.WorkDir)
 }
 

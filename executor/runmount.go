@@ -64,6 +64,13 @@ func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[i
 			return nil, nil, err
 		}
 	default:
+		if named, ok, err := e.namedDir(m.From.Image); ok || err != nil {
+			if err != nil {
+				return nil, nil, err
+			}
+			src = named
+			break
+		}
 		st, err := e.imageState(ctx, m.From.Image, e.platform)
 		if err != nil {
 			return nil, nil, err

@@ -294,6 +294,12 @@ type resolved struct {
 // up-front cache probe and the steps ask for the same ones; a second
 // resolve could pull again, or see a moved tag).
 func (e *Executor) resolve(ctx context.Context, ref string, p platform.Platform) (*image.Image, error) {
+	if nc, ok := e.cfg.NamedContexts[ref]; ok {
+		if nc.Dir != "" {
+			return nil, fmt.Errorf("build context %q is a directory; FROM needs an image (give --build-context %s=docker-image://REF)", ref, ref)
+		}
+		ref = nc.Image
+	}
 	k := resolved{ref, p}
 	if img, ok := e.resolved[k]; ok {
 		return img, nil

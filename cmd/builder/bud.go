@@ -35,6 +35,7 @@ type budOptions struct {
 	capAdd        []string
 	capDrop       []string
 	ssh           []string
+	buildContexts []string
 	allPlatforms  bool
 	jobs          int
 	manifest      string
@@ -99,6 +100,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm during RUN (default 64m)")
 	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to RUN steps (repeatable)")
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from RUN steps, or ALL (repeatable)")
+	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra named context NAME=DIR or NAME=docker-image://REF (oci-layout://DIR, oci:DIR, ...) for FROM NAME and COPY --from=NAME (repeatable)")
 	f.StringArrayVar(&o.ssh, "ssh", nil, "forward an ssh agent to RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK) or ID=SOCKET (repeatable)")
 	f.StringVar(&o.logfile, "logfile", "", "write the build's output to this file instead of the terminal")
 	f.BoolVar(&o.rm, "rm", true, "accepted for buildah and docker compatibility: builder leaves no intermediate containers")
@@ -171,7 +173,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	}
 	bo.UnsetLabels, bo.UnsetEnv = o.unsetLabels, o.unsetEnv
 	bo.AddHosts, bo.NoHosts, bo.Volumes, bo.Ulimits, bo.ShmSize = o.addHosts, o.noHosts, o.volumes, o.ulimits, o.shmSize
-	bo.CapAdd, bo.CapDrop, bo.SSH = o.capAdd, o.capDrop, o.ssh
+	bo.CapAdd, bo.CapDrop, bo.SSH, bo.BuildContexts = o.capAdd, o.capDrop, o.ssh, o.buildContexts
 	for _, e := range o.envs {
 		k, _, hasValue := strings.Cut(e, "=")
 		if k == "" {
