@@ -121,6 +121,9 @@ type Options struct {
 	Ulimits         []string
 	ShmSize         string
 	CapAdd, CapDrop []string
+	// Squash merges the layers the build adds above the final stage's base
+	// image into one (--squash, as buildah's).
+	Squash bool
 	// BuildContexts are --build-context NAME=VALUE: a directory, or an
 	// image (docker-image://REF, oci-layout://DIR[:TAG], or any transport
 	// reference such as oci:DIR or docker://REF), read by FROM NAME, COPY

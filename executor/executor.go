@@ -78,6 +78,9 @@ type Config struct {
 	Secrets map[string]Secret
 	// SSH are the --ssh agent sockets by id (RUN --mount=type=ssh).
 	SSH map[string]string
+	// Squash merges the layers the target stage added above its base image
+	// into one (--squash).
+	Squash bool
 	// NamedContexts are --build-context values by name: FROM name, COPY
 	// --from=name and RUN --mount from=name read them instead of an image
 	// of that name (a stage of that name still wins).
@@ -243,6 +246,11 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.
 		e.stepf("%s", line)
 	}
 	e.exportMounts(ctx)
+	if e.cfg.Squash {
+		if err := e.squash(ctx, last); err != nil {
+			return nil, fmt.Errorf("--squash: %w", err)
+		}
+	}
 	img := last.img
 	e.reuseCreated(&img, last.key)
 	return &img, nil

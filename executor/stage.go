@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/builder-dev/builder/cache"
@@ -27,6 +28,10 @@ type stageState struct {
 	baseRef  string    // the FROM image as written, and its identity (for --explain-cache)
 	baseID   digest.Digest
 	platform platform.Platform
+	// baseLayers and baseHistory are how many layers and history entries
+	// the image at the bottom of the stage's FROM chain has (--squash
+	// keeps them and squashes the rest).
+	baseLayers, baseHistory int
 }
 
 func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, plat platform.Platform, n, total int) (*stageState, error) {
@@ -94,6 +99,7 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		}
 		s.img = cloneImage(parent.img)
 		s.key, s.base = parent.key, parent.base
+		s.baseLayers, s.baseHistory = parent.baseLayers, parent.baseHistory
 	case strings.EqualFold(st.Base.Image, "scratch"):
 		s.img = image.Image{Config: dockerspec.DockerOCIImage{Image: ocispec.Image{
 			Platform: plat.OCI(),
@@ -110,6 +116,7 @@ func (e *Executor) baseState(ctx context.Context, st *dockerfile.Stage, done map
 		s.key = e.rootKey(img, st.Base.Image, plat)
 		s.base = s.key
 		s.baseRef, s.baseID = st.Base.Image, img.ManifestDigest
+		s.baseLayers, s.baseHistory = len(img.Layers), len(img.Config.History)
 		e.noteBase(s)
 	}
 	if s.img.Config.RootFS.Type == "" {
@@ -342,4 +349,30 @@ func (e *Executor) writeOptions() snapshot.WriteOptions {
 		}
 	}
 	return o
+}
+
+// squash replaces the layers s added above its base image with one layer
+// holding their net effect (--squash, as buildah's: the base's layers
+// stay): the new layers are applied, in order, over a snapshot of the
+// base, whose diff is the layer.
+func (e *Executor) squash(ctx context.Context, s *stageState) error {
+	if len(s.img.Layers)-s.baseLayers < 2 {
+		return nil // nothing to merge
+	}
+	base, added := s.img.Layers[:s.baseLayers], s.img.Layers[s.baseLayers:]
+	m, err := e.cfg.Snapshots.Prepare(ctx, e.snapLayers(base))
+	if err != nil {
+		return err
+	}
+	defer m.Release()
+	for _, l := range added {
+		if err := e.applyLayer(ctx, m.Root(), l); err != nil {
+			return err
+		}
+	}
+	hist := s.img.Config.History
+	s.img.Layers = slices.Clone(base)
+	s.img.Config.RootFS.DiffIDs = slices.Clone(s.img.Config.RootFS.DiffIDs[:s.baseLayers])
+	s.img.Config.History = slices.Clone(hist[:min(s.baseHistory, len(hist))])
+	return e.commitMount(ctx, s, m, "builder --squash")
 }

@@ -36,6 +36,7 @@ type budOptions struct {
 	capDrop       []string
 	ssh           []string
 	buildContexts []string
+	squash        bool
 	allPlatforms  bool
 	jobs          int
 	manifest      string
@@ -100,6 +101,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm during RUN (default 64m)")
 	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to RUN steps (repeatable)")
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from RUN steps, or ALL (repeatable)")
+	f.BoolVar(&o.squash, "squash", false, "merge the layers the build adds above its base image into one")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra named context NAME=DIR or NAME=docker-image://REF (oci-layout://DIR, oci:DIR, ...) for FROM NAME and COPY --from=NAME (repeatable)")
 	f.StringArrayVar(&o.ssh, "ssh", nil, "forward an ssh agent to RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK) or ID=SOCKET (repeatable)")
 	f.StringVar(&o.logfile, "logfile", "", "write the build's output to this file instead of the terminal")
@@ -173,7 +175,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	}
 	bo.UnsetLabels, bo.UnsetEnv = o.unsetLabels, o.unsetEnv
 	bo.AddHosts, bo.NoHosts, bo.Volumes, bo.Ulimits, bo.ShmSize = o.addHosts, o.noHosts, o.volumes, o.ulimits, o.shmSize
-	bo.CapAdd, bo.CapDrop, bo.SSH, bo.BuildContexts = o.capAdd, o.capDrop, o.ssh, o.buildContexts
+	bo.CapAdd, bo.CapDrop, bo.SSH, bo.BuildContexts, bo.Squash = o.capAdd, o.capDrop, o.ssh, o.buildContexts, o.squash
 	for _, e := range o.envs {
 		k, _, hasValue := strings.Cut(e, "=")
 		if k == "" {
