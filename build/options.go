@@ -86,6 +86,8 @@ type Options struct {
 	ExplainCache  bool          // say why each miss missed
 	CacheFrom     []string      // repositories to look in after a local miss
 	CacheTo       string        // repository to export entries to (see ParseCacheTo)
+	// CacheToMin exports only the target stage's entries (mode=min).
+	CacheToMin bool
 	// CacheToMounts also exports the RUN cache mounts the build used
 	// (--cache-to REF,mounts=true): their contents may be private.
 	CacheToMounts bool
@@ -133,6 +135,9 @@ type Options struct {
 	// "ID=SOCKET", for RUN --mount=type=ssh.
 	SSH []string
 
+	// Stdout receives an --output whose dest is "-" (a tar); nil refuses
+	// such an output.
+	Stdout io.Writer
 	// Out receives progress (STEP lines, RUN output); nil discards it.
 	Out io.Writer
 	// ErrOut receives warnings, and the last lines of a failing RUN when
@@ -147,8 +152,10 @@ type Secret = executor.Secret
 
 // Output is one --output destination.
 type Output struct {
-	Type string // oci, docker-archive (tar), local
-	Dest string
+	Type string // local, tar (the root file system), oci, docker-archive, image
+	Dest string // a directory or file; "-" is stdout (tar)
+	Name string // image: the name to give it (a -t)
+	Push bool   // image: push it
 }
 
 // Result is what a build made.
@@ -189,11 +196,17 @@ type OptionError = images.OptionError
 
 var optionf = images.Optionf
 
-// ParseOutput parses --output: type=oci,dest=DIR | type=docker-archive,dest=FILE
-// | type=local,dest=DIR, or a bare DIR (local).
+// ParseOutput parses --output as buildah and buildx take it: a bare DIR
+// (local), "-" (the root file system as a tar on stdout), or keys
+// type=local|tar|oci|docker|docker-archive|image|registry, dest=PATH
+// (type=oci with dest=F.tar writes an OCI archive; "-" is stdout for tar),
+// name=NAME and push=true|false (image, registry).
 func ParseOutput(s string) (Output, error) {
 	var o Output
-	if !strings.Contains(s, "=") {
+	switch {
+	case s == "-":
+		return Output{Type: "tar", Dest: "-"}, nil
+	case !strings.Contains(s, "="):
 		return Output{Type: "local", Dest: s}, nil
 	}
 	for _, kv := range strings.Split(s, ",") {
@@ -203,43 +216,110 @@ func ParseOutput(s string) (Output, error) {
 			o.Type = v
 		case "dest":
 			o.Dest = v
+		case "name":
+			o.Name = v
+		case "push":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, optionf("--output %q: push=%q: want true or false", s, v)
+			}
+			o.Push = b
 		default:
 			return o, optionf("--output %q: unknown key %q", s, k)
 		}
 	}
 	switch o.Type {
-	case "oci", "docker-archive", "local", "tar":
-	default:
-		return o, optionf("--output %q: unknown type %q (want oci, docker-archive or local)", s, o.Type)
+	case "docker":
+		o.Type = "docker-archive"
+	case "registry":
+		o.Type, o.Push = "image", true
 	}
-	if o.Dest == "" {
-		return o, optionf("--output %q: dest= is required", s)
+	switch o.Type {
+	case "oci", "docker-archive", "local", "tar":
+		if o.Dest == "" {
+			return o, optionf("--output %q: dest= is required", s)
+		}
+		if o.Dest == "-" && o.Type != "tar" {
+			return o, optionf("--output %q: only type=tar writes to stdout", s)
+		}
+	case "image":
+		if o.Name == "" {
+			return o, optionf("--output %q: name= is required", s)
+		}
+	default:
+		return o, optionf("--output %q: unknown type %q (want local, tar, oci, docker, image or registry)", s, o.Type)
 	}
 	return o, nil
 }
 
-// ParseCacheTo parses --cache-to: REF, or comma-separated keys ref=REF
-// and mounts=true|false (export RUN cache mounts too; off by default).
-func ParseCacheTo(s string) (ref string, mounts bool, err error) {
-	for i, kv := range strings.Split(s, ",") {
-		k, v, hasEq := strings.Cut(kv, "=")
-		switch {
-		case !hasEq && i == 0:
-			ref = kv
-		case k == "ref":
-			ref = v
-		case k == "mounts":
-			if mounts, err = strconv.ParseBool(v); err != nil {
-				return "", false, optionf("--cache-to %q: mounts=%q: want true or false", s, v)
-			}
-		default:
-			return "", false, optionf("--cache-to %q: unknown key %q (want REF[,mounts=true])", s, k)
+// ParseCacheTo parses --cache-to: REF (a registry repository, or oci:DIR),
+// buildx's keys type=registry,ref=REF | type=local,dest=DIR with
+// mode=min|max, and builder's mounts=true|false (export RUN cache mounts
+// too; off by default). mode=min exports only the target stage's steps.
+func ParseCacheTo(s string) (ref string, mounts, minMode bool, err error) {
+	kv, err := cacheKeys(s, "--cache-to", "dest")
+	if err != nil {
+		return "", false, false, err
+	}
+	if v, ok := kv["mounts"]; ok {
+		if mounts, err = strconv.ParseBool(v); err != nil {
+			return "", false, false, optionf("--cache-to %q: mounts=%q: want true or false", s, v)
 		}
 	}
-	if ref == "" {
-		return "", false, optionf("--cache-to %q: no repository", s)
+	switch kv["mode"] {
+	case "", "max":
+	case "min":
+		minMode = true
+	default:
+		return "", false, false, optionf("--cache-to %q: mode=%q: want min or max", s, kv["mode"])
 	}
-	return ref, mounts, nil
+	return kv["ref"], mounts, minMode, nil
+}
+
+// ParseCacheFrom parses one --cache-from: REF, or type=registry,ref=REF |
+// type=local,src=DIR.
+func ParseCacheFrom(s string) (string, error) {
+	kv, err := cacheKeys(s, "--cache-from", "src")
+	if err != nil {
+		return "", err
+	}
+	return kv["ref"], nil
+}
+
+// cacheKeys reads a cache flag's value into keys, the repository (or
+// oci:DIR for type=local) under "ref".
+func cacheKeys(s, flag, dirKey string) (map[string]string, error) {
+	kv := map[string]string{}
+	for i, part := range strings.Split(s, ",") {
+		k, v, hasEq := strings.Cut(part, "=")
+		if !hasEq && i == 0 {
+			kv["ref"] = part
+			continue
+		}
+		switch k {
+		case "type", "ref", "mode", "mounts", "dest", "src":
+			kv[k] = v
+		case "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error", "name":
+			// buildx's export tuning: builder's cache is always an OCI image index.
+		default:
+			return nil, optionf("%s %q: unknown key %q", flag, s, k)
+		}
+	}
+	switch kv["type"] {
+	case "", "registry":
+	case "local":
+		dir := kv[dirKey]
+		if dir == "" {
+			return nil, optionf("%s %q: type=local needs %s=DIR", flag, s, dirKey)
+		}
+		kv["ref"] = "oci:" + dir
+	default:
+		return nil, optionf("%s %q: unknown type %q (want registry or local)", flag, s, kv["type"])
+	}
+	if kv["ref"] == "" {
+		return nil, optionf("%s %q: no repository (want REF, or type=registry,ref=REF, or type=local,%s=DIR)", flag, s, dirKey)
+	}
+	return kv, nil
 }
 
 // ParseSecret parses --secret id=ID,src=FILE | id=ID,env=VAR (type=file|env
@@ -357,6 +437,17 @@ func IsFailure(err error) bool {
 }
 
 func (o *Options) defaults() {
+	// buildx's type=image/registry outputs are names (and a push).
+	outs := o.Outputs[:0:0]
+	for _, out := range o.Outputs {
+		if out.Type == "image" {
+			o.Tags = append(o.Tags, out.Name)
+			o.Push = o.Push || out.Push
+			continue
+		}
+		outs = append(outs, out)
+	}
+	o.Outputs = outs
 	if o.ContextDir == "" {
 		o.ContextDir = "."
 	}
@@ -422,8 +513,16 @@ func (o *Options) validate() error {
 		return optionf("--platform-mismatch: %w", err)
 	}
 	for _, out := range o.Outputs {
-		if _, err := ParseOutput("type=" + out.Type + ",dest=" + out.Dest); err != nil {
-			return err
+		if out.Type != "image" {
+			if _, err := ParseOutput("type=" + out.Type + ",dest=" + out.Dest); err != nil {
+				return err
+			}
+		}
+		if out.Dest == "-" && o.Stdout == nil {
+			return optionf("--output %s,dest=-: no standard output to write to", out.Type)
+		}
+		if o.multi() && out.Type == "tar" {
+			return optionf("--output type=tar holds one root file system, and this build makes one per platform: use type=local (a directory per platform) or type=oci")
 		}
 		if o.multi() && (out.Type == "docker-archive" || out.Type == "tar") {
 			return optionf("--output type=%s holds one image, and this build makes one per platform: use type=oci (an OCI layout holds the index)", out.Type)

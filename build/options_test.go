@@ -13,12 +13,20 @@ func TestParseOutput(t *testing.T) {
 		want    Output
 		wantErr string
 	}{
-		{"type=oci,dest=out", Output{"oci", "out"}, ""},
-		{"type=docker-archive,dest=a.tar", Output{"docker-archive", "a.tar"}, ""},
-		{"type=local,dest=/tmp/r", Output{"local", "/tmp/r"}, ""},
-		{"rootfs-dir", Output{"local", "rootfs-dir"}, ""},
+		{"type=oci,dest=out", Output{Type: "oci", Dest: "out"}, ""},
+		{"type=oci,dest=out.tar", Output{Type: "oci", Dest: "out.tar"}, ""},
+		{"type=docker-archive,dest=a.tar", Output{Type: "docker-archive", Dest: "a.tar"}, ""},
+		{"type=docker,dest=a.tar", Output{Type: "docker-archive", Dest: "a.tar"}, ""},
+		{"type=local,dest=/tmp/r", Output{Type: "local", Dest: "/tmp/r"}, ""},
+		{"type=tar,dest=fs.tar", Output{Type: "tar", Dest: "fs.tar"}, ""},
+		{"-", Output{Type: "tar", Dest: "-"}, ""},
+		{"type=image,name=reg.example.com/a:1,push=true", Output{Type: "image", Name: "reg.example.com/a:1", Push: true}, ""},
+		{"type=registry,name=reg.example.com/a:1", Output{Type: "image", Name: "reg.example.com/a:1", Push: true}, ""},
+		{"rootfs-dir", Output{Type: "local", Dest: "rootfs-dir"}, ""},
 		{"type=zip,dest=x", Output{}, "unknown type"},
 		{"type=oci", Output{}, "dest= is required"},
+		{"type=oci,dest=-", Output{}, "only type=tar"},
+		{"type=image", Output{}, "name= is required"},
 		{"type=oci,dest=x,compression=zstd", Output{}, "unknown key"},
 	}
 	for _, tc := range tests {
@@ -92,27 +100,39 @@ func TestBuildArgs(t *testing.T) {
 
 func TestParseCacheTo(t *testing.T) {
 	for _, tc := range []struct {
-		in, ref string
-		mounts  bool
-		err     string
+		in, ref     string
+		mounts, min bool
+		err         string
 	}{
-		{"quay.io/team/cache", "quay.io/team/cache", false, ""},
-		{"oci:/var/cache/x", "oci:/var/cache/x", false, ""},
-		{"quay.io/team/cache,mounts=true", "quay.io/team/cache", true, ""},
-		{"ref=quay.io/team/cache,mounts=false", "quay.io/team/cache", false, ""},
-		{"quay.io/c,mounts=yes", "", false, "want true or false"},
-		{"quay.io/c,mode=max", "", false, `unknown key "mode"`},
-		{"mounts=true", "", false, "no repository"},
+		{"quay.io/team/cache", "quay.io/team/cache", false, false, ""},
+		{"oci:/var/cache/x", "oci:/var/cache/x", false, false, ""},
+		{"quay.io/team/cache,mounts=true", "quay.io/team/cache", true, false, ""},
+		{"ref=quay.io/team/cache,mounts=false", "quay.io/team/cache", false, false, ""},
+		{"type=registry,ref=quay.io/c,mode=max", "quay.io/c", false, false, ""},
+		{"type=registry,ref=quay.io/c,mode=min,compression=zstd", "quay.io/c", false, true, ""},
+		{"type=local,dest=/var/cache/b", "oci:/var/cache/b", false, false, ""},
+		{"type=local,src=/x", "", false, false, "needs dest=DIR"},
+		{"type=gha", "", false, false, "unknown type"},
+		{"quay.io/c,mounts=yes", "", false, false, "want true or false"},
+		{"quay.io/c,mode=all", "", false, false, "want min or max"},
+		{"mounts=true", "", false, false, "no repository"},
 	} {
-		ref, mounts, err := ParseCacheTo(tc.in)
+		ref, mounts, min, err := ParseCacheTo(tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: %v, want %q", tc.in, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || ref != tc.ref || mounts != tc.mounts {
-			t.Errorf("%q: %q %v %v", tc.in, ref, mounts, err)
+		if err != nil || ref != tc.ref || mounts != tc.mounts || min != tc.min {
+			t.Errorf("%q: %q %v %v %v", tc.in, ref, mounts, min, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"quay.io/c": "quay.io/c", "type=registry,ref=quay.io/c": "quay.io/c", "type=local,src=/c": "oci:/c",
+	} {
+		if got, err := ParseCacheFrom(in); err != nil || got != want {
+			t.Errorf("ParseCacheFrom(%q) = %q, %v", in, got, err)
 		}
 	}
 }

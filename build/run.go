@@ -21,6 +21,7 @@ import (
 	"github.com/builder-dev/builder/images"
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
+	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/ioutils"
 )
@@ -528,10 +529,14 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 	for _, out := range o.Outputs {
 		switch out.Type {
 		case "oci":
-			if _, err := pushers.Push(ctx, img, "oci:"+out.Dest+ociTag(o.Tags), popts); err != nil {
+			if _, err := pushers.Push(ctx, img, ociDest(out.Dest)+ociTag(o.Tags), popts); err != nil {
 				return fmt.Errorf("--output type=oci: %w", err)
 			}
-		case "docker-archive", "tar":
+		case "tar":
+			if err := s.rootfsTar(ctx, ex, img, out.Dest); err != nil {
+				return fmt.Errorf("--output type=tar: %w", err)
+			}
+		case "docker-archive":
 			ref := ""
 			if len(o.Tags) > 0 {
 				ref = ":" + o.Tags[0]
@@ -603,7 +608,7 @@ func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []p
 	for _, out := range o.Outputs {
 		switch out.Type {
 		case "oci":
-			if _, err := pushers.PushList(ctx, entries, "oci:"+out.Dest+ociTag(o.Tags), popts); err != nil {
+			if _, err := pushers.PushList(ctx, entries, ociDest(out.Dest)+ociTag(o.Tags), popts); err != nil {
 				return fmt.Errorf("--output type=oci: %w", err)
 			}
 		case "local":
@@ -621,10 +626,55 @@ func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []p
 	return nil
 }
 
+// ociDest is the destination of --output type=oci: an OCI archive for a
+// dest ending in .tar (as buildx writes one), else a layout directory.
+func ociDest(dest string) string {
+	if strings.HasSuffix(dest, ".tar") {
+		return "oci-archive:" + dest
+	}
+	return "oci:" + dest
+}
+
+// rootfsTar writes the image's root file system as one tar (buildx's
+// type=tar) to dest, "-" being o.Stdout: the layers extracted as
+// --output type=local does, then archived.
+func (s *session) rootfsTar(ctx context.Context, ex *executor.Executor, img *image.Image, dest string) error {
+	dir, err := os.MkdirTemp(s.work, "rootfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := ex.ExportRootfs(ctx, img, dir); err != nil {
+		return err
+	}
+	if dest == "-" {
+		return snapshot.WriteTar(ctx, s.o.Stdout, dir, snapshot.WriteOptions{})
+	}
+	tmp := dest + ".builder-tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if err = snapshot.WriteTar(ctx, f, dir, snapshot.WriteOptions{}); err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
 // ociTag gives the OCI layout tag for --output type=oci: the first -t's tag.
 func ociTag(tags []string) string {
 	if len(tags) == 0 {
-		return ""
+		// Named all the same: a second build into the layout would
+		// otherwise leave two unnamed images no reader can choose from.
+		return ":latest"
 	}
 	t := tags[0]
 	if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {

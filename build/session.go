@@ -81,7 +81,7 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	}
 	s.comp = layer.Compression{Kind: compress.None}
 	for _, out := range o.Outputs {
-		if out.Type == "oci" || out.Type == "docker-archive" || out.Type == "tar" {
+		if out.Type == "oci" || out.Type == "docker-archive" {
 			s.comp.Kind = compress.Gzip
 		}
 	}
@@ -108,7 +108,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		index = s.cache.index
 	}
 	ex, err := executor.New(executor.Config{
-		CacheFrom: s.cache.from, CacheTo: s.cache.to, ExportMounts: o.CacheToMounts,
+		CacheFrom: s.cache.from, CacheTo: s.cache.to, CacheToMin: o.CacheToMin, ExportMounts: o.CacheToMounts,
 		StoreLayer: func(d digest.Digest) (image.Layer, error) { return store.LayerByDiffID(st, d) },
 		Cache:      index, NoCache: o.NoCache, CacheTTL: o.CacheTTL, FileHashes: s.cache.hashes,
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,

@@ -223,8 +223,8 @@ func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record
 // export uploads rec to --cache-to in the background; Build waits for the
 // uploads at its end and reports failures as warnings (the image is fine).
 func (e *Executor) export(ctx context.Context, rec cache.Record, l image.Layer) {
-	if e.cfg.CacheTo == nil {
-		return
+	if e.cfg.CacheTo == nil || e.cfg.CacheToMin && !e.finalStage {
+		return // mode=min: the target stage's steps only
 	}
 	open := func() (io.ReadCloser, error) {
 		if l == nil {

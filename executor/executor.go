@@ -114,6 +114,8 @@ type Config struct {
 	// CacheTo receives every entry of this build (--cache-from, --cache-to).
 	CacheFrom []*cache.Remote
 	CacheTo   *cache.Remote
+	// CacheToMin exports only the target stage's entries (mode=min).
+	CacheToMin bool
 	// ExportMounts sends the RUN cache mounts this build used to CacheTo as
 	// well (their contents may be private: only when the user asks).
 	ExportMounts bool

@@ -143,7 +143,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	bo := build.Options{
 		Dockerfile: o.file, Stdin: g.stdin, Target: o.target, Format: o.format, Tags: o.tags,
 		IIDFile: o.iidfile, NoLayers: !o.layers, NoCache: o.noCache, CacheTTL: o.cacheTTL,
-		PortableModes: o.portableModes, ExplainCache: o.explainCache, CacheFrom: o.cacheFrom,
+		PortableModes: o.portableModes, ExplainCache: o.explainCache, Stdout: g.stdout,
 		Pull: o.pull, Push: o.push, DigestFile: o.digestfile, Compression: o.comp.options(),
 		Network: o.network, Allow: o.allow, Isolation: o.isolation, Runtime: o.runtime, Snapshotter: o.snapshotter,
 		Out: g.stdout, ErrOut: g.stderr, Log: g.log,
@@ -163,7 +163,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	}
 	if o.cacheTo != "" {
 		var err error
-		if bo.CacheTo, bo.CacheToMounts, err = build.ParseCacheTo(o.cacheTo); err != nil {
+		if bo.CacheTo, bo.CacheToMounts, bo.CacheToMin, err = build.ParseCacheTo(o.cacheTo); err != nil {
 			return bo, err
 		}
 	}
@@ -206,10 +206,21 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	} else if bo.Timestamp, err = build.SourceDateEpoch(); err != nil {
 		return bo, err
 	}
+	for _, c := range o.cacheFrom {
+		ref, err := build.ParseCacheFrom(c)
+		if err != nil {
+			return bo, err
+		}
+		bo.CacheFrom = append(bo.CacheFrom, ref)
+	}
 	for _, s := range o.outputs {
 		out, err := build.ParseOutput(s)
 		if err != nil {
 			return bo, err
+		}
+		if out.Dest == "-" {
+			// The archive owns stdout: progress goes to stderr.
+			bo.Out = g.stderr
 		}
 		bo.Outputs = append(bo.Outputs, out)
 	}
