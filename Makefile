@@ -4,6 +4,7 @@ TAGS      := containers_image_openpgp exclude_graphdriver_btrfs
 GOFLAGS_B := -tags "$(TAGS)"
 BIN       := bin/builder
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 DEMO_TAG  ?= localhost/builder-demo:latest
 
 .PHONY: all build deps foreign image demo test test-unit test-integration bench fuzz lint clean
@@ -19,7 +20,7 @@ foreign: deps
 	@hack/foreign.sh
 
 build:
-	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/builder
+	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/builder
 
 # A real build: a busybox base image made from Debian's busybox-static, then
 # the demo Dockerfile on top of it, into the default local store.

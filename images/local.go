@@ -59,3 +59,57 @@ func (s *Store) Tag(name string, tags ...string) ([]string, error) {
 func (s *Store) Remove(name string, force bool) (Removed, error) {
 	return store.Remove(s.s, name, force)
 }
+
+// ListInstances are the IDs of the local images that some manifest list of
+// the store names (a multi-platform build's per-platform images).
+func (s *Store) ListInstances() (map[string]bool, error) {
+	imgs, err := s.s.Images()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for i := range imgs {
+		if !store.IsList(s.s, &imgs[i]) {
+			continue
+		}
+		l, err := store.LoadList(s.s, imgs[i].ID)
+		if err != nil {
+			continue
+		}
+		for _, d := range l.Index.Manifests {
+			if img, err := store.InstanceImage(s.s, l, d.Digest); err == nil && img != nil {
+				out[img.ID] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// Dangling are the images with no name that no manifest list names: what
+// `rmi --prune` removes.
+func (s *Store) Dangling() ([]Summary, error) {
+	list, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	inst, err := s.ListInstances()
+	if err != nil {
+		return nil, err
+	}
+	var out []Summary
+	for _, im := range list {
+		if len(im.Names) == 0 && !inst[im.ID] {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
+// Labels are a local image's config labels (none for a manifest list).
+func (s *Store) Labels(id string) map[string]string {
+	info, err := store.Inspect(s.s, id)
+	if err != nil {
+		return nil
+	}
+	return info.Config.Config.Labels
+}

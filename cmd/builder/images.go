@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -21,6 +24,8 @@ type imagesOptions struct {
 	json    bool
 	format  string
 	noTrunc bool
+	all     bool
+	filters []string
 }
 
 func newImagesCmd(g *globalOptions) *cobra.Command {
@@ -29,7 +34,10 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 		Use:   "images [flags] [IMAGE...]",
 		Short: "List images in local storage",
 		Long: "List images in local storage, one row per name. With IMAGE arguments, list only those images.\n" +
-			"--format takes \"json\" or a Go template over .Repository .Tag .ID .Digest .Created .CreatedAt .Size.",
+			"--format takes \"json\" or a Go template over .Repository .Tag .ID .Digest .Created .CreatedAt .Size\n" +
+			"(\"table ...\" adds a header and aligns the columns). --filter takes dangling=true|false,\n" +
+			"reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE, id=PREFIX (repeatable: all\n" +
+			"must match). The per-platform images of manifest lists are shown with --all.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.json && o.format != "" && o.format != "json" {
 				return usagef("--json and --format %q conflict", o.format)
@@ -42,8 +50,84 @@ func newImagesCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.StringVar(&o.format, "format", "", `output format: "json" or a Go template`)
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "print full image IDs")
+	f.BoolVarP(&o.all, "all", "a", false, "also show the per-platform images manifest lists name")
+	f.StringArrayVarP(&o.filters, "filter", "f", nil, "show only images that match: dangling=, reference=, label=, before=, since=, id= (repeatable)")
 	return cmd
 }
+
+// filter keeps the images that match every --filter (and, without --all,
+// hides the per-platform images of manifest lists).
+func (o *imagesOptions) filter(s *images.Store, list []images.Summary) ([]images.Summary, error) {
+	inst, err := s.ListInstances()
+	if err != nil {
+		return nil, err
+	}
+	type pred func(im images.Summary) bool
+	var preds []pred
+	for _, f := range o.filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, usagef("--filter %q: want KEY=VALUE", f)
+		}
+		switch k {
+		case "dangling":
+			want, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, usagef("--filter %q: want true or false", f)
+			}
+			preds = append(preds, func(im images.Summary) bool { return (len(im.Names) == 0 && !inst[im.ID]) == want })
+		case "reference":
+			preds = append(preds, func(im images.Summary) bool {
+				for _, n := range im.Names {
+					repo, tag := splitName(n)
+					for _, cand := range []string{n, repo, repo + ":" + tag, strings.TrimPrefix(repo, "localhost/"), strings.TrimPrefix(repo, "localhost/") + ":" + tag} {
+						if m, _ := path.Match(v, cand); m {
+							return true
+						}
+					}
+				}
+				return false
+			})
+		case "label":
+			lk, lv, withValue := strings.Cut(v, "=")
+			preds = append(preds, func(im images.Summary) bool {
+				got, ok := s.Labels(im.ID)[lk]
+				return ok && (!withValue || got == lv)
+			})
+		case "before", "since":
+			ref, err := s.List(v)
+			if err != nil || len(ref) == 0 {
+				return nil, usagef("--filter %q: %v", f, err)
+			}
+			at := ref[0].Created
+			before := k == "before"
+			preds = append(preds, func(im images.Summary) bool {
+				if before {
+					return im.Created.Before(at)
+				}
+				return im.Created.After(at)
+			})
+		case "id":
+			preds = append(preds, func(im images.Summary) bool { return strings.HasPrefix(im.ID, strings.TrimPrefix(v, "sha256:")) })
+		default:
+			return nil, usagef("--filter %q: unknown filter %q (want dangling, reference, label, before, since or id)", f, k)
+		}
+	}
+	var out []images.Summary
+	for _, im := range list {
+		keep := o.all || !inst[im.ID] || len(im.Names) > 0
+		for _, p := range preds {
+			keep = keep && p(im)
+		}
+		if keep {
+			out = append(out, im)
+		}
+	}
+	return out, nil
+}
+
+// tableHeader finds the {{.Field}} actions of a table format.
+var tableHeader = regexp.MustCompile(`\{\{\s*\.[A-Za-z]+\s*\}\}`)
 
 // imageRow is one line of `images`: one name of one image.
 type imageRow struct {
@@ -71,6 +155,9 @@ func (o *imagesOptions) run(w io.Writer, s *images.Store, args []string) error {
 	if err != nil {
 		return err
 	}
+	if list, err = o.filter(s, list); err != nil {
+		return err
+	}
 	switch {
 	case o.json || o.format == "json":
 		out := make([]imageJSON, len(list))
@@ -95,17 +182,32 @@ func (o *imagesOptions) run(w io.Writer, s *images.Store, args []string) error {
 		}
 		return nil
 	case o.format != "":
-		tmpl, err := template.New("format").Parse(o.format)
+		format, table := strings.CutPrefix(o.format, "table ")
+		format = strings.ReplaceAll(format, `\t`, "\t")
+		tmpl, err := template.New("format").Parse(format)
 		if err != nil {
 			return usagef("--format: %v", err)
 		}
+		out := w
+		var tw *tabwriter.Writer
+		if table {
+			tw = tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+			out = tw
+			// The header: each field's name, upper case, in the template's place.
+			fmt.Fprintln(tw, tableHeader.ReplaceAllStringFunc(format, func(f string) string {
+				return strings.ToUpper(strings.Trim(f, "{}. "))
+			}))
+		}
 		for _, r := range o.rows(list, time.Now()) {
-			if err := tmpl.Execute(w, r); err != nil {
+			if err := tmpl.Execute(out, r); err != nil {
 				return fmt.Errorf("--format: %w", err)
 			}
-			if _, err := fmt.Fprintln(w); err != nil {
+			if _, err := fmt.Fprintln(out); err != nil {
 				return err
 			}
+		}
+		if tw != nil {
+			return tw.Flush()
 		}
 		return nil
 	default:

@@ -76,6 +76,8 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.Version = versionLine()
+	root.SetVersionTemplate("{{.Version}}\n")
 	g.addFlags(root)
 	root.AddCommand(
 		newBudCmd(g),

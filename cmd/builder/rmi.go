@@ -12,6 +12,7 @@ import (
 type rmiOptions struct {
 	force bool
 	all   bool
+	prune bool
 }
 
 func newRmiCmd(g *globalOptions) *cobra.Command {
@@ -24,10 +25,10 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 			"by ID when it has several names, and removes containers that use it.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
-			case o.all && len(args) > 0:
-				return usagef("--all takes no IMAGE arguments")
-			case !o.all && len(args) == 0:
-				return usagef("rmi requires at least 1 IMAGE argument (or --all)")
+			case (o.all || o.prune) && len(args) > 0:
+				return usagef("--all and --prune take no IMAGE arguments")
+			case !o.all && !o.prune && len(args) == 0:
+				return usagef("rmi requires at least 1 IMAGE argument (or --all, or --prune)")
 			}
 			return g.withStore(func(s *images.Store) error { return o.run(g.stdout, s, args) })
 		},
@@ -35,6 +36,7 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVarP(&o.force, "force", "f", false, "remove the image even if it has several names or containers use it")
 	f.BoolVarP(&o.all, "all", "a", false, "remove all images")
+	f.BoolVarP(&o.prune, "prune", "p", false, "remove dangling images: no name, and in no manifest list")
 	return cmd
 }
 
@@ -42,6 +44,15 @@ func newRmiCmd(g *globalOptions) *cobra.Command {
 // failure and returns every failure.
 func (o *rmiOptions) run(w io.Writer, s *images.Store, args []string) error {
 	force := o.force
+	if o.prune {
+		list, err := s.Dangling()
+		if err != nil {
+			return err
+		}
+		for _, im := range list {
+			args = append(args, im.ID)
+		}
+	}
 	if o.all {
 		list, err := s.List()
 		if err != nil {

@@ -8,8 +8,30 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at link time (-X main.version=...).
-var version = "dev"
+// version and commit are set at link time (-X main.version=... -X
+// main.commit=...); without them, the module's VCS stamp says the commit.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionLine is what `version` and `--version` print.
+func versionLine() string {
+	rev := commit
+	if rev == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					rev = s.Value
+				}
+			}
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	return fmt.Sprintf("builder %s (commit %s, %s, %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 func newVersionCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
@@ -17,15 +39,7 @@ func newVersionCmd(g *globalOptions) *cobra.Command {
 		Short: "Print version information",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rev := ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						rev = s.Value
-					}
-				}
-			}
-			fmt.Fprintf(g.stdout, "builder %s (commit %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(g.stdout, versionLine())
 			return nil
 		},
 	}
