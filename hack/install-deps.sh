@@ -3,7 +3,7 @@
 # headers that let a plain `go build ./...` without the Makefile tags work), only if
 # missing, and fetches Go modules. Safe to run repeatedly.
 set -euo pipefail
-pkgs=(busybox-static qemu-user-static binfmt-support bzip2 tar slirp4netns uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq apache2-utils libgpgme-dev libbtrfs-dev)
+pkgs=(busybox-static qemu-user-static binfmt-support openssh-client git bzip2 tar slirp4netns uidmap fuse-overlayfs docker-registry skopeo umoci oci-image-tool podman buildah runc crun time hyperfine jq apache2-utils libgpgme-dev libbtrfs-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,10 @@
 package tests
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,5 +57,125 @@ func TestEarlyErrors(t *testing.T) {
 		if _, se, code := runAt("", nil, nil, args...); code != 1 {
 			t.Errorf("builder %v: exit %d, want 1\n%s", args, code, se)
 		}
+	}
+}
+
+// buildah's and docker's build flags, spelled as users type them, checked
+// in the image and in what RUN saw.
+func TestBuildFlagsCompat(t *testing.T) {
+	agentDir := t.TempDir()
+	sock := agentDir + "/agent.sock"
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatalf("ssh-agent: %v", err)
+	}
+	defer agent.Process.Kill()
+	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "ssh-agent socket")
+	vol := t.TempDir()
+	os.WriteFile(vol+"/in-volume", []byte("from the volume\n"), 0o644)
+	extra := t.TempDir()
+	os.WriteFile(extra+"/extra.txt", []byte("named context\n"), 0o644)
+	ctx := contextDir(t, "FROM "+env.baseOCI+`
+LABEL keep=1 drop=1
+ENV KEEP=1 DROP=1
+RUN grep myhost /etc/hosts > /hosts && ulimit -n > /nofile && cat /vol/in-volume > /vol-copy && df -k /dev/shm | tail -1 | awk '{print $2}' > /shm && grep CapBnd /proc/self/status > /caps
+RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo agent-reachable > /ssh
+RUN --mount=type=secret,id=tok,env=TOK echo "$TOK" > /secret-env
+COPY --from=extra extra.txt /extra.txt
+`, nil)
+	out := t.TempDir() + "/oci"
+	so, se, code := runAt("", []string{"TOKVAR=sekret"}, nil, "bud", "--pull", "--rm", "--force-rm", "-t", "localhost/compat:v1",
+		"--label", "added=yes", "--unsetlabel", "drop", "--annotation", "org.example.note=hi",
+		"--env", "ADDED=2", "--unsetenv", "DROP", "--add-host", "myhost:10.9.8.7", "--ulimit", "nofile=512:1024",
+		"-v", vol+":/vol:ro", "--shm-size", "16m", "--cap-drop", "NET_RAW", "--ssh", "default="+sock,
+		"--secret", "id=tok,type=env,src=TOKVAR", "--build-context", "extra="+extra, "--squash",
+		"-o", "type=oci,dest="+out, ctx)
+	if code != 0 {
+		t.Fatalf("bud: exit %d\n%s%s", code, so, se)
+	}
+	idx, _ := readIndexMaybe(out)
+	l := readLayout(t, out)
+	cfg := l.config["config"].(map[string]any)
+	labels := cfg["Labels"].(map[string]any)
+	if labels["added"] != "yes" || labels["keep"] != "1" || labels["drop"] != nil {
+		t.Errorf("labels %v", labels)
+	}
+	env := fmt.Sprint(cfg["Env"])
+	if !strings.Contains(env, "ADDED=2") || !strings.Contains(env, "KEEP=1") || strings.Contains(env, "DROP=") {
+		t.Errorf("env %s", env)
+	}
+	if l.manifest.Annotations["org.example.note"] != "hi" {
+		t.Errorf("manifest annotations %v (index %v)", l.manifest.Annotations, idx)
+	}
+	files := map[string]string{}
+	for i := range l.manifest.Layers {
+		for n, c := range l.files(t, i) {
+			files[strings.TrimPrefix(n, "./")] = c
+		}
+	}
+	for path, want := range map[string]string{
+		"hosts": "10.9.8.7", "nofile": "512", "vol-copy": "from the volume", "shm": "16384",
+		"ssh": "agent-reachable", "secret-env": "sekret", "extra.txt": "named context",
+	} {
+		if !strings.Contains(files[path], want) {
+			t.Errorf("/%s = %q, want %q in it", path, files[path], want)
+		}
+	}
+	if strings.Contains(files["caps"], "00000000a80425fb") || files["caps"] == "" {
+		t.Errorf("--cap-drop NET_RAW: %q", files["caps"])
+	}
+	if _, ok := files["vol/in-volume"]; ok {
+		t.Error("the -v volume's content entered a layer")
+	}
+	// --squash: the base's layer and one more.
+	if n := len(l.manifest.Layers); n != 2 {
+		t.Errorf("--squash: %d layers, want 2", n)
+	}
+}
+
+// readIndexMaybe reads index.json for messages.
+func readIndexMaybe(dir string) (string, error) {
+	b, err := os.ReadFile(dir + "/index.json")
+	return string(b), err
+}
+
+// images, inspect, rmi and version as buildah and docker users drive them.
+func TestHousekeeping(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	base := "FROM " + env.baseOCI + "\n"
+	for i, df := range []string{base + "LABEL tier=web\n", base + "RUN echo 1 > /one\n", base + "RUN echo 2 > /two\n"} {
+		args := []string{"bud", "-q"}
+		if i == 0 {
+			args = append(args, "-t", "localhost/house:v1")
+		}
+		must(t, root, nil, nil, append(args, contextDir(t, df, nil))...)
+	}
+	lines := func(s string) int { return len(strings.Fields(s)) }
+	if n := lines(must(t, root, nil, nil, "images", "-q", "--filter", "dangling=true")); n != 2 {
+		t.Errorf("dangling images: %d, want 2", n)
+	}
+	if out := must(t, root, nil, nil, "images", "--filter", "label=tier=web", "--format", "{{.Repository}}:{{.Tag}}"); strings.TrimSpace(out) != "localhost/house:v1" {
+		t.Errorf("label filter: %q", out)
+	}
+	if out := must(t, root, nil, nil, "images", "--filter", "reference=house", "--format", "table {{.Repository}}\t{{.Tag}}"); !strings.HasPrefix(out, "REPOSITORY") || !strings.Contains(out, "localhost/house") {
+		t.Errorf("table format: %q", out)
+	}
+	for format, want := range map[string]string{
+		"{{.Config.Labels.tier}}": "web", "{{.OCIv1.Config.Labels.tier}}": "web", "{{.Os}}/{{.Architecture}}": "linux/",
+		"{{index .RepoTags 0}}": "localhost/house:v1", "{{.Config.Config.Labels.tier}}": "web",
+	} {
+		if out := must(t, root, nil, nil, "inspect", "--format", format, "localhost/house:v1"); !strings.Contains(out, want) {
+			t.Errorf("inspect --format %s: %q, want %q", format, out, want)
+		}
+	}
+	if out := must(t, root, nil, nil, "inspect", "--format", "json", "localhost/house:v1"); !strings.HasPrefix(out, "{") {
+		t.Errorf("inspect --format json: %q", out)
+	}
+	must(t, root, nil, nil, "rmi", "--prune")
+	if n := lines(must(t, root, nil, nil, "images", "-q")); n != 1 {
+		t.Errorf("after rmi --prune: %d images, want 1", n)
+	}
+	if out := must(t, root, nil, nil, "--version"); !strings.Contains(out, "commit ") || strings.Contains(out, "commit unknown") || strings.Contains(out, "commit ,") {
+		t.Errorf("--version: %q", out)
 	}
 }

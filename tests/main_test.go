@@ -65,7 +65,10 @@ func setup() (int, error) {
 	os.Chmod("/dev/net/tun", 0o666)
 	env.tmp = tmp
 	env.bin = filepath.Join(tmp, "builder")
-	build := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs", "-o", env.bin, "./cmd/builder")
+	// As make build does: the commit is linked in.
+	rev, _ := exec.Command("git", "-C", env.repo, "rev-parse", "HEAD").Output()
+	build := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs",
+		"-ldflags", "-X main.commit="+strings.TrimSpace(string(rev)), "-o", env.bin, "./cmd/builder")
 	build.Dir = env.repo
 	if out, err := build.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("go build: %v\n%s", err, out)
