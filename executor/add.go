@@ -26,9 +26,17 @@ func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
+// isGitURL matches what the front end takes for a git source: git@HOST:,
+// git:// and ssh:// URLs, and http(s) URLs of a .git repository.
 func isGitURL(s string) bool {
-	return strings.HasPrefix(s, "git@") || strings.HasPrefix(s, "git://") ||
-		(isURL(s) && strings.Contains(s, ".git#")) || strings.HasSuffix(s, ".git")
+	switch {
+	case strings.HasPrefix(s, "git@"), strings.HasPrefix(s, "git://"), strings.HasPrefix(s, "ssh://"):
+		return true
+	case isURL(s):
+		u, _, _ := strings.Cut(s, "#")
+		return strings.HasSuffix(u, ".git")
+	}
+	return false
 }
 
 // fetchURL downloads an ADD URL into the upper dir. The file is 0600 as in

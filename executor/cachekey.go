@@ -101,7 +101,17 @@ func (e *Executor) stepKey(ctx context.Context, s *stageState, step dockerfile.S
 		def = append([]byte("WORKDIR "), def...)
 	case *dockerfile.Copy:
 		for _, src := range st.Srcs {
-			if st.Add && (isURL(src) || isGitURL(src)) && st.Checksum == "" {
+			if st.Add && isGitURL(src) {
+				// A repository is its commit: a moved branch misses.
+				commit, err := e.gitCommit(ctx, src)
+				if err != nil {
+					return keyed{}, nil // the step itself reports it
+				}
+				k.inputs = append(k.inputs, cache.Input{Name: "git " + dockerfile.RedactURL(src),
+					Digest: cache.DigestOf("git", []byte(commit), []byte(strconv.FormatBool(st.KeepGitDir)))})
+				continue
+			}
+			if st.Add && isURL(src) && st.Checksum == "" {
 				return keyed{}, nil // the remote content is unknown until fetched
 			}
 		}

@@ -253,7 +253,7 @@ func (e *Executor) applyHit(s *stageState, step dockerfile.Step, l image.Layer) 
 			return
 		}
 	}
-	s.addHistory(e, step.String(), l) // nil: an empty layer
+	s.addHistory(e, e.createdBy(step), l) // nil: an empty layer
 }
 
 // hitLayer is the layer a cache record stands for: its blob, or the local

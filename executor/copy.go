@@ -113,7 +113,21 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 		return err
 	}
 	rootfs.Close()
-	return e.commitMount(ctx, s, m, c.String())
+	return e.commitMount(ctx, s, m, e.createdBy(c))
+}
+
+// createdBy is a step's history text; an ADD of a git repository names
+// the commit it added (resolved before the step ran or hit).
+func (e *Executor) createdBy(step dockerfile.Step) string {
+	text := step.String()
+	if c, ok := step.(*dockerfile.Copy); ok && c.Add {
+		for _, p := range c.Srcs {
+			if commit, ok := e.gitCommits[p]; ok && isGitURL(p) {
+				text += " # git commit " + commit
+			}
+		}
+	}
+	return text
 }
 
 // copySource opens the root a COPY reads from.
@@ -189,12 +203,13 @@ func (e *Executor) openStateRoot(ctx context.Context, st *stageState, what strin
 func (j *copyJob) run(ctx context.Context, src *srcRoot) error {
 	c := j.step
 	var urls, paths []string
+	var gits []string
 	for _, p := range c.Srcs {
 		switch {
+		case c.Add && isGitURL(p):
+			gits = append(gits, p)
 		case c.Add && isURL(p):
 			urls = append(urls, p)
-		case c.Add && isGitURL(p):
-			return fmt.Errorf("ADD %s: git sources are not supported", p)
 		default:
 			paths = append(paths, p)
 		}
@@ -207,11 +222,12 @@ func (j *copyJob) run(ctx context.Context, src *srcRoot) error {
 	if err != nil {
 		return err
 	}
-	n := len(items) + len(urls) + len(c.Inline)
+	n := len(items) + len(urls) + len(c.Inline) + len(gits)
 	if n == 0 {
 		return errors.New("no source files were specified")
 	}
-	destIsDir := strings.HasSuffix(c.Dest, "/") || c.Parents
+	// A repository's files go into dest, a directory, as in BuildKit.
+	destIsDir := strings.HasSuffix(c.Dest, "/") || c.Parents || len(gits) > 0
 	dest, err := j.resolveDest(c.Dest)
 	if err != nil {
 		return err
@@ -232,6 +248,11 @@ func (j *copyJob) run(ctx context.Context, src *srcRoot) error {
 	}
 	for _, u := range urls {
 		if err := j.fetchURL(ctx, u, dest, destIsDir); err != nil {
+			return err
+		}
+	}
+	for _, g := range gits {
+		if err := j.addGit(ctx, g, dest, excludes); err != nil {
 			return err
 		}
 	}
@@ -619,4 +640,28 @@ func recordOwner(dd *os.Root, name string, o idPair) error {
 	}
 	defer f.Close()
 	return unix.Fsetxattr(int(f.Fd()), snapshot.OwnerXattr, []byte(fmt.Sprintf("%d:%d", o.UID, o.GID)), 0)
+}
+
+// addGit copies a repository checkout's files into dest: owned by root
+// (or --chown), the mtimes of context files (the checkout's own are the
+// time of the fetch).
+func (j *copyJob) addGit(ctx context.Context, src, dest string, excludes *selection.Excludes) error {
+	dir, cleanup, err := j.e.fetchGit(ctx, src, j.step.KeepGitDir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	root := &srcRoot{Root: selection.Root{FS: r, What: "git " + dockerfile.RedactURL(src)}}
+	items, err := root.Items([]string{"."}, false)
+	if err != nil {
+		return err
+	}
+	gj := *j
+	gj.fromContext = true
+	return gj.copyItem(ctx, root, &items[0], dest, true, excludes)
 }

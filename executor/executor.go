@@ -175,6 +175,7 @@ type Executor struct {
 	resolved   map[resolved]*image.Image // images resolved in this build
 	emulation  map[platform.Platform]error
 	namedRoots map[string]*os.Root // --build-context directories opened
+	gitCommits map[string]string   // ADD git sources resolved to commits in this build
 }
 
 // New validates cfg and returns an Executor.

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,5 +179,72 @@ func TestHousekeeping(t *testing.T) {
 	}
 	if out := must(t, root, nil, nil, "--version"); !strings.Contains(out, "commit ") || strings.Contains(out, "commit unknown") || strings.Contains(out, "commit ,") {
 		t.Errorf("--version: %q", out)
+	}
+}
+
+// ADD of a git repository over HTTP (git's dumb protocol, served here):
+// the ref resolved to its commit, the commit in the history and the cache
+// key, a subdirectory, --keep-git-dir.
+func TestAddGit(t *testing.T) {
+	work := t.TempDir()
+	git := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=main"}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	src := work + "/src"
+	os.MkdirAll(src+"/sub", 0o755)
+	os.WriteFile(src+"/top.txt", []byte("one\n"), 0o644)
+	os.WriteFile(src+"/sub/inner.txt", []byte("inner\n"), 0o644)
+	git(work, "init", "-q", src)
+	git(src, "add", ".")
+	git(src, "commit", "-qm", "one")
+	bare := work + "/srv/repo.git"
+	git(work, "clone", "-q", "--bare", src, bare)
+	git(bare, "update-server-info")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go http.Serve(ln, http.FileServer(http.Dir(work+"/srv")))
+	url := "http://" + ln.Addr().String() + "/repo.git"
+
+	ctx := contextDir(t, "FROM "+env.baseOCI+"\nADD "+url+"#main /src\nADD "+url+"#main:sub /sub\nADD --keep-git-dir=true "+url+"#main /kept\n", nil)
+	root := filepath.Join(t.TempDir(), "root")
+	out := t.TempDir()
+	so := must(t, root, nil, nil, "bud", "-o", "type=local,dest="+out, "-t", "localhost/gitadd:v1", ctx)
+	if b, _ := os.ReadFile(out + "/src/top.txt"); string(b) != "one\n" {
+		t.Errorf("/src/top.txt = %q\n%s", b, so)
+	}
+	if b, _ := os.ReadFile(out + "/sub/inner.txt"); string(b) != "inner\n" {
+		t.Errorf("/sub/inner.txt = %q", b)
+	}
+	if _, err := os.Stat(out + "/src/.git"); err == nil {
+		t.Error("/src/.git kept without --keep-git-dir")
+	}
+	if _, err := os.Stat(out + "/kept/.git"); err != nil {
+		t.Errorf("--keep-git-dir: %v", err)
+	}
+	head, _ := exec.Command("git", "-C", src, "rev-parse", "HEAD").Output()
+	hist := must(t, root, nil, nil, "inspect", "--format", "{{range .History}}{{.CreatedBy}}\n{{end}}", "localhost/gitadd:v1")
+	if !strings.Contains(hist, "git commit "+strings.TrimSpace(string(head))) {
+		t.Errorf("history does not name the commit %s:\n%s", head, hist)
+	}
+	// Same commit: cached. A new commit on the branch: both ADDs run again.
+	if so := must(t, root, nil, nil, "bud", ctx); strings.Count(so, "--> Using cache") != 3 {
+		t.Errorf("rebuild at the same commit should hit every ADD:\n%s", so)
+	}
+	os.WriteFile(src+"/top.txt", []byte("two\n"), 0o644)
+	git(src, "commit", "-qam", "two")
+	git(src, "push", "-q", bare, "main")
+	git(bare, "update-server-info")
+	out2 := t.TempDir()
+	so = must(t, root, nil, nil, "bud", "-o", "type=local,dest="+out2, ctx)
+	if b, _ := os.ReadFile(out2 + "/src/top.txt"); string(b) != "two\n" || strings.Contains(so, "--> Using cache") {
+		t.Errorf("after a new commit: /src/top.txt = %q\n%s", b, so)
 	}
 }
