@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 DEMO_TAG  ?= localhost/builder-demo:latest
 
-.PHONY: all build deps foreign image demo test test-unit test-integration bench fuzz lint clean
+.PHONY: all build deps foreign image install docs demo test test-unit test-integration bench fuzz lint clean
 
 all: build
 
@@ -32,6 +32,21 @@ demo: deps build
 IMAGE_TAG ?= localhost/builder:latest
 image: deps build
 	hack/image.sh $(BIN) $(IMAGE_TAG)
+
+# The binary, its man pages and shell completions, under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/builder
+	rm -rf bin/gen && $(BIN) gen-docs --man bin/gen/man --completions bin/gen/completions
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 bin/gen/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -D -m 0644 bin/gen/completions/builder.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/builder
+	install -D -m 0644 bin/gen/completions/_builder $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_builder
+	install -D -m 0644 bin/gen/completions/builder.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/builder.fish
+
+# The Markdown flag reference under docs/reference, from the commands.
+docs: build
+	rm -rf docs/reference && $(BIN) gen-docs --markdown docs/reference
 
 test: deps foreign build lint
 	$(GO) test $(GOFLAGS_B) -count=1 -timeout 25m ./...

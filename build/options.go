@@ -135,6 +135,10 @@ type Options struct {
 	// "ID=SOCKET", for RUN --mount=type=ssh.
 	SSH []string
 
+	// Progress is the view of Out: "auto" (default: tty on a terminal,
+	// else plain), "plain", "tty" (a live view) or "json" (one event per
+	// line).
+	Progress string
 	// Stdout receives an --output whose dest is "-" (a tar); nil refuses
 	// such an output.
 	Stdout io.Writer
@@ -505,6 +509,11 @@ func (o *Options) validate() error {
 	}
 	if o.AllPlatforms && len(o.Platforms) > 0 {
 		return optionf("--all-platforms and --platform exclude each other")
+	}
+	switch o.Progress {
+	case "", "auto", "plain", "tty", "json":
+	default:
+		return optionf("--progress %q: want auto, plain, tty or json", o.Progress)
 	}
 	if o.Jobs < 0 {
 		return optionf("--jobs must not be negative")

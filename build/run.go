@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/builder-dev/builder/snapshot"
+	"github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/ioutils"
 )
@@ -137,6 +139,15 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 	if o.Log == nil {
 		o.Log = st.Log()
 	}
+	start, out := time.Now(), o.Out
+	view, err := newProgress(o.Progress, o.Out, o.multi())
+	if err != nil {
+		return nil, err
+	}
+	if view != nil {
+		o.Out = view
+		defer view.finish() // idempotent for the paths that end early
+	}
 	s, err := newSession(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -163,14 +174,53 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 			fmt.Fprintf(o.ErrOut, "[Warning] the image is not kept in the local store (it cannot hold layers without a user namespace); it goes to --push and --output only\n")
 		}
 	}
+	if view != nil {
+		s.events = view.event
+	}
 	built, err := b.buildAll(ctx, s)
 	if err != nil {
 		return nil, err
 	}
+	var res *Result
 	if len(built) == 1 && !o.multi() {
-		return b.deliverOne(ctx, s, built[0])
+		res, err = b.deliverOne(ctx, s, built[0])
+	} else {
+		res, err = b.deliverList(ctx, s, built)
 	}
-	return b.deliverList(ctx, s, built)
+	if err != nil {
+		return nil, err
+	}
+	if view != nil {
+		view.finish()
+	}
+	if _, isJSON := view.(*jsonView); isJSON {
+		b, _ := json.Marshal(map[string]any{"type": "build-end", "image": res.ImageID, "list": res.ListID,
+			"duration_ns": time.Since(start), "time": time.Now().UTC().Format(time.RFC3339Nano)})
+		out.Write(append(b, '\n'))
+	} else {
+		summary(out, built, res, time.Since(start))
+	}
+	return res, nil
+}
+
+// summary prints the build's last word: its time, steps and cache hits,
+// and what it made.
+func summary(w io.Writer, bs []*built, res *Result, d time.Duration) {
+	steps, cached := 0, 0
+	var size int64
+	for _, bi := range bs {
+		n, h := bi.ex.Steps()
+		steps, cached = steps+n, cached+h
+		for _, l := range bi.img.Layers {
+			size += l.Descriptor().Size
+		}
+	}
+	id := res.ImageID.Encoded()
+	if res.ListID != "" {
+		id = res.ListID
+	}
+	fmt.Fprintf(w, "Built in %.1fs: %d step(s), %d cached; %s %s, layers %s\n", d.Seconds(), steps, cached,
+		map[bool]string{true: "manifest list", false: "image"}[len(bs) > 1], id[:min(12, len(id))], units.HumanSizeWithPrecision(float64(size), 3))
 }
 
 // basePlatforms are the platforms every base image of the build has (the

@@ -42,6 +42,7 @@ type session struct {
 	outMu    sync.Mutex // lines of the platforms' outputs are written whole
 	closers  []func()
 	named    map[string]executor.NamedContext // --build-context
+	events   func(executor.Event)             // the progress view's
 }
 
 // onClose runs f when the session closes, before anything else is released.
@@ -117,7 +118,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		Flight: flight, BinfmtDir: o.BinfmtDir, RunFailureNote: s.run.idNote,
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
-		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, Squash: o.Squash, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
+		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, Squash: o.Squash, Events: s.events, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
 	})
 	if err != nil {
 		return nil, err

@@ -367,13 +367,13 @@ func (e *Executor) cacheSummary() string {
 	}
 	var hits int
 	var parts []string
-	for _, t := range e.times {
+	for i, t := range e.times {
 		mark := ""
 		if t.cached {
 			hits++
 			mark = " (cached)"
 		}
-		parts = append(parts, fmt.Sprintf("%s %.2fs%s", firstWord(t.text), t.d.Seconds(), mark))
+		parts = append(parts, fmt.Sprintf("#%d %s %.2fs%s", i+1, firstWord(t.text), t.d.Seconds(), mark))
 	}
 	return fmt.Sprintf("Cache: %d hit(s), %d miss(es); %s", hits, len(e.times)-hits, strings.Join(parts, ", "))
 }

@@ -141,9 +141,48 @@ type Config struct {
 	// BinfmtDir is where the emulation preflight reads binfmt_misc
 	// handlers before a RUN for a foreign architecture ("": the kernel's).
 	BinfmtDir string
+	// Events, when set, receives each step's start and end (the live and
+	// JSON progress views); the text on Out is unchanged.
+	Events func(Event)
 	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
 	HTTP *http.Client
 	Log  *slog.Logger
+}
+
+// Event is a step's start or end, for progress views.
+type Event struct {
+	Type     string        `json:"type"` // step-start, step-end
+	Platform string        `json:"platform,omitempty"`
+	Stage    int           `json:"stage"` // 1-based, of Stages
+	Stages   int           `json:"stages"`
+	Step     int           `json:"step"` // 1-based, of Steps in the stage
+	Steps    int           `json:"steps"`
+	Text     string        `json:"text"`
+	Cached   bool          `json:"cached,omitempty"`
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	Error    string        `json:"error,omitempty"`
+}
+
+func (e *Executor) emit(ev Event, typ string) {
+	if e.cfg.Events != nil {
+		ev.Type = typ
+		e.cfg.Events(ev)
+	}
+}
+
+// Steps says how many cacheable steps the last Build ran or took from the
+// cache, and how many of them it took from the cache.
+func (e *Executor) Steps() (steps, cached int) { return len(e.times), e.hits() }
+
+// hits counts the cached steps of the build so far.
+func (e *Executor) hits() int {
+	n := 0
+	for _, t := range e.times {
+		if t.cached {
+			n++
+		}
+	}
+	return n
 }
 
 // NamedContext is one --build-context: a directory, or an image reference.

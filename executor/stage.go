@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/dockerfile"
@@ -52,6 +53,9 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 	}
 	shown := stepsShown(steps)
 	e.stepf("[%d/%d] STEP 1/%d: FROM %s%s", n+1, total, len(steps)+shown, name, asName(st.Name))
+	from := Event{Platform: plat.String(), Stage: n + 1, Stages: total, Step: 1, Steps: len(steps) + shown, Text: "FROM " + name + asName(st.Name)}
+	e.emit(from, "step-start")
+	e.emit(from, "step-end")
 	// A new image starts with no pending base triggers: Lower ran them.
 	s.img.Config.Config.OnBuild = nil
 	for i, step := range steps {
@@ -65,8 +69,18 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 			continue
 		}
 		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+1+shown, len(steps)+shown, step.String())
-		if err := e.cachedStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total)); err != nil {
-			return nil, stepErr(step, err)
+		ev := Event{Platform: plat.String(), Stage: n + 1, Stages: total, Step: i + 1 + shown, Steps: len(steps) + shown, Text: step.String()}
+		e.emit(ev, "step-start")
+		start, hits := time.Now(), e.hits()
+		err := e.cachedStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total))
+		ev.Duration, ev.Cached = time.Since(start), e.hits() > hits
+		if err != nil {
+			err = stepErr(step, err)
+			ev.Error = err.Error()
+		}
+		e.emit(ev, "step-end")
+		if err != nil {
+			return nil, err
 		}
 	}
 	return s, nil

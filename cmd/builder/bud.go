@@ -37,6 +37,7 @@ type budOptions struct {
 	ssh           []string
 	buildContexts []string
 	squash        bool
+	progress      string
 	allPlatforms  bool
 	jobs          int
 	manifest      string
@@ -101,6 +102,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm during RUN (default 64m)")
 	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to RUN steps (repeatable)")
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from RUN steps, or ALL (repeatable)")
+	f.StringVar(&o.progress, "progress", "auto", "progress view: auto (tty on a terminal, else plain), plain, tty (live) or json (one event per line)")
 	f.BoolVar(&o.squash, "squash", false, "merge the layers the build adds above its base image into one")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra named context NAME=DIR or NAME=docker-image://REF (oci-layout://DIR, oci:DIR, ...) for FROM NAME and COPY --from=NAME (repeatable)")
 	f.StringArrayVar(&o.ssh, "ssh", nil, "forward an ssh agent to RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK) or ID=SOCKET (repeatable)")
@@ -176,6 +178,7 @@ func (o *budOptions) options(g *globalOptions, cmd *cobra.Command, args []string
 	bo.UnsetLabels, bo.UnsetEnv = o.unsetLabels, o.unsetEnv
 	bo.AddHosts, bo.NoHosts, bo.Volumes, bo.Ulimits, bo.ShmSize = o.addHosts, o.noHosts, o.volumes, o.ulimits, o.shmSize
 	bo.CapAdd, bo.CapDrop, bo.SSH, bo.BuildContexts, bo.Squash = o.capAdd, o.capDrop, o.ssh, o.buildContexts, o.squash
+	bo.Progress = o.progress
 	for _, e := range o.envs {
 		k, _, hasValue := strings.Cut(e, "=")
 		if k == "" {
@@ -266,6 +269,9 @@ func runBuild(cmd *cobra.Command, g *globalOptions, bo build.Options, quiet bool
 	})
 	if err != nil {
 		return nil, err
+	}
+	if bo.Progress == "json" {
+		return res, nil // the stream's build-end event says what was made
 	}
 	if !quiet {
 		for _, im := range res.Images {

@@ -89,6 +89,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newInfoCmd(g),
 		newDoctorCmd(g),
 		newKanikoCmd(g),
+		newGenDocsCmd(g),
 		newUnshareCmd(g),
 		newPushCmd(g),
 		newPullCmd(g),

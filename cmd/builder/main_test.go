@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,6 +69,28 @@ func TestUsageExitCodes(t *testing.T) {
 		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut)
 		if code != exitUsage || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut.String(), exitUsage, tc.want)
+		}
+	}
+}
+
+// The committed flag reference (docs/reference) is what gen-docs writes
+// from the commands: a flag added without `make docs` fails here.
+func TestReferenceUpToDate(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"gen-docs", "--markdown", dir}, nil, &out, &errb); code != 0 {
+		t.Fatalf("gen-docs: %d %s", code, errb.String())
+	}
+	want, _ := filepath.Glob(filepath.Join("..", "..", "docs", "reference", "*.md"))
+	got, _ := filepath.Glob(filepath.Join(dir, "*.md"))
+	if len(want) != len(got) {
+		t.Fatalf("docs/reference has %d pages, the commands make %d: run make docs", len(want), len(got))
+	}
+	for _, g := range got {
+		a, _ := os.ReadFile(g)
+		b, _ := os.ReadFile(filepath.Join("..", "..", "docs", "reference", filepath.Base(g)))
+		if !bytes.Equal(a, b) {
+			t.Errorf("docs/reference/%s is stale: run make docs", filepath.Base(g))
 		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 // noStoreCommands are the subcommands that never touch the store, so they
 // run without entering a user namespace.
 var noStoreCommands = map[string]bool{
-	"version": true, "help": true, "completion": true, "login": true, "logout": true,
+	"version": true, "help": true, "completion": true, "gen-docs": true, "login": true, "logout": true,
 	"__complete": true, "__completeNoDesc": true,
 }
 

@@ -12,6 +12,11 @@ func TestStoreOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// With no driver configured, a store's existing driver is taken.
+	adopted := def.GraphDriverName
+	if adopted == "" {
+		adopted = ExistingDriver(def.GraphRoot)
+	}
 	tests := []struct {
 		name    string
 		o       Options
@@ -20,11 +25,11 @@ func TestStoreOptions(t *testing.T) {
 		root    string
 		runRoot string
 	}{
-		{name: "defaults", o: Options{}, driver: def.GraphDriverName, opts: def.GraphDriverOptions, root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "defaults", o: Options{}, driver: adopted, opts: def.GraphDriverOptions, root: def.GraphRoot, runRoot: def.RunRoot},
 		{name: "paths", o: Options{Root: "/r", RunRoot: "/rr"}, driver: def.GraphDriverName, opts: def.GraphDriverOptions, root: "/r", runRoot: "/rr"},
 		{name: "other-driver-drops-conf-opts", o: Options{Driver: "vfs-other"}, driver: "vfs-other", opts: nil, root: def.GraphRoot, runRoot: def.RunRoot},
 		{name: "opts-replace", o: Options{Driver: "overlay", DriverOpts: []string{"overlay.mountopt=nodev"}}, driver: "overlay", opts: []string{"overlay.mountopt=nodev"}, root: def.GraphRoot, runRoot: def.RunRoot},
-		{name: "opts-clear", o: Options{DriverOpts: []string{""}}, driver: def.GraphDriverName, opts: nil, root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "opts-clear", o: Options{DriverOpts: []string{""}}, driver: adopted, opts: nil, root: def.GraphRoot, runRoot: def.RunRoot},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
