@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -247,4 +249,47 @@ func TestAddGit(t *testing.T) {
 	if b, _ := os.ReadFile(out2 + "/src/top.txt"); string(b) != "two\n" || strings.Contains(so, "--> Using cache") {
 		t.Errorf("after a new commit: /src/top.txt = %q\n%s", b, so)
 	}
+}
+
+// buildx's output and cache forms.
+func TestBuildxForms(t *testing.T) {
+	ctx := contextDir(t, "FROM "+env.baseOCI+"\nCOPY a.txt /a.txt\nRUN echo built > /built\n", map[string]string{"a.txt": "forms\n"})
+	dir := t.TempDir()
+	// -o - : the root file system as a tar on stdout, progress on stderr.
+	so, se, code := runAt("", nil, nil, "bud", "-o", "-", ctx)
+	if code != 0 || !strings.Contains(se, "STEP") {
+		t.Fatalf("-o -: exit %d\n%s", code, se)
+	}
+	names := mustTarNames(t, []byte(so))
+	if !names["a.txt"] || !names["built"] || !names["bin/busybox"] {
+		t.Errorf("-o - tar lacks the root file system: %v", names)
+	}
+	// type=tar to a file; type=oci,dest=F.tar an OCI archive.
+	must(t, "", nil, nil, "bud", "-q", "-o", "type=tar,dest="+dir+"/fs.tar", "-o", "type=oci,dest="+dir+"/img.tar", ctx)
+	if b, _ := os.ReadFile(dir + "/fs.tar"); !mustTarNames(t, b)["built"] {
+		t.Error("type=tar: no /built")
+	}
+	if out := mustRun(t, "skopeo", "inspect", "oci-archive:"+dir+"/img.tar:latest"); !strings.Contains(out, "Digest") {
+		t.Errorf("type=oci,dest=F.tar: %s", out)
+	}
+	// type=local cache export, then a fresh store takes every step from it.
+	must(t, filepath.Join(t.TempDir(), "a"), nil, nil, "bud", "-q", "--cache-to", "type=local,dest="+dir+"/cache,mode=max", ctx)
+	out := must(t, filepath.Join(t.TempDir(), "b"), nil, nil, "bud", "--cache-from", "type=local,src="+dir+"/cache", ctx)
+	if strings.Count(out, "--> Using cache") != 2 {
+		t.Errorf("type=local cache: want 2 hits\n%s", out)
+	}
+}
+
+func mustTarNames(t *testing.T, b []byte) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names[strings.TrimPrefix(strings.TrimSuffix(h.Name, "/"), "./")] = true
+	}
+	return names
 }

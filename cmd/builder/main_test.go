@@ -94,3 +94,21 @@ func TestReferenceUpToDate(t *testing.T) {
 		}
 	}
 }
+
+// make install's man pages and completions come from gen-docs.
+func TestGenDocsManAndCompletions(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"gen-docs", "--man", dir + "/man", "--completions", dir + "/c"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("gen-docs: %d %s", code, errb.String())
+	}
+	for _, f := range []string{"man/builder.1", "man/builder-bud.1", "man/builder-manifest-push.1", "c/builder.bash", "c/_builder", "c/builder.fish"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "man/builder-bud.1")); !bytes.Contains(b, []byte("platform")) {
+		t.Error("the bud man page does not document its flags")
+	}
+}
