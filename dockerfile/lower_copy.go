@@ -40,7 +40,7 @@ func (l *lowerer) copy(c copySpec, at Pos) error {
 		return fmt.Errorf("--chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", c.chown)
 	}
 	for _, src := range c.SourcePaths {
-		if !c.add && (isURL(src) || isGitSource(src)) {
+		if !c.add && (isURL(src) || IsGitSource(src)) {
 			return fmt.Errorf("source can't be a URL for COPY: %s", src)
 		}
 	}
@@ -48,10 +48,10 @@ func (l *lowerer) copy(c copySpec, at Pos) error {
 		if len(c.SourcePaths) != 1 {
 			return errors.New("checksum can't be specified for multiple sources")
 		}
-		if !isURL(c.SourcePaths[0]) && !isGitSource(c.SourcePaths[0]) {
+		if !isURL(c.SourcePaths[0]) && !IsGitSource(c.SourcePaths[0]) {
 			return errors.New("checksum requires HTTP(S) or Git sources")
 		}
-		if !isGitSource(c.SourcePaths[0]) {
+		if !IsGitSource(c.SourcePaths[0]) {
 			if err := checkDigest(c.checksum); err != nil {
 				return err
 			}
@@ -205,9 +205,9 @@ func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
-// isGitSource is a small approximation of BuildKit's dfgitutil.ParseGitRef:
+// IsGitSource is a small approximation of BuildKit's dfgitutil.ParseGitRef:
 // git@host:repo, git:// and ssh:// URLs, and http(s) URLs of a .git repo.
-func isGitSource(s string) bool {
+func IsGitSource(s string) bool {
 	switch {
 	case strings.HasPrefix(s, "git@"), strings.HasPrefix(s, "git://"), strings.HasPrefix(s, "ssh://"):
 		return true

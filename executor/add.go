@@ -26,18 +26,8 @@ func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
-// isGitURL matches what the front end takes for a git source: git@HOST:,
-// git:// and ssh:// URLs, and http(s) URLs of a .git repository.
-func isGitURL(s string) bool {
-	switch {
-	case strings.HasPrefix(s, "git@"), strings.HasPrefix(s, "git://"), strings.HasPrefix(s, "ssh://"):
-		return true
-	case isURL(s):
-		u, _, _ := strings.Cut(s, "#")
-		return strings.HasSuffix(u, ".git")
-	}
-	return false
-}
+// isGitURL is what the front end takes for a git source.
+func isGitURL(s string) bool { return dockerfile.IsGitSource(s) }
 
 // fetchURL downloads an ADD URL into the upper dir. The file is 0600 as in
 // docker unless --chmod says otherwise; its mtime is the Last-Modified time.
