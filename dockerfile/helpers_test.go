@@ -147,8 +147,8 @@ func TestIsGitSource(t *testing.T) {
 		"local/dir.git":                                 false,
 		"https://example.com/dir.git/file.txt#fragment": false,
 	} {
-		if got := isGitSource(in); got != want {
-			t.Errorf("isGitSource(%q) = %v, want %v", in, got, want)
+		if got := IsGitSource(in); got != want {
+			t.Errorf("IsGitSource(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
