@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -223,6 +224,21 @@ func (j *copyJob) run(ctx context.Context, src *srcRoot) error {
 		return err
 	}
 	n := len(items) + len(urls) + len(c.Inline) + len(gits)
+	if n == 0 && len(paths) > 0 && !slices.ContainsFunc(paths, func(p string) bool { return !selection.HasMeta(p) }) {
+		// Only wildcards, matching nothing: BuildKit copies nothing, and
+		// makes a destination directory.
+		if strings.HasSuffix(c.Dest, "/") {
+			dest, err := j.resolveDest(c.Dest)
+			if err != nil {
+				return err
+			}
+			if err := j.mkdirAll(dest, nil, src); err != nil {
+				return err
+			}
+			return j.finishDirs()
+		}
+		return nil
+	}
 	if n == 0 {
 		return errors.New("no source files were specified")
 	}
@@ -276,24 +292,15 @@ func (j *copyJob) resolveDest(dest string) (string, error) {
 	if j.rootfs == nil || clean == "/" {
 		return strings.TrimPrefix(clean, "/"), nil
 	}
-	dir, base := path.Split(clean)
-	// Resolve the parent fully; the last element is resolved only if it is
-	// an existing symlink to a directory, as docker does.
-	real, err := securejoin.SecureJoin(j.rootfs.Name(), dir)
+	// The whole path resolved inside the rootfs, its last element too when
+	// it is a symlink, as BuildKit does: COPY f /etc/app writes into the
+	// directory /etc/app links to (an absolute link included), and a
+	// dangling link's target is created, never the link replaced.
+	real, err := securejoin.SecureJoin(j.rootfs.Name(), clean)
 	if err != nil {
 		return "", fmt.Errorf("resolve %s: %w", dest, err)
 	}
-	relDir := strings.TrimPrefix(strings.TrimPrefix(real, j.rootfs.Name()), "/")
-	rel := path.Join(relDir, base)
-	if fi, err := j.rootfs.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		if st, err := j.rootfs.Stat(rel); err == nil && st.IsDir() {
-			real, err := securejoin.SecureJoin(j.rootfs.Name(), rel)
-			if err == nil {
-				rel = strings.TrimPrefix(strings.TrimPrefix(real, j.rootfs.Name()), "/")
-			}
-		}
-	}
-	return rel, nil
+	return strings.TrimPrefix(strings.TrimPrefix(real, j.rootfs.Name()), "/"), nil
 }
 
 func (j *copyJob) existsDir(rel string) bool {
@@ -529,14 +536,36 @@ func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 }
 
 // mkdirAll creates target as the copy of a source directory.
+// mkdirAll makes target, the directory a copied directory's contents go
+// into, as BuildKit does: an existing directory is left as it is (COPY dir
+// /tmp/ keeps /tmp's 1777 and its owner, even with --chown); a new one is
+// 0755, owned by --chown's user or root, whatever the source directory's
+// mode.
 func (j *copyJob) mkdirAll(target string, fi fs.FileInfo, src *srcRoot) error {
-	if target == "" || target == "." {
+	if target == "" || target == "." || j.existsDir(target) {
 		return nil
 	}
 	if err := j.mkdirParents(target); err != nil {
 		return err
 	}
-	return j.mkdirOne(j.up, target, target, fi, src)
+	if cur, err := j.up.Lstat(target); err == nil && !cur.IsDir() {
+		if err := j.up.RemoveAll(target); err != nil {
+			return err
+		}
+	}
+	if err := j.up.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	owner := idPair{}
+	if j.owner != nil {
+		owner = *j.owner
+	}
+	j.chown(j.up, target, target, owner, false)
+	if err := j.up.Chmod(target, 0o755); err != nil {
+		return err
+	}
+	j.dirs = append(j.dirs, dirTimes{target, j.e.copyTime()})
+	return nil
 }
 
 // mkdirOne makes name in dd (target in the upper dir) the copy of the

@@ -25,7 +25,7 @@ func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[in
 	case "bind":
 		return e.bindMount(ctx, m, done, tmp)
 	case "cache":
-		return e.cacheMount(ctx, m)
+		return e.cacheMount(ctx, m, done, tmp)
 	case "tmpfs":
 		opts := []string{"nosuid", "nodev", "mode=1777"}
 		if m.Size > 0 {
@@ -48,9 +48,9 @@ func (e *Executor) runMount(ctx context.Context, m dockerfile.Mount, done map[in
 	}
 }
 
-func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string) (*specs.Mount, func(), error) {
-	var src *srcRoot
-	release := func() {}
+// mountSource opens the root a mount reads from (from=).
+func (e *Executor) mountSource(ctx context.Context, m dockerfile.Mount, done map[int]*stageState) (src *srcRoot, release func(), err error) {
+	release = func() {}
 	switch m.From.Kind {
 	case dockerfile.SourceContext:
 		src = e.contextSource()
@@ -59,7 +59,6 @@ func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[i
 		if !ok {
 			return nil, nil, fmt.Errorf("from: stage %d has not been built", m.From.Stage)
 		}
-		var err error
 		if src, release, err = e.openStateRoot(ctx, st, fmt.Sprintf("stage %d", m.From.Stage)); err != nil {
 			return nil, nil, err
 		}
@@ -78,6 +77,14 @@ func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[i
 		if src, release, err = e.openStateRoot(ctx, st, "image "+m.From.Image); err != nil {
 			return nil, nil, err
 		}
+	}
+	return src, release, nil
+}
+
+func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string) (*specs.Mount, func(), error) {
+	src, release, err := e.mountSource(ctx, m, done)
+	if err != nil {
+		return nil, nil, err
 	}
 	it, err := src.Item(m.Source)
 	if err != nil {
@@ -107,7 +114,7 @@ func (e *Executor) bindMount(ctx context.Context, m dockerfile.Mount, done map[i
 }
 
 // cacheMount gives a directory that persists across builds, keyed by id.
-func (e *Executor) cacheMount(ctx context.Context, m dockerfile.Mount) (*specs.Mount, func(), error) {
+func (e *Executor) cacheMount(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp string) (*specs.Mount, func(), error) {
 	if e.cfg.CacheMounts == "" {
 		return nil, nil, fmt.Errorf("no cache mount directory configured")
 	}
@@ -118,6 +125,12 @@ func (e *Executor) cacheMount(ctx context.Context, m dockerfile.Mount) (*specs.M
 	dir := filepath.Join(e.cfg.CacheMounts, shortHash(id))
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		e.importMount(ctx, id, dir) // a fresh machine: start from the registry's copy
+	}
+	if _, err := os.Stat(dir); os.IsNotExist(err) && (m.Source != "" || m.From.Kind != dockerfile.SourceImage || m.From.Image != "scratch") {
+		// A new cache starts as a copy of from=,source=, as in BuildKit.
+		if err := e.seedCache(ctx, m, done, tmp, dir); err != nil {
+			return nil, nil, fmt.Errorf("seeding the cache from %s: %w", m.Source, err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
@@ -233,4 +246,30 @@ func applyOwnerMode(p string, m dockerfile.Mount, def fs.FileMode) {
 
 func shortHash(s string) string {
 	return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:24]
+}
+
+// seedCache fills the new cache directory dir with what from=,source=
+// names: copied beside dir and renamed into place, so a failure leaves no
+// half-seeded cache.
+func (e *Executor) seedCache(ctx context.Context, m dockerfile.Mount, done map[int]*stageState, tmp, dir string) error {
+	src, release, err := e.mountSource(ctx, m, done)
+	if err != nil {
+		return err
+	}
+	defer release()
+	it, err := src.Item(m.Source)
+	if err != nil {
+		return err
+	}
+	if !it.Info.IsDir() {
+		return fmt.Errorf("%s is not a directory", m.Source)
+	}
+	seed := filepath.Join(tmp, "cache-seed-"+shortHash(m.Target))
+	if err := e.materialize(ctx, src, &it, seed, false); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(seed, dir)
 }

@@ -172,9 +172,8 @@ func (r *Root) expand(p string, parents bool) ([]Item, error) {
 		if rels, err = r.glob(clean); err != nil {
 			return nil, err
 		}
-		if len(rels) == 0 {
-			return nil, fmt.Errorf("%s: no source files match %q", r.What, p)
-		}
+		// A wildcard may match nothing, as BuildKit allows: the other
+		// sources still copy.
 	}
 	out := make([]Item, 0, len(rels))
 	for _, rel := range rels {
