@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/builder-dev/builder/executor/sandbox"
@@ -34,6 +35,9 @@ func Init() {
 // picks the user's paths); real root goes into a mount namespace of its
 // own instead. Only commands that use the store need it.
 func EnterUserNamespace(args []string) {
+	if os.Geteuid() != 0 && os.Getenv("_CONTAINERS_USERNS_CONFIGURED") == "" {
+		ensureRuntimeDir()
+	}
 	if os.Geteuid() != 0 && os.Getenv(noUserNSMarker) == "" && os.Getenv("_CONTAINERS_USERNS_CONFIGURED") == "" {
 		// containers/storage would die on a refused unshare(CLONE_NEWUSER)
 		// (a pod's seccomp profile): ask first, and carry on without one.
@@ -142,4 +146,32 @@ func SetLibraryLogLevel(lvl slog.Level) {
 	default:
 		logrus.SetLevel(logrus.ErrorLevel)
 	}
+}
+
+// ensureRuntimeDir gives a non-root user without XDG_RUNTIME_DIR (su,
+// runuser, cron) one, as buildah does: inside the user namespace builder
+// is uid 0, and containers/image would otherwise look for credentials in
+// root's /run/containers/0/auth.json, and abort every pull on EACCES when
+// root has one. /run/user/UID when the user owns it, else a private
+// directory under the temp dir.
+func ensureRuntimeDir() {
+	if os.Getenv("XDG_RUNTIME_DIR") != "" {
+		return
+	}
+	uid := os.Geteuid()
+	owned := func(dir string) bool {
+		var st unix.Stat_t
+		return unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == uid && st.Mode&0o077 == 0
+	}
+	dir := fmt.Sprintf("/run/user/%d", uid)
+	if !owned(dir) {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("builder-run-%d", uid))
+		if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+			return
+		}
+		if !owned(dir) {
+			return // taken by someone else: leave the defaults
+		}
+	}
+	os.Setenv("XDG_RUNTIME_DIR", dir)
 }

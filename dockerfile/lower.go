@@ -60,11 +60,6 @@ func (p *Plan) Lower(s *Stage, base BaseConfig) ([]Step, error) {
 		if err != nil {
 			return nil, &Error{Pos: st.At, Err: fmt.Errorf("ONBUILD trigger %q: %w", t, err)}
 		}
-		if c, ok := cmd.(*instructions.CopyCommand); ok {
-			if err := checkStaticFrom(l.lex, c.From); err != nil {
-				return nil, &Error{Pos: st.At, Err: err}
-			}
-		}
 		if err := l.dispatch(cmd); err != nil {
 			return nil, err
 		}
@@ -315,8 +310,15 @@ func (l *lowerer) dispatch(cmd instructions.Command) error {
 	case *instructions.RunCommand:
 		err = l.run(c, at)
 	case *instructions.CopyCommand:
+		from := c.From
+		if strings.Contains(from, "$") {
+			// As collectRefs expanded it to find the stage it reads.
+			if from, err = l.expand(from); err != nil {
+				break
+			}
+		}
 		err = l.copy(copySpec{
-			SourcesAndDest: c.SourcesAndDest, code: c.String(), from: c.From, chown: c.Chown, chmod: c.Chmod,
+			SourcesAndDest: c.SourcesAndDest, code: c.String(), from: from, chown: c.Chown, chmod: c.Chmod,
 			link: c.Link, parents: c.Parents, excludes: c.ExcludePatterns,
 		}, at)
 	case *instructions.AddCommand:
@@ -339,6 +341,17 @@ func (l *lowerer) dispatch(cmd instructions.Command) error {
 func (l *lowerer) arg(c *instructions.ArgCommand, at Pos) error {
 	parts := make([]string, 0, len(c.Args))
 	for _, kv := range c.Args {
+		if strings.Contains(kv.Key, "$") {
+			// ARG ${NAME}=v: the name is expanded too, as in BuildKit.
+			k, err := l.expand(kv.Key)
+			if err != nil {
+				return err
+			}
+			if k == "" {
+				return fmt.Errorf("ARG %s: the name expands to nothing", kv.Key)
+			}
+			kv.Key = k
+		}
 		val, ok := l.p.buildArgs[kv.Key]
 		switch {
 		case ok:

@@ -3,7 +3,6 @@ package dockerfile
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // File is a parsed Dockerfile. It is immutable after Parse and may be
@@ -108,6 +106,7 @@ func Parse(r io.Reader, name string) (*File, error) {
 		f.Warnings = append(f.Warnings, Warning{Msg: w.Short, At: f.pos(rangeLine(loc))})
 	}
 
+	dropRelabel(res.AST)
 	stages, metaArgs, err := instructions.Parse(res.AST, lint)
 	if err != nil {
 		return nil, wrapErr(err, top)
@@ -197,37 +196,16 @@ func (f *File) groupNodes(ast *parser.Node, stages []instructions.Stage) error {
 
 // validate performs the static checks BuildKit does before dispatch.
 func (f *File) validate() error {
-	lex := shell.NewLex(f.escape)
 	for _, s := range f.stages {
 		for _, c := range s.st.Commands {
 			at := f.pos(rangeLine(c.Location()))
 			switch c := c.(type) {
-			case *instructions.CopyCommand:
-				if err := checkStaticFrom(lex, c.From); err != nil {
-					return &Error{Pos: at, Err: err}
-				}
 			case *instructions.RunCommand:
 				if len(instructions.GetDevices(c)) > 0 {
 					return errorf(at, "RUN --device is not supported")
 				}
 			}
 		}
-	}
-	return nil
-}
-
-// checkStaticFrom rejects variables in COPY --from, exactly as BuildKit does:
-// the stage graph must be known before any expansion happens.
-func checkStaticFrom(lex *shell.Lex, from string) error {
-	if from == "" {
-		return nil
-	}
-	res, err := lex.ProcessWordWithMatches(from, shell.EnvsFromSlice(nil))
-	if err != nil {
-		return err
-	}
-	if res.Result != from {
-		return errors.New("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround")
 	}
 	return nil
 }
@@ -246,4 +224,32 @@ func checkText(dt []byte, f *File) error {
 		}
 	}
 	return nil
+}
+
+// dropRelabel removes the SELinux relabel options buildah takes in RUN
+// --mount (z, Z, relabel=shared|private) and BuildKit's parser refuses:
+// a buildah user's Dockerfile builds, and there is nothing to relabel
+// where builder runs (the mounts are its own).
+func dropRelabel(ast *parser.Node) {
+	for _, n := range ast.Children {
+		if !strings.EqualFold(n.Value, "run") {
+			continue
+		}
+		for i, fl := range n.Flags {
+			v, ok := strings.CutPrefix(fl, "--mount=")
+			if !ok {
+				continue
+			}
+			parts := strings.Split(v, ",")
+			kept := parts[:0]
+			for _, p := range parts {
+				switch p {
+				case "z", "Z", "relabel=shared", "relabel=private":
+				default:
+					kept = append(kept, p)
+				}
+			}
+			n.Flags[i] = "--mount=" + strings.Join(kept, ",")
+		}
+	}
 }

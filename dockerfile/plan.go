@@ -121,6 +121,17 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 	declared := map[string]bool{}
 	for _, a := range f.metaArgs {
 		for _, kv := range a.Args {
+			if strings.Contains(kv.Key, "$") {
+				// ARG ${NAME}=v: the name is expanded too, as in BuildKit.
+				k, err := expandWith(lex, kv.Key, p.globals)
+				if err == nil && k == "" {
+					err = fmt.Errorf("ARG %s: the name expands to nothing", kv.Key)
+				}
+				if err != nil {
+					return nil, wrapErr(err, f.pos(rangeLine(a.Location())))
+				}
+				kv.Key = k
+			}
 			declared[kv.Key] = true
 			if v, ok := p.buildArgs[kv.Key]; ok {
 				if err := p.globals.set(kv.Key, v); err != nil {
@@ -283,20 +294,45 @@ func (p *Plan) collectRefs(s *Stage) error {
 			cmds = append(cmds, tc)
 		}
 	}
+	scope := p.globals.clone() // the stage's ARGs so far, for COPY --from=$ARG
+	lex := shell.NewLex(p.file.escape)
 	for _, c := range cmds {
 		at := s.At
 		if l := rangeLine(c.Location()); l > 0 {
 			at = p.file.pos(l)
 		}
 		switch c := c.(type) {
+		case *instructions.ArgCommand:
+			for _, kv := range c.Args {
+				if v, ok := p.buildArgs[kv.Key]; ok {
+					scope.set(kv.Key, v)
+				} else if kv.Value != nil {
+					if v, err := expandWith(lex, *kv.Value, scope); err == nil {
+						scope.set(kv.Key, v)
+					}
+				}
+			}
 		case *instructions.CopyCommand:
 			if c.From == "" {
 				continue
 			}
-			if j, ok, err := p.lookupStage(c.From); err != nil {
+			from := c.From
+			if strings.Contains(from, "$") {
+				// buildah expands ARGs in --from (BuildKit refuses): the
+				// stage's ARG scope at this line names the stage or image.
+				v, err := expandWith(lex, from, scope)
+				if err != nil {
+					return &Error{Pos: at, Err: fmt.Errorf("COPY --from=%s: %w", from, err)}
+				}
+				if v == "" {
+					return &Error{Pos: at, Err: fmt.Errorf("COPY --from=%s expands to nothing", from)}
+				}
+				from = v
+			}
+			if j, ok, err := p.lookupStage(from); err != nil {
 				return &Error{Pos: at, Err: err}
 			} else if ok {
-				s.refs = append(s.refs, stageRef{index: j, what: "copy", name: c.From, at: at})
+				s.refs = append(s.refs, stageRef{index: j, what: "copy", name: from, at: at})
 			}
 		case *instructions.RunCommand:
 			for _, m := range instructions.GetMounts(c) {
