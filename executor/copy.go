@@ -232,7 +232,7 @@ func (j *copyJob) run(ctx context.Context, src *srcRoot) error {
 			if err != nil {
 				return err
 			}
-			if err := j.mkdirAll(dest, nil, src); err != nil {
+			if err := j.mkdirAll(dest); err != nil {
 				return err
 			}
 			return j.finishDirs()
@@ -361,7 +361,7 @@ func (j *copyJob) copyWalked(src *srcRoot, e *selection.Entry, target string) er
 	dd, name := j.up, t // reached from the upper dir's root ...
 	switch {
 	case e.Parent == nil:
-		if err := j.mkdirAll(t, e.Info, src); err != nil {
+		if err := j.mkdirAll(t); err != nil {
 			return err
 		}
 		name = cmp.Or(t, ".")
@@ -535,14 +535,21 @@ func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 	}
 }
 
-// mkdirAll creates target as the copy of a source directory.
 // mkdirAll makes target, the directory a copied directory's contents go
-// into, as BuildKit does: an existing directory is left as it is (COPY dir
-// /tmp/ keeps /tmp's 1777 and its owner, even with --chown); a new one is
-// 0755, owned by --chown's user or root, whatever the source directory's
-// mode.
-func (j *copyJob) mkdirAll(target string, fi fs.FileInfo, src *srcRoot) error {
-	if target == "" || target == "." || j.existsDir(target) {
+// into, as BuildKit does (fsutil's prepareTargetDir): an existing
+// directory is left as it is (COPY dir /tmp/ keeps /tmp's 1777 and its
+// owner, even with --chown), its mtime too, so that the layer does not
+// depend on when it was built; a new one is 0755 (--chmod's mode when
+// given, BuildKit issue 4945; its new parents stay 0755), owned by
+// --chown's user or root, whatever the source directory's mode.
+func (j *copyJob) mkdirAll(target string) error {
+	if target == "" || target == "." {
+		return nil
+	}
+	if j.existsDir(target) {
+		if cur, err := j.up.Stat(target); err == nil {
+			j.dirs = append(j.dirs, dirTimes{target, cur.ModTime()}) // restored after the copy
+		}
 		return nil
 	}
 	if err := j.mkdirParents(target); err != nil {
@@ -561,7 +568,7 @@ func (j *copyJob) mkdirAll(target string, fi fs.FileInfo, src *srcRoot) error {
 		owner = *j.owner
 	}
 	j.chown(j.up, target, target, owner, false)
-	if err := j.up.Chmod(target, 0o755); err != nil {
+	if err := j.up.Chmod(target, j.permFor(0o755)); err != nil {
 		return err
 	}
 	j.dirs = append(j.dirs, dirTimes{target, j.e.copyTime()})

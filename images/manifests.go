@@ -718,6 +718,7 @@ func InspectManifest(ctx context.Context, ref string, o RegistryOptions) ([]byte
 	if err != nil {
 		return nil, "", &OptionError{err}
 	}
+	registry.SkipUnreadableAuth(sys, nil)
 	var man []byte
 	var mt string
 	read := func(ctx context.Context) error {

@@ -58,6 +58,7 @@ func (s *Store) Registry(o RegistryOptions) (*Registry, error) {
 	if err != nil {
 		return nil, &OptionError{err}
 	}
+	registry.SkipUnreadableAuth(sys, s.log)
 	blobs, err := s.Blobs()
 	if err != nil {
 		return nil, err
