@@ -46,7 +46,9 @@ type Options struct {
 	// AllPlatforms builds every platform all the build's base images have
 	// (--all-platforms); Platforms must be empty.
 	AllPlatforms bool
-	// Jobs bounds the platforms built at once (0: the number of CPUs).
+	// Jobs bounds the platforms built at once, and the independent stages
+	// of each that run at once (0: the number of CPUs; 1: one stage at a
+	// time, in Dockerfile order).
 	Jobs int
 	// Manifest names a manifest list in the local store that the build's
 	// images are added to (--manifest; created if missing, an image of the

@@ -212,7 +212,10 @@ func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, ex
 	memo := ""
 	if src.context {
 		memo = fmt.Sprintf("%q %q %v %v", patterns, excludes, parents, add)
-		if m, ok := e.hashMemo[memo]; ok {
+		e.mu.Lock()
+		m, ok := e.hashMemo[memo]
+		e.mu.Unlock()
+		if ok {
 			return m.d, m.files, nil
 		}
 	}
@@ -228,10 +231,12 @@ func (e *Executor) hashSelection(ctx context.Context, src *srcRoot, patterns, ex
 	}
 	d, files, err := e.hashItems(ctx, src, items, excludes)
 	if err == nil && memo != "" {
+		e.mu.Lock()
 		if e.hashMemo == nil {
 			e.hashMemo = map[string]hashResult{}
 		}
 		e.hashMemo[memo] = hashResult{d, files}
+		e.mu.Unlock()
 	}
 	return d, files, err
 }

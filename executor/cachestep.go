@@ -40,41 +40,41 @@ type stepTime struct {
 
 // cachedStep runs step unless the layer cache holds its result. A hit
 // appends the cached layer (or empty-layer history) without preparing a
-// snapshot: nothing is extracted or run until a later step misses.
-func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState, prefix string) error {
+// snapshot: nothing is extracted or run until a later step misses. It
+// says whether the step came from a cache.
+func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfile.Step, done map[int]*stageState, prefix string) (bool, error) {
 	start := time.Now()
 	if e.cfg.Cache == nil {
-		return e.runStep(ctx, s, step, done, prefix)
+		return false, e.runStep(ctx, s, step, done, prefix)
 	}
 	if m, ok := step.(*dockerfile.Meta); ok && m.Mkdir == "" {
 		// Config only: later keys cover its effect (RUN carries its Env, User,
 		// Dir; COPY its --chown and destination).
-		return e.runStep(ctx, s, step, done, prefix)
+		return false, e.runStep(ctx, s, step, done, prefix)
 	}
 	k, err := e.stepKey(ctx, s, step, done)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if k.key.IsZero() {
 		s.key = cache.Key{} // not cacheable, nor is anything built on it
-		e.missed = true
 		err := e.runStep(ctx, s, step, done, prefix)
-		e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
-		return err
+		e.addTime(stepTime{text: step.String(), d: time.Since(start)})
+		return false, err
 	}
 	// Another platform of this build may run (or have run) the same step.
 	var fl *flightEntry
 	if e.cfg.Flight != nil {
 		if fl, err = e.cfg.Flight.acquire(ctx, k.key); err != nil {
-			return err
+			return false, err
 		}
 		defer fl.release()
 		if fl.done {
 			e.applyHit(s, step, fl.layer)
-			e.stepf("--> Using cache %s (made for %s in this build)", k.key.Hex(), fl.by)
+			e.stepf("%s--> Using cache %s (made for %s in this build)", s.tag, k.key.Hex(), fl.by)
 			s.key = k.key
-			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
-			return nil
+			e.addTime(stepTime{text: step.String(), d: time.Since(start), cached: true})
+			return true, nil
 		}
 	}
 	// The same step on the same content: a hit even if an earlier step ran
@@ -88,7 +88,7 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		}
 		if err == nil {
 			e.applyHit(s, step, hit)
-			e.stepf("--> Using cache %s%s", k.key.Hex(), from.say)
+			e.stepf("%s--> Using cache %s%s", s.tag, k.key.Hex(), from.say)
 			s.key = k.key
 			// The shared cache gets the entry too, unless that is where it
 			// came from.
@@ -96,24 +96,23 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 				for _, key := range []cache.Key{k.key, ck} {
 					if !key.IsZero() {
 						rec.Key = key.Hex()
-						e.export(ctx, rec, hit)
+						e.export(ctx, s, rec, hit)
 					}
 				}
 			}
-			e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start), cached: true})
+			e.addTime(stepTime{text: step.String(), d: time.Since(start), cached: true})
 			if fl != nil {
 				fl.done, fl.layer, fl.by = true, hit, e.platform
 			}
-			return nil
+			return true, nil
 		}
 		if e.cfg.ExplainCache {
-			e.stepf("--> Cache miss: %s", e.explainMiss(s, k, step))
+			e.stepf("%s--> Cache miss: %s", s.tag, e.explainMiss(s, k, step))
 		}
 	}
-	e.missed = true
 	layers := len(s.img.Layers)
 	if err := e.runStep(ctx, s, step, done, prefix); err != nil {
-		return err
+		return false, err
 	}
 	rec := cache.Record{Key: k.key.Hex(), Parent: s.key.Hex(), Step: step.String(), Inputs: k.inputs, Created: time.Now().UTC()}
 	var made image.Layer
@@ -130,13 +129,13 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 			e.cfg.Log.Warn("cannot record the cache entry's file list", "err", err)
 		}
 	}
-	e.record(ctx, rec, ck, made)
+	e.record(ctx, s, rec, ck, made)
 	if fl != nil {
 		fl.done, fl.layer, fl.by = true, made, e.platform
 	}
 	s.key = k.key
-	e.times = append(e.times, stepTime{text: step.String(), d: time.Since(start)})
-	return nil
+	e.addTime(stepTime{text: step.String(), d: time.Since(start)})
+	return false, nil
 }
 
 // source says where a hit came from: the local index (remote nil) or a
@@ -183,7 +182,7 @@ func (e *Executor) put(rec cache.Record) {
 
 // record keeps a step's result under its key and its content key, locally
 // and (in the background) in --cache-to.
-func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l image.Layer) {
+func (e *Executor) record(ctx context.Context, s *stageState, rec cache.Record, ck cache.Key, l image.Layer) {
 	recs := []cache.Record{rec}
 	if !ck.IsZero() {
 		alt := rec
@@ -192,7 +191,7 @@ func (e *Executor) record(ctx context.Context, rec cache.Record, ck cache.Key, l
 	}
 	for _, r := range recs {
 		e.put(r)
-		e.export(ctx, r, l)
+		e.export(ctx, s, r, l)
 	}
 }
 
@@ -222,8 +221,8 @@ func (e *Executor) fetchRemote(ctx context.Context, key cache.Key) (cache.Record
 
 // export uploads rec to --cache-to in the background; Build waits for the
 // uploads at its end and reports failures as warnings (the image is fine).
-func (e *Executor) export(ctx context.Context, rec cache.Record, l image.Layer) {
-	if e.cfg.CacheTo == nil || e.cfg.CacheToMin && !e.finalStage {
+func (e *Executor) export(ctx context.Context, s *stageState, rec cache.Record, l image.Layer) {
+	if e.cfg.CacheTo == nil || e.cfg.CacheToMin && !s.final {
 		return // mode=min: the target stage's steps only
 	}
 	open := func() (io.ReadCloser, error) {

@@ -122,6 +122,8 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 func (e *Executor) createdBy(step dockerfile.Step) string {
 	text := step.String()
 	if c, ok := step.(*dockerfile.Copy); ok && c.Add {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		for _, p := range c.Srcs {
 			if commit, ok := e.gitCommits[p]; ok && isGitURL(p) {
 				text += " # git commit " + commit
@@ -161,6 +163,8 @@ func (e *Executor) namedDir(name string) (*srcRoot, bool, error) {
 	if !ok || nc.Dir == "" {
 		return nil, false, nil
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if r, ok := e.namedRoots[name]; ok {
 		return &srcRoot{Root: selection.Root{FS: r, What: "build context " + name}}, true, nil
 	}
@@ -517,8 +521,7 @@ func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 		if !link {
 			err = recordOwner(dd, name, o)
 		}
-		if err != nil && !j.e.warnedIDs {
-			j.e.warnedIDs = true
+		if err != nil && j.e.warnOnce() {
 			j.e.cfg.Log.Warn("ownership other than root cannot be stored here (no subordinate id range); left as root's", "path", "/"+target, "owner", fmt.Sprintf("%d:%d", o.UID, o.GID), "err", err)
 		}
 		return
@@ -529,8 +532,7 @@ func (j *copyJob) chown(dd *os.Root, name, target string, o idPair, link bool) {
 	} else {
 		err = dd.Chown(name, o.UID, o.GID)
 	}
-	if err != nil && !j.e.warnedIDs {
-		j.e.warnedIDs = true
+	if err != nil && j.e.warnOnce() {
 		j.e.cfg.Log.Warn("cannot set ownership", "path", "/"+target, "err", err)
 	}
 }

@@ -86,7 +86,7 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 	out := &prefixWriter{w: e.cfg.Out, prefix: prefix}
 	err = e.cfg.Runner.Run(ctx, spec, nil, out, out)
 	out.Flush()
-	if err != nil && e.cfg.Out == io.Discard && e.cfg.ErrOut != nil {
+	if err != nil && e.quiet && e.cfg.ErrOut != nil {
 		// --quiet hides RUN output; a failing RUN still shows its last lines.
 		e.cfg.ErrOut.Write(out.tail)
 	}
@@ -113,14 +113,19 @@ func (e *Executor) canRun(p platform.Platform) error {
 	if p.OS != "linux" {
 		return fmt.Errorf("cannot run for %s: builder runs RUN steps for linux only", p)
 	}
-	if err, ok := e.emulation[p]; ok {
+	e.mu.Lock()
+	err, ok := e.emulation[p]
+	e.mu.Unlock()
+	if ok {
 		return err
 	}
-	err := sandbox.CheckEmulation(e.cfg.BinfmtDir, p)
+	err = sandbox.CheckEmulation(e.cfg.BinfmtDir, p)
 	var uv *sandbox.UnverifiableError
 	if errors.As(err, &uv) {
 		err = nil // said before the build; the RUN's own error will tell
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.emulation == nil {
 		e.emulation = map[platform.Platform]error{}
 	}

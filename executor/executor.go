@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +142,10 @@ type Config struct {
 	// BinfmtDir is where the emulation preflight reads binfmt_misc
 	// handlers before a RUN for a foreign architecture ("": the kernel's).
 	BinfmtDir string
+	// Jobs bounds the stages of a Build that run at once: stages that do
+	// not depend on each other run concurrently, as in BuildKit (0: the
+	// number of CPUs; 1: one after the other, in the plan's order).
+	Jobs int
 	// Events, when set, receives each step's start and end (the live and
 	// JSON progress views); the text on Out is unchanged.
 	Events func(Event)
@@ -172,9 +177,24 @@ func (e *Executor) emit(ev Event, typ string) {
 
 // Steps says how many cacheable steps the last Build ran or took from the
 // cache, and how many of them it took from the cache.
-func (e *Executor) Steps() (steps, cached int) { return len(e.times), e.hits() }
+func (e *Executor) Steps() (steps, cached int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.times), e.hits()
+}
 
-// hits counts the cached steps of the build so far.
+// addTime records a step's outcome; a miss marks the build as not all
+// cached.
+func (e *Executor) addTime(t stepTime) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.times = append(e.times, t)
+	if !t.cached {
+		e.missed = true
+	}
+}
+
+// hits counts the cached steps of the build so far (mu held).
 func (e *Executor) hits() int {
 	n := 0
 	for _, t := range e.times {
@@ -191,11 +211,18 @@ type NamedContext struct {
 	Image string
 }
 
-// Executor runs plans. It is not safe for concurrent Builds.
+// Executor runs plans. It is not safe for concurrent Builds; the stages of
+// one Build may run concurrently (Config.Jobs), so the build's state below
+// is guarded by mu, except what is set before the stages start (platform,
+// plan, probed) and what one goroutine owns (exports, through exportMu).
 type Executor struct {
 	cfg       Config
 	ctxRoot   *os.Root
 	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
+	quiet     bool // no step output (-q): a failed RUN's output goes to ErrOut
+	mu        sync.Mutex
+	resolveMu sync.Mutex // one resolution (pull) of a reference at a time
+	mountMu   sync.Mutex // one cache mount created (imported, seeded) at a time
 	warnedIDs bool
 	platform  platform.Platform // of the build in progress
 	plan      *dockerfile.Plan  // of the build in progress
@@ -209,7 +236,6 @@ type Executor struct {
 	hashMemo   map[string]hashResult     // context selections hashed in this build
 	started    time.Time                 // the build's creation time (no --timestamp)
 	missed     bool                      // a cacheable step ran in this build
-	finalStage bool                      // the stage being built is the target
 	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
 	resolved   map[resolved]*image.Image // images resolved in this build
 	emulation  map[platform.Platform]error
@@ -237,6 +263,13 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	quiet := cfg.Out == io.Discard
+	// Stages running at once write whole lines each; one at a time.
+	cfg.Out = &lockedWriter{w: cfg.Out}
+	if ev := cfg.Events; ev != nil {
+		var mu sync.Mutex
+		cfg.Events = func(e Event) { mu.Lock(); defer mu.Unlock(); ev(e) }
+	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient
 	}
@@ -250,7 +283,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	e := &Executor{cfg: cfg, ctxRoot: root, mountsUsed: map[string]string{}}
+	e := &Executor{cfg: cfg, ctxRoot: root, mountsUsed: map[string]string{}, quiet: quiet}
 	e.chownOK = probeChown(cfg.WorkDir)
 	return e, nil
 }
@@ -270,19 +303,18 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.
 	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
 	e.prefetch(ctx, p, plat)
-	done := map[int]*stageState{}
-	var last *stageState
-	for i, st := range p.Stages {
-		e.finalStage = i == len(p.Stages)-1
-		s, err := e.runStage(ctx, p, st, done, plat, i, len(p.Stages))
-		if err != nil {
-			return nil, err
-		}
-		done[st.Index] = s
-		last = s
-	}
-	if last == nil {
+	if len(p.Stages) == 0 {
 		return nil, errors.New("empty plan")
+	}
+	var last *stageState
+	var err error
+	if jobs := e.jobs(); jobs > 1 && len(p.Stages) > 1 {
+		last, err = e.runConcurrently(ctx, p, plat, jobs)
+	} else {
+		last, err = e.runInOrder(ctx, p, plat)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if line := e.cacheSummary(); line != "" {
 		e.stepf("%s", line)
@@ -296,6 +328,127 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.
 	img := last.img
 	e.reuseCreated(&img, last.key)
 	return &img, nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// warnOnce says whether this is the build's first ownership warning.
+func (e *Executor) warnOnce() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	first := !e.warnedIDs
+	e.warnedIDs = true
+	return first
+}
+
+func (e *Executor) jobs() int {
+	if e.cfg.Jobs > 0 {
+		return e.cfg.Jobs
+	}
+	return runtime.NumCPU()
+}
+
+// runInOrder runs the stages one after the other; it returns the last.
+func (e *Executor) runInOrder(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) (*stageState, error) {
+	done := map[int]*stageState{}
+	var last *stageState
+	for i, st := range p.Stages {
+		s, err := e.runStage(ctx, p, st, done, plat, stageRun{n: i, total: len(p.Stages), final: i == len(p.Stages)-1})
+		if err != nil {
+			return nil, err
+		}
+		done[st.Index] = s
+		last = s
+	}
+	return last, nil
+}
+
+// runConcurrently runs each stage as soon as the stages it reads are
+// built, at most jobs at once. What a stage makes depends only on its
+// inputs, so the image is the one runInOrder makes. The first failure
+// cancels the rest and is the one returned.
+func (e *Executor) runConcurrently(ctx context.Context, p *dockerfile.Plan, plat platform.Platform, jobs int) (*stageState, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	total := len(p.Stages)
+	var (
+		mu       sync.Mutex
+		built    = map[int]*stageState{}
+		firstErr error
+	)
+	finished := make(map[int]chan struct{}, total)
+	for _, st := range p.Stages {
+		finished[st.Index] = make(chan struct{})
+	}
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, st := range p.Stages {
+		wg.Go(func() {
+			defer close(finished[st.Index])
+			for _, d := range st.Deps {
+				ch, ok := finished[d]
+				if !ok {
+					continue // pruned from the plan: the stage reports it
+				}
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			// The stage reads the stages it depends on, all built by now;
+			// it gets its own map, as others are added concurrently.
+			mu.Lock()
+			done := make(map[int]*stageState, len(built))
+			for k, v := range built {
+				done[k] = v
+			}
+			mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			s, err := e.runStage(ctx, p, st, done, plat, stageRun{n: i, total: total, final: i == total-1, tag: true})
+			if err != nil {
+				fail(err)
+				return
+			}
+			mu.Lock()
+			built[st.Index] = s
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return built[p.Stages[total-1].Index], nil
 }
 
 // WaitExports waits for the --cache-to uploads still running (the image is
@@ -347,6 +500,8 @@ func (e *Executor) now() time.Time {
 	if e.cfg.Timestamp != nil {
 		return e.cfg.Timestamp.UTC()
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.started.IsZero() {
 		e.started = time.Now().UTC().Truncate(time.Second)
 	}

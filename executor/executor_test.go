@@ -158,11 +158,14 @@ func (m *memIndex) List() ([]cache.Record, error) {
 
 // fakeResolver serves one in-memory base image under any name but "nope".
 type fakeResolver struct {
+	mu    sync.Mutex
 	img   *image.Image
 	asked []string
 }
 
 func (f *fakeResolver) Resolve(ctx context.Context, ref string, p platform.Platform) (*image.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.asked = append(f.asked, ref+" "+p.String())
 	if ref == "nope" {
 		return nil, errors.New("no such image")
@@ -236,7 +239,7 @@ func (h *harness) build(df string, cfg func(*Config)) (*image.Image, string, err
 	ts := time.Unix(1700000000, 0).UTC()
 	c := Config{Blobs: h.blobs, Resolver: h.resolver, WorkDir: filepath.Join(h.t.TempDir(), "work"),
 		Context: h.ctxDir, Snapshots: h.snaps, Runner: h.runner, Cache: h.index,
-		Compression: layer.Compression{}, Timestamp: &ts, Out: &out}
+		Compression: layer.Compression{}, Timestamp: &ts, Out: &out, Jobs: 1}
 	if cfg != nil {
 		cfg(&c)
 	}

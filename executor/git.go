@@ -61,7 +61,10 @@ func gitCmd(ctx context.Context, dir string, args ...string) ([]byte, error) {
 
 // gitCommit resolves the source's ref to a commit, once per build.
 func (e *Executor) gitCommit(ctx context.Context, src string) (string, error) {
-	if c, ok := e.gitCommits[src]; ok {
+	e.mu.Lock()
+	c, ok := e.gitCommits[src]
+	e.mu.Unlock()
+	if ok {
 		return c, nil
 	}
 	g := parseGitRef(src)
@@ -91,6 +94,8 @@ func (e *Executor) gitCommit(ctx context.Context, src string) (string, error) {
 			return "", fmt.Errorf("ADD %s: no ref %q in the repository", dockerfile.RedactURL(src), ref)
 		}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.gitCommits == nil {
 		e.gitCommits = map[string]string{}
 	}

@@ -123,19 +123,26 @@ func (e *Executor) cacheMount(ctx context.Context, m dockerfile.Mount, done map[
 		id = m.Target
 	}
 	dir := filepath.Join(e.cfg.CacheMounts, shortHash(id))
+	// Stages running at once may use the same cache: one creates it.
+	e.mountMu.Lock()
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		e.importMount(ctx, id, dir) // a fresh machine: start from the registry's copy
 	}
 	if _, err := os.Stat(dir); os.IsNotExist(err) && (m.Source != "" || m.From.Kind != dockerfile.SourceImage || m.From.Image != "scratch") {
 		// A new cache starts as a copy of from=,source=, as in BuildKit.
 		if err := e.seedCache(ctx, m, done, tmp, dir); err != nil {
+			e.mountMu.Unlock()
 			return nil, nil, fmt.Errorf("seeding the cache from %s: %w", m.Source, err)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	err := os.MkdirAll(dir, 0o755)
+	e.mountMu.Unlock()
+	if err != nil {
 		return nil, nil, err
 	}
+	e.mu.Lock()
 	e.mountsUsed[id] = dir
+	e.mu.Unlock()
 	var release func()
 	switch m.Sharing {
 	case "locked", "private":

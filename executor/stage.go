@@ -33,15 +33,33 @@ type stageState struct {
 	// the image at the bottom of the stage's FROM chain has (--squash
 	// keeps them and squashes the rest).
 	baseLayers, baseHistory int
+	// final is set for the target stage (its layers go to the store
+	// commit; --cache-to mode=min exports only its steps).
+	final bool
+	// tag leads the stage's own lines ("--> Using cache") when stages run
+	// concurrently; "" otherwise.
+	tag string
 }
 
-func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, plat platform.Platform, n, total int) (*stageState, error) {
+// stageRun says where a stage stands in the build.
+type stageRun struct {
+	n, total int  // 0-based position and count, for "[n/total]"
+	final    bool // the target stage
+	tag      bool // stages run concurrently: every line says its stage
+}
+
+func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerfile.Stage, done map[int]*stageState, plat platform.Platform, r stageRun) (*stageState, error) {
 	if !st.Platform.IsZero() {
 		plat = st.Platform
 	}
 	s, err := e.baseState(ctx, st, done, plat)
 	if err != nil {
 		return nil, err
+	}
+	n, total := r.n, r.total
+	s.final = r.final
+	if r.tag {
+		s.tag = fmt.Sprintf("[%d/%d] ", n+1, total)
 	}
 	steps, err := p.Lower(st, s.img.Config.Config)
 	if err != nil {
@@ -71,9 +89,9 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 		e.stepf("[%d/%d] STEP %d/%d: %s", n+1, total, i+1+shown, len(steps)+shown, step.String())
 		ev := Event{Platform: plat.String(), Stage: n + 1, Stages: total, Step: i + 1 + shown, Steps: len(steps) + shown, Text: step.String()}
 		e.emit(ev, "step-start")
-		start, hits := time.Now(), e.hits()
-		err := e.cachedStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total))
-		ev.Duration, ev.Cached = time.Since(start), e.hits() > hits
+		start := time.Now()
+		cached, err := e.cachedStep(ctx, s, step, done, fmt.Sprintf("[%d/%d] | ", n+1, total))
+		ev.Duration, ev.Cached = time.Since(start), cached
 		if err != nil {
 			err = stepErr(step, err)
 			ev.Error = err.Error()
@@ -267,7 +285,7 @@ func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) e
 // nothing adds no layer (history says empty_layer), as BuildKit does.
 func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mount, createdBy string) error {
 	comp := e.cfg.Compression
-	if !e.finalStage {
+	if !s.final {
 		// Not in the image the store commit writes: the blob store keeps it
 		// (for COPY --from, FROM and the cache), with no scratch copy.
 		comp.RawDir = ""
@@ -322,17 +340,26 @@ func (e *Executor) resolve(ctx context.Context, ref string, p platform.Platform)
 		ref = nc.Image
 	}
 	k := resolved{ref, p}
-	if img, ok := e.resolved[k]; ok {
+	// Stages running at once may name the same image: resolve (pull) it
+	// once.
+	e.resolveMu.Lock()
+	defer e.resolveMu.Unlock()
+	e.mu.Lock()
+	img, ok := e.resolved[k]
+	e.mu.Unlock()
+	if ok {
 		return img, nil
 	}
 	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
+	e.mu.Lock()
 	if e.resolved == nil {
 		e.resolved = map[resolved]*image.Image{}
 	}
 	e.resolved[k] = img
+	e.mu.Unlock()
 	return img, nil
 }
 

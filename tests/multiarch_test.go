@@ -261,7 +261,7 @@ RUN echo $TARGETARCH > /target && uname -m > /arch
 		log := must(t, root, nil, nil, "bud", "--no-cache", "--platform", "linux/amd64,linux/arm64", "-t", "localhost/cross:v1", "-o", "type=oci,dest="+out, ctx)
 		steps := regexp.MustCompile(`(?m)^\[linux/\w+\] \[1/2\] STEP 2/2: RUN echo BUILD-STAGE-RAN`).FindAllString(log, -1)
 		ran := regexp.MustCompile(`(?m)^\[linux/\w+\] \[1/2\] \| BUILD-STAGE-RAN$`).FindAllString(log, -1)
-		shared := regexp.MustCompile(`(?m)^\[linux/\w+\] --> Using cache \w+ \(made for linux/\w+ in this build\)$`).FindAllString(log, -1)
+		shared := regexp.MustCompile(`(?m)^\[linux/\w+\] (?:\[\d+/\d+\] )?--> Using cache \w+ \(made for linux/\w+ in this build\)$`).FindAllString(log, -1)
 		if len(steps) != 2 || len(ran) != 1 || len(shared) != 1 {
 			t.Errorf("the build stage's RUN should run for one platform and be shared with the other:\n%s", log)
 		}

@@ -110,7 +110,7 @@ func newBudCmd(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.rm, "rm", true, "accepted for buildah and docker compatibility: builder leaves no intermediate containers")
 	f.BoolVar(&o.forceRM, "force-rm", false, "accepted for buildah and docker compatibility: builder leaves no intermediate containers")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "build for every platform all the base images have")
-	f.IntVar(&o.jobs, "jobs", 0, "platforms built at once (default: the number of CPUs)")
+	f.IntVar(&o.jobs, "jobs", 0, "stages and platforms built at once: independent stages run concurrently (default: the number of CPUs; 1: one at a time, in order)")
 	f.StringVar(&o.manifest, "manifest", "", "add the image(s) to this manifest list in local storage (created if missing)")
 	f.StringVar(&o.mismatch, "platform-mismatch", "error", "a base image of another platform than asked for: error, or warn (and use it)")
 	f.StringVar(&o.format, "format", "oci", "image format: oci or docker")

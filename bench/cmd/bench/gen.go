@@ -115,7 +115,20 @@ type benchCase struct {
 	crossStage string
 	// pod: also built inside the pod stand-in (bench pod, pod.go).
 	pod bool
+	// budFlags are added to every build of the case, per tool.
+	budFlags map[string][]string
+	// serial, when set, also times builder's cold build with these flags
+	// (--jobs 1: the stages one after the other), as cold_jobs1.
+	serial []string
+	// wiped also times a cold build that follows the wipe of a store the
+	// same build filled (as a CI runner with fresh pods does), as
+	// cold_wiped: the file system is still busy freeing the old inodes.
+	wiped bool
 }
+
+// spin is a busybox shell loop of about a second of CPU time on this
+// class of machine (the parallel case's work).
+const spin = `i=0; while [ $i -lt 650000 ]; do i=$((i+1)); done`
 
 var allCases = []benchCase{
 	{
@@ -156,7 +169,7 @@ CMD ["/bin/sh", "-c", "echo rev=0"]
 		},
 	},
 	{
-		name: "copy-many", desc: "COPY of 20,000 files (~98 MiB)", edit: "many/d100/f050.txt",
+		name: "copy-many", desc: "COPY of 20,000 files (~98 MiB)", edit: "many/d100/f050.txt", wiped: true,
 		dockerfile: "FROM BASE\nCOPY many/ /srv/many/\n",
 		gen: func(dir string, rng *rand.Rand) error {
 			for d := 0; d < 200; d++ {
@@ -205,6 +218,31 @@ RUN rm -rf /data/d01 /data/d03 /usr/share/bench/doc && rm -f /data/d00/f00*.txt 
 				for f := 0; f < 200; f++ {
 					p := filepath.Join(dir, "tree", fmt.Sprintf("d%02d", d), fmt.Sprintf("f%03d.txt", f))
 					if err := writeFile(p, rng, int64(1+rng.IntN(9))<<10); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	},
+	{
+		name: "parallel", desc: "two independent stages (COPY + ~1 s CPU RUN each) joined in a third",
+		runs: 2, editRuns: 1, edit: "a/part-03.txt",
+		budFlags: map[string][]string{"buildah": {"--jobs", "2"}}, serial: []string{"--jobs", "1"},
+		dockerfile: `FROM BASE AS a
+COPY a/ /src/
+RUN ` + spin + `; cat /src/*.txt | md5sum > /a.sum && echo $i >> /a.sum
+FROM BASE AS b
+COPY b/ /src/
+RUN ` + spin + `; cat /src/*.txt | md5sum > /b.sum && echo $i >> /b.sum
+FROM BASE
+COPY --from=a /a.sum /out/a.sum
+COPY --from=b /b.sum /out/b.sum
+`,
+		gen: func(dir string, rng *rand.Rand) error {
+			for _, st := range []string{"a", "b"} {
+				for i := 0; i < 8; i++ {
+					if err := writeFile(filepath.Join(dir, st, fmt.Sprintf("part-%02d.txt", i)), rng, 256<<10); err != nil {
 						return err
 					}
 				}

@@ -332,6 +332,14 @@ func (b *bench) removeStore(s store) {
 	}
 }
 
+// wipeStore deletes a store for real (inside the user namespace, where
+// its files' owners are mapped), unlike removeStore.
+func (b *bench) wipeStore(s store) error {
+	defer b.spent("wipe", time.Now())
+	_, err := b.run("buildah", "unshare", "rm", "-rf", filepath.Dir(s.root))
+	return err
+}
+
 // du is the apparent size of a store, measured inside the user namespace.
 func (b *bench) du(s store) int64 {
 	defer b.spent("du", time.Now())
@@ -998,7 +1006,7 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 		if c.platforms != nil {
 			return t.budList(s, tag, ctxDir, c.platforms)
 		}
-		return t.bud(s, tag, ctxDir)
+		return t.bud(s, tag, ctxDir, c.budFlags[t.name]...)
 	}
 	clearBlobInfoCache()
 	cold, err := b.timed(bud()...)
@@ -1007,6 +1015,44 @@ func (b *bench) sequence(t tool, c benchCase, ctxDir string, rep int, tr *toolRe
 	}
 	add("cold", cold)
 	tr.StoreCold = append(tr.StoreCold, b.du(s))
+	if c.serial != nil && t.name == "builder" {
+		// The same cold build with the stages one after the other.
+		s2, err := b.newStore(name + "-serial")
+		if err != nil {
+			return err
+		}
+		m, err := b.timed(t.bud(s2, tag, ctxDir, append(slices.Clone(c.budFlags[t.name]), c.serial...)...)...)
+		b.removeStore(s2)
+		if err != nil {
+			return err
+		}
+		add("cold_jobs1", m)
+	}
+	if c.wiped {
+		// Fill a store with this very build, wipe it, build cold again at
+		// once: the file system is still reclaiming what the wipe freed.
+		s2, err := b.newStore(name + "-wipe")
+		if err != nil {
+			return err
+		}
+		_, err = b.run(t.bud(s2, tag, ctxDir, c.budFlags[t.name]...)...)
+		if werr := b.wipeStore(s2); err == nil {
+			err = werr
+		}
+		if err != nil {
+			return err
+		}
+		s3, err := b.newStore(name + "-wiped")
+		if err != nil {
+			return err
+		}
+		m, err := b.timed(t.bud(s3, tag, ctxDir, c.budFlags[t.name]...)...)
+		b.removeStore(s3)
+		if err != nil {
+			return err
+		}
+		add("cold_wiped", m)
+	}
 	var push measurement
 	if t.push != nil && b.registry != "" && c.platforms == nil {
 		push, err = b.timed(t.push(s, tag, fmt.Sprintf("docker://%s/bench/%s-%s-%d", b.registry, c.name, t.name, rep))...)
