@@ -180,20 +180,18 @@ func probeMain() {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			r.MountPrivate = "making mounts private: " + err.Error()
 		} else {
-			dir, err := os.MkdirTemp("", "builder-probe-")
-			if err == nil {
-				defer os.Remove(dir)
-				if flags&unix.CLONE_NEWPID != 0 {
-					r.ProcMount = msg(unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""))
-					unix.Unmount(dir, unix.MNT_DETACH)
-				} else {
-					r.ProcMount = "no PID namespace of its own"
-				}
-				r.ProcBind = msg(unix.Mount("/proc", dir, "", unix.MS_BIND|unix.MS_REC, ""))
+			// The mounts go over the temp directory itself, in this
+			// private mount namespace: nothing to create, nothing left
+			// behind when the probe exits (os.Exit runs no deferred calls).
+			dir := os.TempDir()
+			if flags&unix.CLONE_NEWPID != 0 {
+				r.ProcMount = msg(unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""))
 				unix.Unmount(dir, unix.MNT_DETACH)
 			} else {
-				r.ProcMount, r.ProcBind = err.Error(), err.Error()
+				r.ProcMount = "no PID namespace of its own"
 			}
+			r.ProcBind = msg(unix.Mount("/proc", dir, "", unix.MS_BIND|unix.MS_REC, ""))
+			unix.Unmount(dir, unix.MNT_DETACH)
 		}
 	} else {
 		r.ProcMount, r.ProcBind = "no mount namespace", "no mount namespace"
