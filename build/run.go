@@ -297,9 +297,23 @@ type built struct {
 	committed bool // in the local store, unnamed
 }
 
+// trees is what the store commit may take the build's layer trees from:
+// the overlay snapshot driver's layer store, unless ownership is only
+// recorded beside the files (a single-id mapping), which the store's
+// layers cannot carry.
+func (s *session) trees() pushers.Trees {
+	if s.run == nil || s.run.idNote != "" {
+		return nil
+	}
+	if t, ok := s.run.snapshots.(snapshot.TreeGiver); ok {
+		return t
+	}
+	return nil
+}
+
 // commitUnnamed writes bi's image to the local store under its ID only.
 func (s *session) commitUnnamed(ctx context.Context, bi *built, format image.Format) error {
-	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format}
+	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
 		return fmt.Errorf("commit %s image to local store: %w", bi.plat, err)
@@ -399,7 +413,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result, error) {
 	o := s.o
 	res := &Result{ImageID: bi.id, Tags: o.Tags}
-	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
+	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	pushed, err := s.pushBeside(func() (digest.Digest, error) {
 		return s.reg.pushAll(ctx, bi.img, b.format, o.Out)
@@ -435,7 +449,7 @@ func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Resu
 		entries[i] = pushers.ListEntry{Image: bi.img, Platform: bi.plat}
 		res.Images = append(res.Images, PlatformImage{Platform: bi.plat, ImageID: bi.id})
 	}
-	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format}
+	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	pushed, err := s.pushBeside(func() (digest.Digest, error) {
 		return s.reg.pushAllList(ctx, entries, b.format, o.Out)

@@ -54,6 +54,9 @@ type Options struct {
 	Compression Compression
 	// Retry retries registry pushes that fail for a transient reason.
 	Retry registry.Retrier
+	// Trees, when set, gives the store commit the layer trees the build
+	// wrote, moved into the store rather than extracted from the tar again.
+	Trees Trees
 }
 
 // kind is the class of a destination.
@@ -108,7 +111,7 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	}
 	if k == kindStore {
 		img = rawLayers(img)
-		if err := preloadLayers(ctx, o.Store, img); err != nil {
+		if err := preloadLayers(ctx, o.Store, img, o.Trees); err != nil {
 			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
 		}
 	}

@@ -19,7 +19,10 @@ import (
 // to a temporary file and digest it before applying it: a second write and
 // read of every new layer. Should its ID scheme ever differ, it copies from
 // these layers instead; nothing depends on the guess but speed.
-func preloadLayers(ctx context.Context, s storage.Store, img *image.Image) error {
+func preloadLayers(ctx context.Context, s storage.Store, img *image.Image, trees Trees) error {
+	if !treesFit(s, trees) {
+		trees = nil
+	}
 	parent := ""
 	for _, l := range img.Layers {
 		if err := ctx.Err(); err != nil {
@@ -36,6 +39,16 @@ func preloadLayers(ctx context.Context, s storage.Store, img *image.Image) error
 		if _, err := s.Layer(id); err == nil {
 			parent = id
 			continue
+		}
+		if trees != nil {
+			moved, err := stageLayer(ctx, s, trees, id, parent, l)
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", diffID, err)
+			}
+			if moved {
+				parent = id
+				continue
+			}
 		}
 		if err := putLayer(ctx, s, id, parent, l); err != nil {
 			return fmt.Errorf("layer %s: %w", diffID, err)

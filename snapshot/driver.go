@@ -45,3 +45,19 @@ type Mount interface {
 	// Release discards uncommitted changes and unmounts. Idempotent.
 	Release() error
 }
+
+// TreeGiver is a driver whose committed layers are directory trees in
+// kernel overlay format (0/0 character-device whiteouts, opaque xattrs),
+// which an image store using overlay itself can take over instead of
+// extracting the same layer a second time.
+type TreeGiver interface {
+	// GiveTree returns the directory holding layer diffID, locked against
+	// other users of the layer until done is called; ok is false when the
+	// driver has no tree of its own for it. done(movedTo) says where the
+	// tree went ("" when it did not move): the driver then finds the layer
+	// there. done must be called exactly once when ok is true.
+	GiveTree(ctx context.Context, diffID digest.Digest) (dir string, done func(movedTo string) error, ok bool, err error)
+	// OpaqueXattr is the xattr name that marks opaque directories in these
+	// trees ("user.overlay.opaque" in a user namespace).
+	OpaqueXattr() string
+}

@@ -169,7 +169,7 @@ func dirExists(p string) bool {
 // get returns the directory of layer l, extracting it first if no one has.
 func (s *layerStore) get(ctx context.Context, l Layer) (string, error) {
 	final, err := s.path(l.DiffID)
-	if err != nil || dirExists(final) {
+	if err != nil || layerDir(final, false) {
 		return final, err
 	}
 	unlock, err := flockPath(ctx, filepath.Join(s.locks, filepath.Base(final)))
@@ -177,7 +177,7 @@ func (s *layerStore) get(ctx context.Context, l Layer) (string, error) {
 		return "", err
 	}
 	defer unlock()
-	if dirExists(final) {
+	if layerDir(final, true) {
 		return final, nil // extracted while we waited
 	}
 	if l.Open == nil {
@@ -228,6 +228,15 @@ func (s *layerStore) adopt(dir string, diffID digest.Digest) error {
 	final, err := s.path(diffID)
 	if err != nil {
 		return err
+	}
+	if !layerDir(final, false) {
+		// A link to a tree the image store deleted: this tree replaces it.
+		unlock, err := flockPath(context.Background(), filepath.Join(s.locks, filepath.Base(final)))
+		if err != nil {
+			return err
+		}
+		layerDir(final, true)
+		defer unlock()
 	}
 	if err := s.publish(dir, final); err != nil {
 		return fmt.Errorf("commit layer %s: %w", diffID, err)

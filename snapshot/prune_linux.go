@@ -30,6 +30,12 @@ func Prune(root string, keep func(digest.Digest) bool) (PruneResult, error) {
 	}
 	for _, e := range ents {
 		name := e.Name()
+		if e.Type()&os.ModeSymlink != 0 && !strings.HasPrefix(name, ".") {
+			// A tree given to the image store: the store owns it; only a
+			// link its deletion left dangling goes.
+			layerDir(filepath.Join(layers, name), true)
+			continue
+		}
 		if !e.IsDir() || strings.HasPrefix(name, ".") {
 			continue
 		}

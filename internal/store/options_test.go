@@ -17,6 +17,13 @@ func TestStoreOptions(t *testing.T) {
 	if adopted == "" {
 		adopted = ExistingDriver(def.GraphRoot)
 	}
+	// An overlay store is opened without the home's bind mount.
+	home := func(driver string, opts []string) []string {
+		if driver == "overlay" {
+			return append(slices.Clone(opts), "overlay.skip_mount_home=true")
+		}
+		return opts
+	}
 	tests := []struct {
 		name    string
 		o       Options
@@ -25,11 +32,12 @@ func TestStoreOptions(t *testing.T) {
 		root    string
 		runRoot string
 	}{
-		{name: "defaults", o: Options{}, driver: adopted, opts: def.GraphDriverOptions, root: def.GraphRoot, runRoot: def.RunRoot},
-		{name: "paths", o: Options{Root: "/r", RunRoot: "/rr"}, driver: def.GraphDriverName, opts: def.GraphDriverOptions, root: "/r", runRoot: "/rr"},
+		{name: "defaults", o: Options{}, driver: adopted, opts: home(adopted, def.GraphDriverOptions), root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "paths", o: Options{Root: "/r", RunRoot: "/rr"}, driver: def.GraphDriverName, opts: home(def.GraphDriverName, def.GraphDriverOptions), root: "/r", runRoot: "/rr"},
 		{name: "other-driver-drops-conf-opts", o: Options{Driver: "vfs-other"}, driver: "vfs-other", opts: nil, root: def.GraphRoot, runRoot: def.RunRoot},
-		{name: "opts-replace", o: Options{Driver: "overlay", DriverOpts: []string{"overlay.mountopt=nodev"}}, driver: "overlay", opts: []string{"overlay.mountopt=nodev"}, root: def.GraphRoot, runRoot: def.RunRoot},
-		{name: "opts-clear", o: Options{DriverOpts: []string{""}}, driver: adopted, opts: nil, root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "opts-replace", o: Options{Driver: "overlay", DriverOpts: []string{"overlay.mountopt=nodev"}}, driver: "overlay", opts: []string{"overlay.mountopt=nodev", "overlay.skip_mount_home=true"}, root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "home-option-kept", o: Options{Driver: "overlay", DriverOpts: []string{"overlay.skip_mount_home=false"}}, driver: "overlay", opts: []string{"overlay.skip_mount_home=false"}, root: def.GraphRoot, runRoot: def.RunRoot},
+		{name: "opts-clear", o: Options{DriverOpts: []string{""}}, driver: adopted, opts: home(adopted, nil), root: def.GraphRoot, runRoot: def.RunRoot},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.podman.io/storage"
@@ -96,6 +97,18 @@ func storeOptions(o Options) (storage.StoreOptions, error) {
 	}
 	if so.GraphRoot == "" || so.RunRoot == "" {
 		return so, errors.New("storage configuration names no graph root or run root")
+	}
+	if so.GraphDriverName == "overlay" && !slices.ContainsFunc(so.GraphDriverOptions, func(o string) bool {
+		return strings.Contains(strings.ToLower(o), "skip_mount_home")
+	}) {
+		// The overlay driver bind-mounts its home on itself to make it a
+		// private mount; builder already runs in a mount namespace of its
+		// own (the user namespace's, or the private one real root gets at
+		// entry). The bind mount would also make the home another mount
+		// than builder's snapshot root beside it, and a layer tree the
+		// build wrote could not be renamed into the store (EXDEV), only
+		// extracted a second time.
+		so.GraphDriverOptions = append(so.GraphDriverOptions, "overlay.skip_mount_home=true")
 	}
 	return so, nil
 }

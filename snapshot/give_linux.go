@@ -1,0 +1,82 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+var _ TreeGiver = (*overlayDriver)(nil)
+
+func (d *overlayDriver) OpaqueXattr() string { return d.prefix + "opaque" }
+
+// GiveTree hands over a committed layer tree. After done(movedTo) the layer
+// store keeps a symlink to movedTo in the tree's place: one lasting copy of
+// the layer, used as an overlay lower dir where it now lives (as buildah
+// uses containers/storage's own layer directories). If the new owner later
+// deletes it, the link dangles and the layer is extracted again on demand.
+func (d *overlayDriver) GiveTree(ctx context.Context, diffID digest.Digest) (string, func(string) error, bool, error) {
+	final, err := d.store.path(diffID)
+	if err != nil {
+		return "", nil, false, err
+	}
+	if fi, err := os.Lstat(final); err != nil || !fi.IsDir() {
+		return "", nil, false, nil // not extracted here, or given already
+	}
+	unlock, err := flockPath(ctx, filepath.Join(d.store.locks, filepath.Base(final)))
+	if err != nil {
+		return "", nil, false, err
+	}
+	if fi, err := os.Lstat(final); err != nil || !fi.IsDir() {
+		unlock()
+		return "", nil, false, nil
+	}
+	called := false
+	done := func(movedTo string) error {
+		if called {
+			return errors.New("snapshot: GiveTree's done called twice")
+		}
+		called = true
+		defer unlock()
+		if movedTo == "" {
+			return nil
+		}
+		if _, err := os.Lstat(final); err == nil {
+			return fmt.Errorf("layer store: %s still holds layer %s after it moved to %s", final, diffID, movedTo)
+		}
+		if err := os.Symlink(movedTo, final); err != nil {
+			return fmt.Errorf("layer store: %w", err)
+		}
+		return nil
+	}
+	return final, done, true, nil
+}
+
+// layerDir reports whether p is a usable layer tree: a directory, or a
+// link to one (a tree given to the image store). A dangling link is
+// removed (its layer was deleted there) so the layer can be extracted
+// again; the caller holds the layer's lock when clean is set.
+func layerDir(p string, clean bool) bool {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return false
+	}
+	if fi.IsDir() {
+		return true
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		return true
+	}
+	if clean {
+		os.Remove(p)
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A rootless build into an overlay store writes each new layer once: the
+// layer tree the build wrote is moved into containers/storage, and the
+// build's layer store keeps a link to it. The store gives the exact layer
+// back (push verifies diff IDs), podman's driver reads it, and when the
+// image is removed the next build extracts or rebuilds what it needs.
+func TestOneCopyPerLayer(t *testing.T) {
+	u := ensureUser(t, "buildertest")
+	dir := filepath.Join(env.tmp, "onecopy")
+	os.RemoveAll(dir)
+	base := filepath.Join(dir, "base")
+	mustRun(t, filepath.Join(env.repo, "hack", "mkbase-context.sh"), base)
+	ctx := filepath.Join(dir, "ctx")
+	os.MkdirAll(filepath.Join(ctx, "files"), 0o755)
+	for i := range 30 {
+		os.WriteFile(filepath.Join(ctx, "files", "f"+string(rune('a'+i%26))+strings.Repeat("x", i/26)), []byte(strings.Repeat("data", i+1)), 0o644)
+	}
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(`FROM localhost/busybox:latest
+COPY files/ /files/
+RUN mkdir /made && echo once > /made/unique-marker && rm -rf /files/fb /bin/wget
+`), 0o644)
+	mustRun(t, "chown", "-R", "buildertest:", dir)
+	root, run := filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	b := func(args ...string) string {
+		return u.run(t, append([]string{env.bin, "--root", root, "--runroot", run, "--storage-driver", "overlay"}, args...)...)
+	}
+	b("bud", "-q", "-t", "localhost/busybox:latest", base)
+	b("bud", "-q", "-t", "localhost/onecopy:v1", ctx)
+	copies := func() int {
+		out := u.run(t, "find", root, "-name", "unique-marker")
+		return len(strings.Fields(out))
+	}
+	if n := copies(); n != 1 {
+		t.Errorf("the RUN layer's file is in the store %d times, want once", n)
+	}
+	links, _ := filepath.Glob(filepath.Join(root, "builder", "snapshots", "layers", "*"))
+	moved := 0
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil {
+			if !strings.HasPrefix(target, filepath.Join(root, "overlay")+"/") {
+				t.Errorf("layer link %s -> %s, outside the store's overlay directory", l, target)
+			}
+			moved++
+		}
+	}
+	if moved < 2 {
+		t.Errorf("%d layer trees moved into the store, want the COPY's and the RUN's", moved)
+	}
+	// The exact layers come back from the store (push checks diff IDs).
+	out := filepath.Join(dir, "oci")
+	b("push", "-q", "localhost/onecopy:v1", "oci:"+out+":v1")
+	files := map[string]string{}
+	l := readLayout(t, out)
+	for i := range l.manifest.Layers {
+		for n, c := range l.files(t, i) {
+			files[strings.TrimPrefix(n, "./")] = c
+		}
+	}
+	if files["made/unique-marker"] != "once\n" || files["files/fa"] != "data" {
+		t.Errorf("pushed image lacks the build's files: %q %q", files["made/unique-marker"], files["files/fa"])
+	}
+	// podman reads the moved layers, whiteouts included.
+	pod := u.run(t, "podman", "--runtime", "runc", "--root", root, "--runroot", run, "--storage-driver", "overlay",
+		"--tmpdir", filepath.Join(dir, "podman-tmp"), "--events-backend", "none", // nothing of the user's own podman touched
+		"run", "--rm", "--network=none", "localhost/onecopy:v1", "sh", "-c", "cat /made/unique-marker; ls /files | wc -l; test -e /bin/wget || echo no-wget")
+	if !strings.Contains(pod, "once") || !strings.Contains(pod, "29") || !strings.Contains(pod, "no-wget") {
+		t.Errorf("podman run of the image:\n%s", pod)
+	}
+	// Removed with its image: the next build does not trip on the links.
+	b("rmi", "localhost/onecopy:v1")
+	b("bud", "-q", "-t", "localhost/onecopy:v2", ctx)
+	if n := copies(); n != 1 {
+		t.Errorf("after rmi and a rebuild the file is in the store %d times, want once", n)
+	}
+}
