@@ -55,6 +55,9 @@ func LoadFileHashes(path string) *FileHashes {
 
 // Sum returns the sha256 of the regular file described by st, from the
 // index when st matches, else by reading it through open.
+// hashBufs are the read buffers of files being hashed (thousands per build).
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 func (h *FileHashes) Sum(key string, st *syscall.Stat_t, open func() (*os.File, error)) (digest.Digest, error) {
 	e := fileEntry{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
 		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
@@ -71,7 +74,9 @@ func (h *FileHashes) Sum(key string, st *syscall.Stat_t, open func() (*os.File, 
 	}
 	defer f.Close()
 	sum := sha256.New()
-	n, err := io.Copy(sum, f)
+	bp := hashBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(sum, struct{ io.Reader }{f}, *bp) // no WriteTo: it would allocate a buffer per file
+	hashBufs.Put(bp)
 	if err != nil {
 		return "", err
 	}

@@ -81,6 +81,7 @@ type normalizer struct {
 	mtime   time.Time       // of whiteouts
 	opaque  map[string]bool // directories of this layer marked opaque
 	pending []*tar.Header   // directories held back until something below them is written
+	buf     []byte          // one copy buffer for every body (io.Copy would allocate one per file)
 }
 
 func (n *normalizer) run(r io.Reader) error {
@@ -191,7 +192,10 @@ func (n *normalizer) write(hdr *tar.Header, body io.Reader) error {
 		return err
 	}
 	if hdr.Typeflag == tar.TypeReg && body != nil {
-		_, err := io.Copy(n.tw, body)
+		if n.buf == nil {
+			n.buf = make([]byte, 64<<10)
+		}
+		_, err := io.CopyBuffer(struct{ io.Writer }{n.tw}, struct{ io.Reader }{body}, n.buf)
 		return err
 	}
 	return nil
