@@ -58,6 +58,12 @@ func Write(ctx context.Context, blobs *content.Store, c Compression, produce fun
 	diffHash := sha256.New()
 	sinks := []io.Writer{diffHash}
 	var raw *os.File
+	var split *splitSink
+	defer func() {
+		if split != nil { // not handed over: a failed layer
+			split.finish(false)
+		}
+	}()
 	if c.RawDir != "" {
 		var err error
 		if raw, err = os.CreateTemp(c.RawDir, "layer-*.tar"); err != nil {
@@ -70,6 +76,9 @@ func Write(ctx context.Context, blobs *content.Store, c Compression, produce fun
 			}
 		}()
 		sinks = append(sinks, raw)
+		if split, err = newSplitSink(raw.Name() + ".tar-split"); err == nil {
+			sinks = append(sinks, split)
+		}
 	}
 	var (
 		ing     *content.Ingester
@@ -132,6 +141,9 @@ func Write(ctx context.Context, blobs *content.Store, c Compression, produce fun
 			return nil, err
 		}
 		st.Raw, raw = raw.Name(), nil
+		if split != nil {
+			st.Split, split = split.finish(true), nil
+		}
 	}
 	finished = true
 	teeDone(nil)
@@ -152,6 +164,9 @@ type Stored struct {
 	// Raw is a scratch file holding the uncompressed tar (see
 	// Compression.RawDir), or empty.
 	Raw string
+	// Split is the tar-split of Raw, made while it was written (nil when
+	// there is no Raw or it could not be made).
+	Split *TarSplit
 }
 
 func (l *Stored) Descriptor() ocispec.Descriptor { return l.Desc }
@@ -178,7 +193,7 @@ func RawForm(l image.Layer) (image.Layer, bool) {
 		return l, false
 	}
 	return &Stored{Desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: st.Diff, Size: st.TarLen},
-		Diff: st.Diff, TarLen: st.TarLen, Raw: st.Raw}, true
+		Diff: st.Diff, TarLen: st.TarLen, Raw: st.Raw, Split: st.Split}, true
 }
 
 // ErrTooLarge is wrapped when a layer's tar is longer than its limit.

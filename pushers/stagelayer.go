@@ -65,11 +65,15 @@ func stageLayer(ctx context.Context, s storage.Store, t Trees, id, parent string
 			err = derr
 		}
 	}()
-	ts, size, uids, gids, err := tarSplit(ctx, l)
+	ts, size, uids, gids, err := madeTarSplit(l)
+	if ts == nil && err == nil {
+		if ts, size, uids, gids, err = tarSplit(ctx, l); err == nil {
+			defer os.Remove(ts.Name())
+		}
+	}
 	if err != nil {
 		return false, err
 	}
-	defer os.Remove(ts.Name())
 	desc := l.Descriptor()
 	differ := &treeDiffer{dir: dir, out: drivers.DriverWithDifferOutput{
 		Size: size, UIDs: uids, GIDs: gids, UncompressedDigest: l.DiffID(), CompressedDigest: desc.Digest, TarSplit: ts,
@@ -149,6 +153,20 @@ func (t *treeDiffer) ApplyDiff(dest string, _ *archive.TarOptions, _ *drivers.Di
 }
 
 func (t *treeDiffer) Close() error { return nil }
+
+// madeTarSplit opens the tar-split the layer writer made while it wrote
+// l's scratch tar, if it did (nil, nil otherwise).
+func madeTarSplit(l image.Layer) (*os.File, int64, []uint32, []uint32, error) {
+	st, ok := l.(*layer.Stored)
+	if !ok || st.Split == nil || st.TarLen <= 0 {
+		return nil, 0, nil, nil, nil
+	}
+	f, err := os.Open(st.Split.Path)
+	if err != nil {
+		return nil, 0, nil, nil, nil // read the tar again instead
+	}
+	return f, st.TarLen, st.Split.UIDs, st.Split.GIDs, nil
+}
 
 // tarSplit reads l's tar once: it records the tar-split metadata the store
 // needs to give the same bytes back, verifies the diff ID and lists the

@@ -1,0 +1,96 @@
+package layer
+
+import (
+	"io"
+	"os"
+	"slices"
+
+	"github.com/vbatts/tar-split/tar/asm"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+)
+
+// TarSplit is what a store needs besides a layer's files to give the
+// layer's exact tar back: the tar-split metadata (headers and padding, the
+// payloads' CRCs) and the owners the tar names.
+type TarSplit struct {
+	Path       string // the tar-split JSON stream, uncompressed
+	UIDs, GIDs []uint32
+}
+
+// splitSink records the tar-split of the tar written through it, on its
+// own goroutine, so the scratch tar need not be read again at the store
+// commit. It never fails the layer: a tar-split that could not be made is
+// simply not offered (the tar is read again instead).
+type splitSink struct {
+	pw     *io.PipeWriter
+	failed bool
+	done   chan *TarSplit
+	owners *ownerScan
+}
+
+func newSplitSink(path string) (*splitSink, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	s := &splitSink{pw: pw, done: make(chan *TarSplit, 1), owners: newOwnerScan()}
+	go func() {
+		ts, err := disassemble(pr, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+			os.Remove(path)
+			s.done <- nil
+			return
+		}
+		ts.Path = path
+		s.done <- ts
+	}()
+	return s, nil
+}
+
+func (s *splitSink) Write(p []byte) (int, error) {
+	s.owners.Write(p)
+	if !s.failed {
+		if _, err := s.pw.Write(p); err != nil {
+			s.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// finish ends the stream and returns the tar-split (nil if none).
+func (s *splitSink) finish(ok bool) *TarSplit {
+	if ok {
+		s.pw.Close()
+	} else {
+		s.pw.CloseWithError(io.ErrUnexpectedEOF)
+	}
+	ts := <-s.done
+	uids, gids, known := s.owners.owners()
+	if s.failed || !ok || !known {
+		if ts != nil {
+			os.Remove(ts.Path)
+		}
+		return nil
+	}
+	ts.UIDs, ts.GIDs = uids, gids
+	return ts
+}
+
+func disassemble(r io.Reader, w io.Writer) (*TarSplit, error) {
+	stream, err := asm.NewInputTarStream(r, tsstorage.NewJSONPacker(w), nil)
+	if err != nil {
+		return nil, err
+	}
+	ts := &TarSplit{}
+	if _, err := io.Copy(io.Discard, stream); err != nil { // what follows the end marker
+		return nil, err
+	}
+	slices.Sort(ts.UIDs)
+	slices.Sort(ts.GIDs)
+	return ts, nil
+}

@@ -1,0 +1,119 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/builder-dev/builder/compress"
+	"github.com/builder-dev/builder/content"
+	"github.com/vbatts/tar-split/tar/asm"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+)
+
+// tarOf writes headers (with a body of Size bytes for regular files).
+func tarOf(t *testing.T, hs ...*tar.Header) ([]byte, map[string][]byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	bodies := map[string][]byte{}
+	tw := tar.NewWriter(&buf)
+	for _, h := range hs {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b := bytes.Repeat([]byte{byte(len(h.Name))}, int(h.Size))
+			tw.Write(b)
+			bodies[h.Name] = b
+		}
+	}
+	tw.Close()
+	return buf.Bytes(), bodies
+}
+
+func TestOwnerScan(t *testing.T) {
+	long := strings.Repeat("d/", 80) + "f"
+	for _, tc := range []struct {
+		name       string
+		hs         []*tar.Header
+		uids, gids []uint32
+	}{
+		{"ustar", []*tar.Header{
+			{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 0, Gid: 0},
+			{Name: "a/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1000, Uid: 1000, Gid: 1001},
+			{Name: "a/l", Typeflag: tar.TypeLink, Linkname: "a/f", Uid: 1000, Gid: 1001},
+			{Name: "a/s", Typeflag: tar.TypeSymlink, Linkname: "f", Uid: 5, Gid: 6},
+		}, []uint32{0, 5, 1000}, []uint32{0, 6, 1001}},
+		{"pax ids and long names", []*tar.Header{
+			{Name: long, Typeflag: tar.TypeReg, Mode: 0o644, Size: 513, Uid: 100000000, Gid: 2, Format: tar.FormatPAX},
+			{Name: "g", Typeflag: tar.TypeReg, Mode: 0o644, Size: 0, Uid: 3, Gid: 200000000, Format: tar.FormatPAX,
+				PAXRecords: map[string]string{"comment": strings.Repeat("x", 700)}},
+		}, []uint32{3, 100000000}, []uint32{2, 200000000}},
+		{"empty", nil, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, _ := tarOf(t, tc.hs...)
+			o := newOwnerScan()
+			for len(data) > 0 { // odd chunks: headers split across writes
+				n := min(len(data), 77)
+				o.Write(data[:n])
+				data = data[n:]
+			}
+			u, g, ok := o.owners()
+			if !ok || !slices.Equal(u, tc.uids) || !slices.Equal(g, tc.gids) {
+				t.Errorf("owners %v %v %v, want %v %v", u, g, ok, tc.uids, tc.gids)
+			}
+		})
+	}
+}
+
+// The tar-split made while writing a scratch tar gives the same bytes back
+// from the files, as a store does.
+func TestWriteMakesTarSplit(t *testing.T) {
+	data, bodies := tarOf(t,
+		&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "d/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 70000, Uid: 7, Gid: 8, Format: tar.FormatPAX},
+		&tar.Header{Name: "d/.wh.gone", Typeflag: tar.TypeReg, Mode: 0o644},
+		&tar.Header{Name: "d/b", Typeflag: tar.TypeReg, Mode: 0o600, Size: 3},
+	)
+	blobs, err := content.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Write(context.Background(), blobs, Compression{Kind: compress.None, RawDir: t.TempDir()}, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := l.(*Stored)
+	if st.Split == nil {
+		t.Fatal("no tar-split made")
+	}
+	if !slices.Equal(st.Split.UIDs, []uint32{0, 7}) || !slices.Equal(st.Split.GIDs, []uint32{0, 8}) {
+		t.Errorf("owners %v %v", st.Split.UIDs, st.Split.GIDs)
+	}
+	f, err := os.Open(st.Split.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	getter := tsstorage.NewBufferFileGetPutter()
+	for n, b := range bodies {
+		getter.Put(n, bytes.NewReader(b))
+	}
+	rc := asm.NewOutputTarStream(getter, tsstorage.NewJSONUnpacker(f))
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Error("the tar-split does not give the tar back")
+	}
+}
