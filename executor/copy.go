@@ -71,20 +71,28 @@ func (e *Executor) contextSource() *srcRoot {
 }
 
 func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Copy, done map[int]*stageState) error {
-	m, err := e.prepare(ctx, s)
+	m, view, err := e.prepareCopy(ctx, s, c)
 	if err != nil {
 		return err
 	}
 	defer m.Release()
-	rootfs, err := os.OpenRoot(m.Root())
+	up, err := os.OpenRoot(m.Root())
 	if err != nil {
 		return err
 	}
-	defer rootfs.Close()
+	defer up.Close()
+	rootfs := up
+	if view != m.Root() {
+		if rootfs, err = os.OpenRoot(view); err != nil {
+			return err
+		}
+		defer rootfs.Close()
+	}
 
-	// Files are written into the snapshot itself; the driver's diff finds
-	// them (and the parents they touched) for the layer.
-	job := &copyJob{e: e, step: c, up: rootfs, rootfs: rootfs, links: map[[2]uint64]string{}}
+	// Files are written into the snapshot (the new layer's directory, or
+	// the merged mount); the driver's diff finds them (and the parents they
+	// touched) for the layer.
+	job := &copyJob{e: e, step: c, up: up, rootfs: rootfs, links: map[[2]uint64]string{}}
 	if c.Link {
 		job.rootfs = nil
 	}
@@ -113,8 +121,31 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 	if err := job.run(ctx, src); err != nil {
 		return err
 	}
+	up.Close()
 	rootfs.Close()
 	return e.commitMount(ctx, s, m, e.createdBy(c))
+}
+
+// prepareCopy prepares the snapshot a COPY writes into and says where the
+// stage's current rootfs can be read. Where the driver allows it, a COPY
+// writes the new layer's directory directly, unmounted, and reads a view
+// of the layers below (no overlay in the way of thousands of creates, and
+// files an earlier build of the step made can be linked). ADD (archives,
+// URLs, repositories extracted through the rootfs) and --link keep the
+// merged mount.
+func (e *Executor) prepareCopy(ctx context.Context, s *stageState, c *dockerfile.Copy) (snapshot.Mount, string, error) {
+	if dp, ok := e.cfg.Snapshots.(snapshot.DirectPreparer); ok && !c.Add && !c.Link {
+		m, view, err := dp.PrepareDirect(ctx, e.snapLayers(s.img.Layers))
+		if err != nil {
+			return nil, "", fmt.Errorf("prepare snapshot (%s): %w", e.cfg.Snapshots.Name(), err)
+		}
+		return m, view, nil
+	}
+	m, err := e.prepare(ctx, s)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, m.Root(), nil
 }
 
 // createdBy is a step's history text; an ADD of a git repository names
@@ -549,6 +580,11 @@ func (j *copyJob) mkdirAll(target string) error {
 		return nil
 	}
 	if j.existsDir(target) {
+		if _, err := j.up.Lstat(target); err != nil && j.rootfs != nil && j.rootfs != j.up {
+			// Only in the layers below (a COPY written unmounted): brought
+			// up with its metadata, as overlay's copy-up would.
+			return j.mkdirParents(path.Join(target, "x"))
+		}
 		if cur, err := j.up.Stat(target); err == nil {
 			j.dirs = append(j.dirs, dirTimes{target, cur.ModTime()}) // restored after the copy
 		}

@@ -61,3 +61,18 @@ type TreeGiver interface {
 	// trees ("user.overlay.opaque" in a user namespace).
 	OpaqueXattr() string
 }
+
+// DirectPreparer is a driver whose snapshot can be written without being
+// mounted: the changes go straight into the new layer's own directory,
+// never an upper dir under a live overlay mount. A COPY needs no merged
+// view to write, and a plain directory can take hard links to an earlier
+// layer's files (a rebuild that reuses what did not change).
+type DirectPreparer interface {
+	// PrepareDirect returns a snapshot over layers whose Root is the new
+	// layer's directory (empty), and view, a read-only merged view of
+	// layers for lookups (existing directories, links, owners). The view
+	// lives until the Mount is committed or released. What is written must
+	// follow overlay's rules: a directory that exists below is brought up
+	// with its metadata before anything is written into it.
+	PrepareDirect(ctx context.Context, layers []Layer) (m Mount, view string, err error)
+}

@@ -163,6 +163,41 @@ func (d *overlayDriver) Prepare(ctx context.Context, layers []Layer) (Mount, err
 	return m, nil
 }
 
+var _ DirectPreparer = (*overlayDriver)(nil)
+
+func (d *overlayDriver) PrepareDirect(ctx context.Context, layers []Layer) (Mount, string, error) {
+	view, release, err := d.View(ctx, layers)
+	if err != nil {
+		return nil, "", err
+	}
+	lowers, err := d.lowers(ctx, layers) // extracted by View already: paths only
+	if err != nil {
+		release()
+		return nil, "", err
+	}
+	md, err := newLockedDir(d.mounts, "")
+	if err != nil {
+		release()
+		return nil, "", err
+	}
+	m := &overlayMount{d: d, dir: md, upper: filepath.Join(md.path, "upper"), work: filepath.Join(md.path, "work"),
+		merged: filepath.Join(md.path, "merged"), lowers: lowers, viewRelease: release}
+	err = os.Mkdir(m.upper, 0o755)
+	if err == nil {
+		err = os.Chmod(m.upper, 0o755) // as Prepare: the merged root takes the upper root's mode
+	}
+	if err != nil {
+		release()
+		removeTree(md.path)
+		md.unlock()
+		return nil, "", fmt.Errorf("%s: prepare: %w", d.name, err)
+	}
+	d.mu.Lock()
+	d.active[m] = struct{}{}
+	d.mu.Unlock()
+	return m, view, nil
+}
+
 func (d *overlayDriver) View(ctx context.Context, layers []Layer) (string, func() error, error) {
 	lowers, err := d.lowers(ctx, layers)
 	if err != nil {
@@ -299,10 +334,16 @@ type overlayMount struct {
 	upper, work, merged string
 	lowers              []string // layer dirs, top first
 	mounted, done       bool
-	clamp               *time.Time // of the last Diff, applied to the tree on Commit
+	viewRelease         func() error // PrepareDirect's view of the lowers
+	clamp               *time.Time   // of the last Diff, applied to the tree on Commit
 }
 
-func (m *overlayMount) Root() string { return m.merged }
+func (m *overlayMount) Root() string {
+	if m.viewRelease != nil {
+		return m.upper // written directly (PrepareDirect)
+	}
+	return m.merged
+}
 
 // Diff writes the upper dir as a layer tar. Only the upper dir is read, plus a lookup in the lower
 // layers for each directory and whiteout in it. opts.Overlay and opts.Include are the driver's.
@@ -333,10 +374,12 @@ func (m *overlayMount) Commit(ctx context.Context, diffID digest.Digest) error {
 	if _, err := layerHex(diffID); err != nil {
 		return err
 	}
-	if err := m.d.unmount(m.merged, false); err != nil {
-		return fmt.Errorf("%s: commit: %w", m.d.name, err)
+	if m.mounted {
+		if err := m.d.unmount(m.merged, false); err != nil {
+			return fmt.Errorf("%s: commit: %w", m.d.name, err)
+		}
+		m.mounted = false
 	}
-	m.mounted = false
 	var err error
 	if m.d.fuseBin != "" {
 		err = normalizeUpper(ctx, m.upper, m.d.prefix)
@@ -362,6 +405,11 @@ func (m *overlayMount) Release() error {
 			return fmt.Errorf("%s: release: %w", m.d.name, err)
 		}
 		m.mounted = false
+	}
+	if m.viewRelease != nil {
+		if err := m.viewRelease(); err != nil {
+			return fmt.Errorf("%s: release: %w", m.d.name, err)
+		}
 	}
 	if err := removeTree(m.dir.path); err != nil {
 		return fmt.Errorf("%s: release: %w", m.d.name, err)

@@ -62,7 +62,7 @@ func TestDockerfiles(t *testing.T) {
 				runFailingCase(t, name, dir)
 				return
 			}
-			runCase(t, name, dir)
+			runCase(t, name, dir, nil)
 		})
 	}
 	if n < 25 {
@@ -101,12 +101,49 @@ func lastErrorLine(s string) string {
 	return strings.TrimSpace(s)
 }
 
-func runCase(t *testing.T, name, dir string) {
+// TestDockerfilesOverlay builds the cases again as a rootless user would
+// store them, in an overlay store with the overlay snapshotter: COPY then
+// writes the new layer's directory unmounted and the store commit moves
+// the layer trees into containers/storage. Every image must match the same
+// golden file.
+func TestDockerfilesOverlay(t *testing.T) {
+	root := filepath.Join(env.repo, "testdata", "dockerfiles")
+	dirs, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(env.tmp, "cases-overlay")
+	globals := []string{"--root", store + "/root", "--runroot", store + "/run", "--storage-driver", "overlay"}
+	// The cases' "FROM busybox", as the suite's setup made it in its store.
+	if so, se, code := builderWith(globals, nil, "bud", "-q", "--timestamp", "1700000000", "-t", "localhost/busybox:latest", filepath.Join(env.tmp, "base")); code != 0 {
+		t.Fatalf("base image in the overlay store: exit %d\n%s%s", code, so, se)
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(root, d.Name())
+		if _, err := os.Stat(filepath.Join(dir, "error.golden")); !d.IsDir() || err == nil {
+			continue
+		}
+		t.Run(d.Name(), func(t *testing.T) { runCase(t, d.Name(), dir, globals) })
+	}
+}
+
+// runCase builds a case and checks it against its golden file; globals
+// replace the suite's store flags when set.
+func runCase(t *testing.T, name, dir string, globals []string) {
 	out := filepath.Join(t.TempDir(), "oci")
 	tag := "localhost/case-" + name + ":latest"
 	args := append([]string{"bud", "--timestamp", "1700000000", "-t", tag, "-o", "type=oci,dest=" + out}, caseFlags(t, dir)...)
 	args = append(args, dir)
-	stdout, stderr, code := builderSplit(nil, args...)
+	run := builderSplit
+	if globals != nil {
+		run = func(stdin []byte, args ...string) (string, string, int) {
+			return builderWith(globals, stdin, args...)
+		}
+		if *update {
+			t.Skip("goldens are written by TestDockerfiles")
+		}
+	}
+	stdout, stderr, code := run(nil, args...)
 	if code != 0 {
 		t.Fatalf("build failed (exit %d):\n%s\n%s", code, stdout, stderr)
 	}
@@ -133,7 +170,7 @@ func runCase(t *testing.T, name, dir string) {
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	mustRun(t, "umoci", "unpack", "--rootless", "--image", out+":latest", bundle)
 	// The local store has it under the tag, with the config digest as ID.
-	so, se, code := builderSplit(nil, "inspect", tag)
+	so, se, code := run(nil, "inspect", tag)
 	if code != 0 {
 		t.Fatalf("inspect %s: %s", tag, se)
 	}

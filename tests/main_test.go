@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,7 +118,12 @@ func builder(extraEnv []string, args ...string) ([]byte, error) {
 
 // builderSplit is builder with separate stdout and stderr.
 func builderSplit(stdin []byte, args ...string) (string, string, int) {
-	full := append([]string{"--root", env.root, "--runroot", env.runroot, "--storage-driver", "vfs"}, args...)
+	return builderWith([]string{"--root", env.root, "--runroot", env.runroot, "--storage-driver", "vfs"}, stdin, args...)
+}
+
+// builderWith is builderSplit with other global flags (another store).
+func builderWith(globals []string, stdin []byte, args ...string) (string, string, int) {
+	full := append(slices.Clone(globals), args...)
 	cmd := exec.Command(env.bin, full...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
