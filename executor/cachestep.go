@@ -111,6 +111,9 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		}
 	}
 	layers := len(s.img.Layers)
+	if s.reuse = e.previousCopy(s, step, k); s.reuse != nil {
+		defer func() { s.reuse.root.Close(); s.reuse = nil }()
+	}
 	if err := e.runStep(ctx, s, step, done, prefix); err != nil {
 		return false, err
 	}

@@ -40,6 +40,9 @@ type copyJob struct {
 	// fromContext: the sources are build context files, whose mtimes
 	// are not kept (see copyTime).
 	fromContext bool
+	// reuse: an earlier build's layer of this step, to link unchanged
+	// files from (nil: none).
+	reuse *reuse
 }
 
 // mtimeOf is the mtime a copied entry gets: its own for stage and image
@@ -118,6 +121,9 @@ func (e *Executor) runCopy(ctx context.Context, s *stageState, c *dockerfile.Cop
 	defer cleanup()
 	job.portable = e.cfg.PortableModes && src.context
 	job.fromContext = src.context
+	if s.reuse != nil && src.context && view != m.Root() {
+		job.reuse = s.reuse // only into a directory written directly
+	}
 	if err := job.run(ctx, src); err != nil {
 		return err
 	}
@@ -382,8 +388,8 @@ func (j *copyJob) copyItem(ctx context.Context, src *srcRoot, it *selection.Item
 	return src.Walk(ctx, it, excludes, selection.Visitor{
 		Visit: func(e *selection.Entry) error { return j.copyWalked(src, e, target) },
 		Leave: func(e *selection.Entry) {
-			if d, ok := e.State.(*os.Root); ok {
-				d.Close()
+			if d, ok := e.State.(*copyDir); ok {
+				d.close()
 			}
 		},
 	})
@@ -406,7 +412,11 @@ func (j *copyJob) copyWalked(src *srcRoot, e *selection.Entry, target string) er
 			return err
 		}
 	default:
-		dd, name = e.Parent.State.(*os.Root), e.Name // ... or from its open parent
+		parent := e.Parent.State.(*copyDir)
+		if j.linkUnchanged(parent, e, src) {
+			return nil // the earlier build's copy of the same file
+		}
+		dd, name = parent.root, e.Name // ... or from its open parent
 	}
 	if !e.Info.IsDir() {
 		return j.copyEntry(e.Dir, e.Name, e.Rel, dd, name, t, src, e.Info)
@@ -416,7 +426,7 @@ func (j *copyJob) copyWalked(src *srcRoot, e *selection.Entry, target string) er
 			return err
 		}
 	}
-	d, err := dd.OpenRoot(name)
+	d, err := j.openCopyDir(dd, name, t)
 	if err != nil {
 		return err
 	}

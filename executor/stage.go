@@ -36,6 +36,9 @@ type stageState struct {
 	// final is set for the target stage (its layers go to the store
 	// commit; --cache-to mode=min exports only its steps).
 	final bool
+	// reuse is the earlier layer of the step running now, set by
+	// cachedStep on a miss (see reuse.go).
+	reuse *reuse
 	// tag leads the stage's own lines ("--> Using cache") when stages run
 	// concurrently; "" otherwise.
 	tag string

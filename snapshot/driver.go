@@ -76,3 +76,10 @@ type DirectPreparer interface {
 	// with its metadata before anything is written into it.
 	PrepareDirect(ctx context.Context, layers []Layer) (m Mount, view string, err error)
 }
+
+// TreeFinder finds the directory of a committed layer, wherever it lives
+// (the layer store, or the image store it was given to), without
+// extracting anything: a tree to hard-link unchanged files from.
+type TreeFinder interface {
+	Tree(diffID digest.Digest) (dir string, ok bool)
+}

@@ -80,3 +80,17 @@ func layerDir(p string, clean bool) bool {
 	}
 	return false
 }
+
+var _ TreeFinder = (*overlayDriver)(nil)
+
+func (d *overlayDriver) Tree(diffID digest.Digest) (string, bool) {
+	p, err := d.store.path(diffID)
+	if err != nil || !layerDir(p, false) {
+		return "", false
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", false
+	}
+	return real, true
+}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -79,5 +80,68 @@ RUN mkdir /made && echo once > /made/unique-marker && rm -rf /files/fb /bin/wget
 	b("bud", "-q", "-t", "localhost/onecopy:v2", ctx)
 	if n := copies(); n != 1 {
 		t.Errorf("after rmi and a rebuild the file is in the store %d times, want once", n)
+	}
+}
+
+// A COPY that misses the cache because one file changed links the other
+// files from the earlier build's layer (same inodes) and still makes the
+// layer a fresh build makes, byte for byte.
+func TestCopyReusesUnchangedFiles(t *testing.T) {
+	dir := filepath.Join(env.tmp, "reuse")
+	os.RemoveAll(dir)
+	ctx := filepath.Join(dir, "ctx")
+	for d := range 3 {
+		for f := range 20 {
+			p := filepath.Join(ctx, "tree", "d"+string(rune('0'+d)), "f"+string(rune('a'+f)))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(strings.Repeat(p, 10)), 0o644)
+		}
+	}
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+env.baseOCI+"\nCOPY tree/ /srv/tree/\n"), 0o644)
+	globals := []string{"--root", dir + "/root", "--runroot", dir + "/run", "--storage-driver", "overlay"}
+	build := func(args ...string) {
+		t.Helper()
+		if so, se, code := builderWith(globals, nil, append([]string{"bud", "-q", "--timestamp", "1700000000"}, append(args, ctx)...)...); code != 0 {
+			t.Fatalf("bud %v: exit %d\n%s%s", args, code, so, se)
+		}
+	}
+	diffIDs := func(tag string) string {
+		t.Helper()
+		out := filepath.Join(dir, "oci-"+strings.NewReplacer(":", "-", "/", "-").Replace(tag))
+		os.RemoveAll(out)
+		if _, se, code := builderWith(globals, nil, "push", "-q", tag, "oci:"+out+":x"); code != 0 {
+			t.Fatalf("push %s: %s", tag, se)
+		}
+		return strings.Join(diffIDs(readLayout(t, out)), " ")
+	}
+	build("-t", "localhost/reuse:v1")
+	os.WriteFile(filepath.Join(ctx, "tree", "d1", "fc"), []byte("edited"), 0o644)
+	os.Chmod(filepath.Join(ctx, "tree", "d2", "fa"), 0o600)
+	build("-t", "localhost/reuse:v2")
+	build("--no-cache", "-t", "localhost/reuse:fresh") // never links
+	if got, want := diffIDs("localhost/reuse:v2"), diffIDs("localhost/reuse:fresh"); got != want {
+		t.Errorf("the rebuilt layer differs from a fresh build's:\n%s\n%s", got, want)
+	}
+	// In the store: unchanged files are shared by v1's and v2's layers,
+	// the edited and the re-moded one are not.
+	links := func(rel string) []uint64 {
+		var out []uint64
+		ms, _ := filepath.Glob(filepath.Join(dir, "root", "overlay", "*", "diff", "srv", "tree", rel))
+		for _, m := range ms {
+			if fi, err := os.Stat(m); err == nil {
+				out = append(out, fi.Sys().(*syscall.Stat_t).Nlink)
+			}
+		}
+		return out
+	}
+	if got := links("d0/fa"); len(got) < 2 || got[0] < 2 {
+		t.Errorf("an unchanged file is not shared between the layers: nlink %v", got)
+	}
+	for _, rel := range []string{"d1/fc", "d2/fa"} {
+		for _, n := range links(rel) {
+			if n != 1 {
+				t.Errorf("%s (changed) shares its inode: nlink %v", rel, links(rel))
+			}
+		}
 	}
 }
