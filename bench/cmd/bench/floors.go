@@ -7,9 +7,12 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,8 +151,16 @@ type caseFloors struct {
 	PgzipLayers   stat    `json:"pgzip_layers_s"` // compressing them: the push floor
 	PgzipLayersTo int64   `json:"pgzip_layers_bytes"`
 	HashContext   stat    `json:"hash_context_s"` // builder cache hash-context (every file read)
-	Runs          int     `json:"run_steps"`
-	EditRuns      int     `json:"run_steps_after_edit"`
+	// ExtractLayers is creating the own layers' files once, in a fresh
+	// directory on the work disk (page cache, no fsync, no chown): what
+	// any store that holds them must do at least once.
+	ExtractLayers stat `json:"extract_layers_s"`
+	// UploadLayers is a monolithic PUT of the pgzip'd own layers to the
+	// bench's registry (a new repository each time): what a push costs
+	// besides compressing, the registry's own work included.
+	UploadLayers stat `json:"upload_layers_s"`
+	Runs         int  `json:"run_steps"`
+	EditRuns     int  `json:"run_steps_after_edit"`
 }
 
 func measureContextFloors(dir string, n int) (caseFloors, error) {
@@ -189,7 +200,7 @@ func measureContextFloors(dir string, n int) (caseFloors, error) {
 // compressing them with pgzip (what a push must do). With platforms, the
 // image is an index: the own layers of every platform's image, each
 // distinct layer once.
-func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers int, platforms []string, n int, dir string) error {
+func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers int, platforms []string, n int, dir, registry string) error {
 	if platforms == nil {
 		platforms = []string{""}
 	}
@@ -263,7 +274,129 @@ func measureLayerFloor(f *caseFloors, layout, tag string, baseLayers int, platfo
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	var times2 []float64
+	for i := 0; i < n; i++ {
+		into := filepath.Join(dir, fmt.Sprintf("floor-extract-%d-%d", time.Now().UnixNano(), i))
+		syscall.Sync()
+		t := time.Now()
+		for _, d := range all {
+			if err := extractPlain(d, into); err != nil {
+				return fmt.Errorf("extract floor: %w", err)
+			}
+		}
+		times2 = append(times2, time.Since(t).Seconds())
+		// Left in place (the run's work dir goes at the end): deleting them
+		// now would slow the next measurement down (see removeStore).
+	}
+	f.ExtractLayers = mkStat(times2)
+	if registry != "" {
+		var gz [][]byte
+		for _, d := range all {
+			var buf bytes.Buffer
+			w, err := compress.NewWriter(&buf, compress.Gzip, 0)
+			if err != nil {
+				return err
+			}
+			w.Write(d)
+			w.Close()
+			gz = append(gz, buf.Bytes())
+		}
+		i := 0
+		f.UploadLayers, err = timeN(n, func() error {
+			i++
+			for j, b := range gz {
+				if err := uploadBlob(registry, fmt.Sprintf("floor/upload-%d-%d-%d", time.Now().UnixNano(), i, j), b); err != nil {
+					return fmt.Errorf("upload floor: %w", err)
+				}
+			}
+			return nil
+		})
+	}
 	return err
+}
+
+// extractPlain writes the entries of an uncompressed tar under dir:
+// directories, regular files with their content, symlinks; nothing else
+// (no owners, modes beyond permissions, times or whiteout handling).
+func extractPlain(data []byte, dir string) error {
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, tr)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.Symlink(h.Linkname, p)
+		}
+	}
+}
+
+// uploadBlob sends b to registry (host:port, plain HTTP) as a new blob of
+// repo: the Distribution API's POST, then one PUT with the whole body.
+func uploadBlob(registry, repo string, b []byte) error {
+	resp, err := http.Post("http://"+registry+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST upload: %s", resp.Status)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return err
+	}
+	q := loc.Query()
+	q.Set("digest", digestOf(b))
+	loc.RawQuery = q.Encode()
+	req, err := http.NewRequest(http.MethodPut, loc.String(), bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("PUT blob: %s", resp.Status)
+	}
+	return nil
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // sandboxFloor times an empty user-namespace sandbox: unshare of a user

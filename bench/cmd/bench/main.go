@@ -919,7 +919,7 @@ func cmdRun(args []string) error {
 					// The pod's image against the host's (both builder's).
 					b.checkPod(c, pc, layouts["builder"], logf)
 				}
-				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, c.platforms, n, b.work); err != nil {
+				if err := measureLayerFloor(&res.Cases[c.name].Floors, layouts["builder"], "latest", 1, c.platforms, n, b.work, b.registry); err != nil {
 					return err
 				}
 				debug.FreeOSMemory() // the harness stays small while the tools run
