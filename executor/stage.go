@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/cache"
+	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/layer"
@@ -293,6 +294,11 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 		// (for COPY --from, FROM and the cache), with no scratch copy.
 		comp.RawDir = ""
 	}
+	tf, trees := e.cfg.Snapshots.(snapshot.TreeFinder)
+	// Bound for the local store only, with a driver that keeps layer trees:
+	// the committed tree and its tar-split are the layer (the store commit
+	// moves the tree in); no scratch tar is written.
+	comp.SplitOnly = trees && comp.RawDir != "" && comp.Kind == compress.None
 	l, err := layer.Write(ctx, e.cfg.Blobs, comp, func(w io.Writer) error {
 		return m.Diff(ctx, w, e.writeOptions())
 	})
@@ -305,6 +311,10 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 	}
 	if err := m.Commit(ctx, l.DiffID()); err != nil {
 		return fmt.Errorf("commit snapshot: %w", err)
+	}
+	if st, ok := l.(*layer.Stored); ok && comp.SplitOnly {
+		d := l.DiffID()
+		st.Tree = func() (string, bool) { return tf.Tree(d) }
 	}
 	s.addHistory(e, createdBy, l)
 	return nil

@@ -36,6 +36,11 @@ type Compression struct {
 	// store, whose layer is then the lasting copy (no fsync, no third copy).
 	// The caller removes RawDir.
 	RawDir string
+	// SplitOnly, with Kind None and RawDir, keeps only the tar-split of the
+	// tar in RawDir, not the tar: the caller has the files (a committed
+	// layer tree) and sets Stored.Tree, from which Open reassembles the tar
+	// byte for byte. A store commit that moves the tree needs nothing else.
+	SplitOnly bool
 }
 
 // MediaType is the OCI layer media type for blobs written with c.
@@ -55,6 +60,7 @@ func (c Compression) MediaType() string {
 // also (or, uncompressed, only) kept in a scratch file there.
 func Write(ctx context.Context, blobs *content.Store, c Compression, produce func(w io.Writer) error) (image.Layer, error) {
 	scratchOnly := c.Kind == compress.None && c.RawDir != ""
+	splitOnly := scratchOnly && c.SplitOnly
 	diffHash := sha256.New()
 	sinks := []io.Writer{diffHash}
 	var raw *os.File
@@ -75,9 +81,13 @@ func Write(ctx context.Context, blobs *content.Store, c Compression, produce fun
 				os.Remove(raw.Name())
 			}
 		}()
-		sinks = append(sinks, raw)
+		if !splitOnly {
+			sinks = append(sinks, raw)
+		}
 		if split, err = newSplitSink(raw.Name() + ".tar-split"); err == nil {
 			sinks = append(sinks, split)
+		} else if splitOnly {
+			return nil, err
 		}
 	}
 	var (
@@ -144,6 +154,13 @@ func Write(ctx context.Context, blobs *content.Store, c Compression, produce fun
 		if split != nil {
 			st.Split, split = split.finish(true), nil
 		}
+		if splitOnly {
+			os.Remove(st.Raw)
+			st.Raw = ""
+			if st.Split == nil {
+				return nil, errors.New("layer tar-split could not be made")
+			}
+		}
 	}
 	finished = true
 	teeDone(nil)
@@ -167,11 +184,17 @@ type Stored struct {
 	// Split is the tar-split of Raw, made while it was written (nil when
 	// there is no Raw or it could not be made).
 	Split *TarSplit
+	// Tree, for a layer kept as a tree and its tar-split (SplitOnly), says
+	// where the tree is now (it may move into the image store).
+	Tree func() (dir string, ok bool)
 }
 
 func (l *Stored) Descriptor() ocispec.Descriptor { return l.Desc }
 func (l *Stored) DiffID() digest.Digest          { return l.Diff }
 func (l *Stored) Open(context.Context) (io.ReadCloser, error) {
+	if l.Blobs == nil && l.Raw == "" && l.Split != nil && l.Tree != nil {
+		return l.Split.Assemble(l.Tree) // a tree and its tar-split (SplitOnly)
+	}
 	if l.Blobs == nil {
 		return os.Open(l.Raw) // a scratch layer (see Compression.RawDir)
 	}

@@ -1,9 +1,12 @@
 package layer
 
 import (
+	"errors"
 	"io"
 	"os"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
@@ -93,4 +96,42 @@ func disassemble(r io.Reader, w io.Writer) (*TarSplit, error) {
 	slices.Sort(ts.UIDs)
 	slices.Sort(ts.GIDs)
 	return ts, nil
+}
+
+// Assemble gives back the tar the tar-split was made from, reading the
+// payloads from the tree tree() names (opened as an os.Root: the names
+// cannot lead out of it).
+func (ts *TarSplit) Assemble(tree func() (string, bool)) (io.ReadCloser, error) {
+	dir, ok := tree()
+	if !ok {
+		return nil, errors.New("the layer's tree is gone")
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(ts.Path)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	rc := asm.NewOutputTarStream(treeGetter{root}, tsstorage.NewJSONUnpacker(f))
+	return &assembled{ReadCloser: rc, close: func() { f.Close(); root.Close() }}, nil
+}
+
+type treeGetter struct{ root *os.Root }
+
+func (g treeGetter) Get(name string) (io.ReadCloser, error) {
+	return g.root.Open(strings.TrimPrefix(path.Clean("/"+name), "/"))
+}
+
+type assembled struct {
+	io.ReadCloser
+	close func()
+}
+
+func (a *assembled) Close() error {
+	err := a.ReadCloser.Close()
+	a.close()
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -116,4 +117,52 @@ func TestWriteMakesTarSplit(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Error("the tar-split does not give the tar back")
 	}
+}
+
+// SplitOnly keeps no scratch tar: the tree and the tar-split give it back.
+func TestSplitOnlyAssemblesFromTree(t *testing.T) {
+	data, bodies := tarOf(t,
+		&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "d/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 70000},
+		&tar.Header{Name: "d/.wh.gone", Typeflag: tar.TypeReg, Mode: 0o644},
+		&tar.Header{Name: "d/b", Typeflag: tar.TypeReg, Mode: 0o600, Size: 3},
+	)
+	tree := t.TempDir()
+	os.Mkdir(filepath.Join(tree, "d"), 0o755)
+	for n, b := range bodies {
+		os.WriteFile(filepath.Join(tree, n), b, 0o644)
+	}
+	raw := t.TempDir()
+	blobs, err := content.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Write(context.Background(), blobs, Compression{Kind: compress.None, RawDir: raw, SplitOnly: true}, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tars, _ := filepath.Glob(filepath.Join(raw, "*.tar")); len(tars) != 0 {
+		t.Errorf("a scratch tar was kept: %v", tars)
+	}
+	st := l.(*Stored)
+	st.Tree = func() (string, bool) { return tree, true }
+	rc, err := l.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("assembled tar differs (err %v)", err)
+	}
+	// A tree whose file changed gives an error, never other bytes.
+	os.WriteFile(filepath.Join(tree, "d", "b"), []byte("XYZ"), 0o600)
+	rc, _ = l.Open(context.Background())
+	if _, err := io.ReadAll(rc); err == nil {
+		t.Error("a changed tree file was assembled without an error")
+	}
+	rc.Close()
 }
