@@ -137,9 +137,7 @@ func (j *copyJob) linkUnchanged(dir *copyDir, e *selection.Entry, src *srcRoot) 
 		p.Mtim.Sec != mtime.Unix() || p.Mtim.Nsec != int64(mtime.Nanosecond()) {
 		return false
 	}
-	if _, err := dir.root.Lstat(e.Name); err == nil {
-		return false // something is there already: the copy decides
-	}
+	// EEXIST (something is there already) leaves it to the copy.
 	return unix.Linkat(int(dir.prev.Fd()), e.Name, int(dir.fd.Fd()), e.Name, 0) == nil
 }
 
