@@ -96,6 +96,13 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	if s.cache, err = openCache(o, s.reg); err != nil {
 		return nil, err
 	}
+	if tf, ok := s.run.snapshots.(snapshot.TreeFinder); ok && s.cache.index != nil {
+		s.cache.index.SetTreeCheck(func(d digest.Digest) bool {
+			_, tree := tf.Tree(d)
+			_, split := tf.Split(d)
+			return tree && split
+		})
+	}
 	return s, nil
 }
 

@@ -35,7 +35,11 @@ type Record struct {
 	// InStore: the layer is not in the blob store but in the local image
 	// store, as the layer with this diff ID (builds that end there keep no
 	// other copy).
-	InStore bool      `json:"in_store,omitempty"`
+	InStore bool `json:"in_store,omitempty"`
+	// InTree: the layer is kept as its tree in the build's snapshot store
+	// and the tar-split beside it, not as a blob (a stage of a build that
+	// ends in the local store).
+	InTree  bool      `json:"in_tree,omitempty"`
 	Created time.Time `json:"created"`
 	// LastUsed is the entry file's mtime (set on every hit), filled by reads.
 	LastUsed time.Time `json:"-"`
@@ -50,11 +54,17 @@ type Index struct {
 	blobs   *content.Store
 	lock    *os.File
 	inStore func(diffID digest.Digest) bool
+	inTree  func(diffID digest.Digest) bool
 }
 
 // SetStoreCheck tells the index how to see whether the local image store
 // holds a layer (for InStore records; without it they are misses).
 func (x *Index) SetStoreCheck(has func(diffID digest.Digest) bool) { x.inStore = has }
+
+// SetTreeCheck tells the index how to see whether a layer's tree and
+// tar-split are still kept (for InTree records; without it they are
+// misses).
+func (x *Index) SetTreeCheck(has func(diffID digest.Digest) bool) { x.inTree = has }
 
 // OpenIndex opens (creating) the index under dir, with blobs as its blob
 // store, and takes a shared lock that Prune's exclusive one waits for, so
@@ -131,6 +141,10 @@ func (x *Index) Get(k Key, ttl time.Duration) (Record, error) {
 	case r.InStore:
 		if x.inStore == nil || !x.inStore(r.DiffID) {
 			return Record{}, ErrMiss // the image that held it was removed
+		}
+	case r.InTree:
+		if x.inTree == nil || !x.inTree(r.DiffID) {
+			return Record{}, ErrMiss // pruned, or removed with an image that took the tree
 		}
 	default:
 		if n, err := x.blobs.Stat(r.Layer.Digest); err != nil || n != r.Layer.Size {
@@ -341,7 +355,7 @@ func Prune(ctx context.Context, dir string, blobs *content.Store, o PruneOptions
 
 // size is the bytes an entry's blob takes.
 func (r Record) size() int64 {
-	if r.Layer == nil || r.InStore {
+	if r.Layer == nil || r.InStore || r.InTree {
 		return 0
 	}
 	return r.Layer.Size

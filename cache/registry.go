@@ -197,7 +197,7 @@ func (r *Remote) Export(ctx context.Context, rec Record, open func() (io.ReadClo
 	if err != nil {
 		return err
 	}
-	rec.InStore = false // there, the blob is in the repository
+	rec.InStore, rec.InTree = false, false // there, the blob is in the repository
 	// The named inputs are digests of single values (a build arg, an
 	// environment variable): short ones could be guessed from them, so they
 	// stay in the local index, for --explain-cache, and never leave it.

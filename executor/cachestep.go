@@ -126,6 +126,10 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 		// A scratch layer's lasting copy is the store commit's: the entry
 		// is valid once the store holds it.
 		rec.InStore = layer.Scratch(made)
+		if st, ok := made.(*layer.Stored); ok && st.Tree != nil && !s.final {
+			// Kept as the stage's tree and tar-split (see commitMount).
+			rec.InStore, rec.InTree = false, true
+		}
 	}
 	if k.files != nil {
 		if err := e.cfg.Cache.PutFiles(k.key, k.files); err != nil {
@@ -270,6 +274,18 @@ func (e *Executor) hitLayer(rec cache.Record) (image.Layer, error) {
 			return nil, cache.ErrMiss
 		}
 		return e.cfg.StoreLayer(rec.DiffID)
+	case rec.InTree:
+		tf, ok := e.cfg.Snapshots.(snapshot.TreeFinder)
+		if !ok {
+			return nil, cache.ErrMiss
+		}
+		sp, ok := tf.Split(rec.DiffID)
+		if _, tree := tf.Tree(rec.DiffID); !ok || !tree {
+			return nil, cache.ErrMiss
+		}
+		d := rec.DiffID
+		return &layer.Stored{Desc: *rec.Layer, Diff: d, TarLen: rec.Layer.Size,
+			Split: &layer.TarSplit{Path: sp}, Tree: func() (string, bool) { return tf.Tree(d) }}, nil
 	default:
 		return &layer.Stored{Blobs: e.cfg.Blobs, Desc: *rec.Layer, Diff: rec.DiffID}, nil
 	}

@@ -289,16 +289,17 @@ func (e *Executor) applyLayer(ctx context.Context, root string, l image.Layer) e
 // nothing adds no layer (history says empty_layer), as BuildKit does.
 func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mount, createdBy string) error {
 	comp := e.cfg.Compression
-	if !s.final {
+	tf, trees := e.cfg.Snapshots.(snapshot.TreeFinder)
+	// A build bound for the local store only, with a driver that keeps
+	// layer trees: the committed tree and its tar-split are the layer (the
+	// store commit moves the tree of a final-stage layer in); no scratch
+	// tar, no blob is written.
+	comp.SplitOnly = trees && comp.RawDir != "" && comp.Kind == compress.None
+	if !s.final && !comp.SplitOnly {
 		// Not in the image the store commit writes: the blob store keeps it
 		// (for COPY --from, FROM and the cache), with no scratch copy.
 		comp.RawDir = ""
 	}
-	tf, trees := e.cfg.Snapshots.(snapshot.TreeFinder)
-	// Bound for the local store only, with a driver that keeps layer trees:
-	// the committed tree and its tar-split are the layer (the store commit
-	// moves the tree in); no scratch tar is written.
-	comp.SplitOnly = trees && comp.RawDir != "" && comp.Kind == compress.None
 	l, err := layer.Write(ctx, e.cfg.Blobs, comp, func(w io.Writer) error {
 		return m.Diff(ctx, w, e.writeOptions())
 	})
@@ -315,6 +316,15 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 	if st, ok := l.(*layer.Stored); ok && comp.SplitOnly {
 		d := l.DiffID()
 		st.Tree = func() (string, bool) { return tf.Tree(d) }
+		if !s.final {
+			// The stage's layer outlives the build as its tree: the
+			// tar-split stays beside it, for the cache entry.
+			kept, err := tf.KeepSplit(d, st.Split.Path)
+			if err != nil {
+				return err
+			}
+			st.Split.Path = kept
+		}
 	}
 	s.addHistory(e, createdBy, l)
 	return nil

@@ -18,6 +18,7 @@ import (
 type TarSplit struct {
 	Path       string // the tar-split JSON stream, uncompressed
 	UIDs, GIDs []uint32
+	Owners     bool // UIDs and GIDs are known (not for a tar-split kept by a cache entry)
 }
 
 // splitSink records the tar-split of the tar written through it, on its
@@ -80,7 +81,7 @@ func (s *splitSink) finish(ok bool) *TarSplit {
 		}
 		return nil
 	}
-	ts.UIDs, ts.GIDs = uids, gids
+	ts.UIDs, ts.GIDs, ts.Owners = uids, gids, true
 	return ts
 }
 

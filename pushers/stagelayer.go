@@ -158,7 +158,7 @@ func (t *treeDiffer) Close() error { return nil }
 // l's scratch tar, if it did (nil, nil otherwise).
 func madeTarSplit(l image.Layer) (*os.File, int64, []uint32, []uint32, error) {
 	st, ok := l.(*layer.Stored)
-	if !ok || st.Split == nil || st.TarLen <= 0 {
+	if !ok || st.Split == nil || !st.Split.Owners || st.TarLen <= 0 {
 		return nil, 0, nil, nil, nil
 	}
 	f, err := os.Open(st.Split.Path)

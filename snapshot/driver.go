@@ -82,4 +82,10 @@ type DirectPreparer interface {
 // extracting anything: a tree to hard-link unchanged files from.
 type TreeFinder interface {
 	Tree(diffID digest.Digest) (dir string, ok bool)
+	// KeepSplit keeps the tar-split file at path (moved) as layer
+	// diffID's, so the tree and it are the layer, with no tar or blob
+	// beside them; it returns where the file now is.
+	KeepSplit(diffID digest.Digest, path string) (string, error)
+	// Split is where layer diffID's kept tar-split is, if there is one.
+	Split(diffID digest.Digest) (string, bool)
 }

@@ -94,3 +94,35 @@ func (d *overlayDriver) Tree(diffID digest.Digest) (string, bool) {
 	}
 	return real, true
 }
+
+// splitsDir holds kept tar-splits, <root>/splits/<hex>, beside <root>/layers.
+func (d *overlayDriver) splitPath(diffID digest.Digest) (string, error) {
+	p, err := d.store.path(diffID)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(d.store.dir), "splits", filepath.Base(p)), nil
+}
+
+func (d *overlayDriver) KeepSplit(diffID digest.Digest, path string) (string, error) {
+	dst, err := d.splitPath(diffID)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return "", fmt.Errorf("keep tar-split: %w", err)
+	}
+	return dst, nil
+}
+
+func (d *overlayDriver) Split(diffID digest.Digest) (string, bool) {
+	p, err := d.splitPath(diffID)
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Lstat(p)
+	return p, err == nil && fi.Mode().IsRegular()
+}

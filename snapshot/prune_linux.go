@@ -53,6 +53,14 @@ func Prune(root string, keep func(digest.Digest) bool) (PruneResult, error) {
 			}
 		}
 	}
+	// Kept tar-splits go with their trees.
+	splits := filepath.Join(root, "splits")
+	sents, _ := os.ReadDir(splits)
+	for _, e := range sents {
+		if !layerDir(filepath.Join(layers, e.Name()), false) {
+			os.Remove(filepath.Join(splits, e.Name()))
+		}
+	}
 	chains := filepath.Join(root, "copy", "chains")
 	cents, err := os.ReadDir(chains)
 	if err != nil && !os.IsNotExist(err) {

@@ -145,3 +145,68 @@ func TestCopyReusesUnchangedFiles(t *testing.T) {
 		}
 	}
 }
+
+// In a build that ends in an overlay store, stage layers are kept as their
+// trees and tar-splits, never as blobs: cache hits read them there, an
+// image that takes them (FROM stage) moves them into the store, and a
+// tree that went with a removed image makes its entry a miss.
+func TestStageLayersKeptAsTrees(t *testing.T) {
+	dir := filepath.Join(env.tmp, "stagetrees")
+	os.RemoveAll(dir)
+	ctx := contextDir(t, "FROM "+env.baseOCI+` AS build
+COPY a.txt /src/a.txt
+RUN cat /src/a.txt /src/a.txt > /out
+FROM `+env.baseOCI+` AS side
+RUN echo side > /side && echo more > /side2
+FROM build AS mid
+RUN echo mid > /mid
+FROM mid
+COPY --from=side /side /side
+RUN cat /out /mid /side > /final
+`, map[string]string{"a.txt": "A\n"})
+	globals := []string{"--root", dir + "/root", "--runroot", dir + "/run", "--storage-driver", "overlay"}
+	bud := func(tag string) string {
+		t.Helper()
+		so, se, code := builderWith(globals, nil, "bud", "--timestamp", "1700000000", "-t", tag, ctx)
+		if code != 0 {
+			t.Fatalf("bud: exit %d\n%s%s", code, so, se)
+		}
+		return so + se
+	}
+	bud("localhost/stagetrees:v1")
+	if n := blobFiles(t, dir+"/root"); n > 1 { // the base's compressed blob, kept by the pull
+		t.Errorf("%d blobs in the blob store after a store-only build; stage layers must not be blobs", n)
+	}
+	splits, _ := os.ReadDir(filepath.Join(dir, "root", "builder", "snapshots", "splits"))
+	if len(splits) < 3 {
+		t.Errorf("%d kept tar-splits, want one per stage layer (3)", len(splits))
+	}
+	if out := bud("localhost/stagetrees:v2"); strings.Count(out, "--> Using cache") != 6 {
+		t.Errorf("second build: want 6 cache hits:\n%s", out)
+	}
+	oci := filepath.Join(dir, "oci")
+	if _, se, code := builderWith(globals, nil, "push", "-q", "localhost/stagetrees:v2", "oci:"+oci+":x"); code != 0 {
+		t.Fatalf("push: %s", se)
+	}
+	l := readLayout(t, oci)
+	files := map[string]string{}
+	for i := range l.manifest.Layers {
+		for n, c := range l.files(t, i) {
+			files[strings.TrimPrefix(n, "./")] = c
+		}
+	}
+	if files["final"] != "A\nA\nmid\nside\n" {
+		t.Errorf("/final = %q", files["final"])
+	}
+	// The image took the trees of build's and mid's layers; removing it
+	// takes them: their entries miss, side's still hits.
+	for _, tag := range []string{"localhost/stagetrees:v1", "localhost/stagetrees:v2"} {
+		if _, se, code := builderWith(globals, nil, "rmi", tag); code != 0 {
+			t.Fatalf("rmi %s: %s", tag, se)
+		}
+	}
+	out := bud("localhost/stagetrees:v3")
+	if strings.Count(out, "--> Using cache") != 1 || !strings.Contains(out, "[2/4] --> Using cache") {
+		t.Errorf("third build:\n%s", out)
+	}
+}
