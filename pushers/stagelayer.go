@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/internal/countio"
 	"github.com/builder-dev/builder/layer"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
@@ -187,7 +188,7 @@ func tarSplit(ctx context.Context, l image.Layer) (f *os.File, size int64, uids,
 		return nil, 0, nil, nil, err
 	}
 	v := digest.SHA256.Digester()
-	counted := &countingReader{r: io.TeeReader(rc, v.Hash())}
+	counted := &countio.Reader{R: io.TeeReader(rc, v.Hash())}
 	stream, err := asm.NewInputTarStream(counted, tsstorage.NewJSONPacker(f), nil)
 	if err != nil {
 		return fail(err)
@@ -225,16 +226,5 @@ func tarSplit(ctx context.Context, l image.Layer) (f *os.File, size int64, uids,
 	}
 	slices.Sort(uids)
 	slices.Sort(gids)
-	return f, counted.n, uids, gids, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return f, counted.N, uids, gids, nil
 }

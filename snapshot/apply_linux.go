@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/builder-dev/builder/internal/countio"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +51,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (in
 		return 0, fmt.Errorf("apply layer: %w", err)
 	}
 	defer ir.Close()
-	cr := &countingReader{r: r}
+	cr := &countio.Reader{R: r}
 	br := bufio.NewReaderSize(cr, 64<<10) // tar reads headers 512 bytes at a time
 	tr := tar.NewReader(br)
 	bp := getBuf()
@@ -60,38 +61,27 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (in
 	ir.newDir = a.impliedDir
 	for {
 		if err := ctx.Err(); err != nil {
-			return cr.n, err
+			return cr.N, err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return cr.n, fmt.Errorf("apply layer: read: %w", err)
+			return cr.N, fmt.Errorf("apply layer: read: %w", err)
 		}
 		ir.sweep()
 		if err := a.entry(hdr, tr); err != nil {
-			return cr.n, fmt.Errorf("apply layer: entry %q: %w", hdr.Name, err)
+			return cr.N, fmt.Errorf("apply layer: entry %q: %w", hdr.Name, err)
 		}
 	}
 	if err := a.finishDirs(); err != nil {
-		return cr.n, fmt.Errorf("apply layer: %w", err)
+		return cr.N, fmt.Errorf("apply layer: %w", err)
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
-		return cr.n, fmt.Errorf("apply layer: read: %w", err)
+		return cr.N, fmt.Errorf("apply layer: read: %w", err)
 	}
-	return cr.n, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	return cr.N, nil
 }
 
 type applier struct {
