@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReproducible builds the same Dockerfile from two copies of its context
@@ -166,7 +167,17 @@ func TestRootlessPodman(t *testing.T) {
 	mustRun(t, filepath.Join(env.repo, "hack", "mkbase-context.sh"), base)
 	mustRun(t, "chmod", "-R", "a+rX", ctx, base)
 
-	u.run(t, "podman", "--runtime", "runc", "system", "reset", "--force")
+	// A podman of an earlier test may still be writing its events: retry.
+	for i := 0; ; i++ {
+		out, err := u.try("podman", "--runtime", "runc", "system", "reset", "--force")
+		if err == nil {
+			break
+		}
+		if i == 4 {
+			t.Fatalf("podman system reset: %v\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	u.run(t, env.bin, "bud", "-q", "-t", "localhost/busybox:latest", base)
 	u.run(t, env.bin, "bud", "-t", "localhost/rootless-demo:v1", ctx)
 	if out := u.run(t, env.bin, "images"); !strings.Contains(out, "localhost/rootless-demo") {
