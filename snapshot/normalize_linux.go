@@ -38,7 +38,7 @@ type upperFormat struct {
 // marks a directory opaque; this filter then canonicalises ".wh." entries, drops on-disk opaque
 // markers, writes one ".wh..wh..opq" right after each opaque directory under WriteTar's rule (the
 // directory existed below and no ancestor in this layer is opaque), and prunes.
-// TODO: fold into WriteTar (see the report) to save the second tar pass.
+// WriteTar hands it its headers directly (normSink): one tar encoding, no pipe, no second parse.
 func writeUpper(ctx context.Context, w io.Writer, upper string, opts WriteOptions, f upperFormat, lower lowerFunc) error {
 	upperfd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -49,29 +49,41 @@ func writeUpper(ctx context.Context, w io.Writer, upper string, opts WriteOption
 	opts.Overlay = &OverlayOptions{XattrPrefix: ""}
 	opts.Include = nil
 	opts.RefuseWhiteoutFiles = f.refuseFiles
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := WriteTar(ctx, pw, upper, opts)
-		pw.CloseWithError(err)
-		done <- err
-	}()
 	n := &normalizer{tw: tar.NewWriter(w), upperfd: upperfd, format: f, lower: lower,
 		mtime: time.Unix(0, 0), opaque: map[string]bool{}}
 	if opts.Clamp != nil {
 		n.mtime = time.Unix(opts.Clamp.Unix(), 0) // as WriteTar's whiteouts
 	}
-	nerr := n.run(pr)
-	if nerr == nil {
-		io.Copy(io.Discard, pr) // whatever follows the end-of-archive blocks
-	} else {
-		pr.CloseWithError(nerr) // unblocks WriteTar
-	}
-	if werr := <-done; werr != nil {
-		return werr
-	}
-	return nerr
+	// WriteTar hands the normalizer its headers directly (one tar
+	// encoding, not a tar written, parsed and written again).
+	return writeTarTo(ctx, &normSink{n: n}, upper, opts)
 }
+
+// normSink is the normalizer as WriteTar's sink: each header goes through
+// entry; the body of a regular file it wrote follows it, others' (empty)
+// bodies are dropped.
+type normSink struct {
+	n    *normalizer
+	pass bool
+}
+
+func (s *normSink) WriteHeader(hdr *tar.Header) error {
+	written, err := s.n.entry(hdr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", hdr.Name, err)
+	}
+	s.pass = written && hdr.Typeflag == tar.TypeReg
+	return nil
+}
+
+func (s *normSink) Write(p []byte) (int, error) {
+	if s.pass {
+		return s.n.tw.Write(p)
+	}
+	return len(p), nil
+}
+
+func (s *normSink) Close() error { return s.n.tw.Close() }
 
 type normalizer struct {
 	tw      *tar.Writer
@@ -81,26 +93,11 @@ type normalizer struct {
 	mtime   time.Time       // of whiteouts
 	opaque  map[string]bool // directories of this layer marked opaque
 	pending []*tar.Header   // directories held back until something below them is written
-	buf     []byte          // one copy buffer for every body (io.Copy would allocate one per file)
 }
 
-func (n *normalizer) run(r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return n.tw.Close()
-		}
-		if err != nil {
-			return err
-		}
-		if err := n.entry(hdr, tr); err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
-		}
-	}
-}
-
-func (n *normalizer) entry(hdr *tar.Header, body io.Reader) error {
+// entry decides what the tar gets for hdr and writes it (with the held
+// directories above it); written says whether hdr itself was written.
+func (n *normalizer) entry(hdr *tar.Header) (written bool, err error) {
 	rel := strings.TrimSuffix(hdr.Name, "/")
 	d, base := splitName(rel)
 	// Held directories that are not ancestors of this entry had nothing written below them.
@@ -113,12 +110,13 @@ func (n *normalizer) entry(hdr *tar.Header, body io.Reader) error {
 	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		if strings.HasPrefix(base, whiteoutMetaPrefix) {
-			return nil // on-disk opaque markers (file, or fuse's 0/0 ".wh..opq"): see dirs below
+			return false, nil // on-disk opaque markers (file, or fuse's 0/0 ".wh..opq"): see dirs below
 		}
 		if n.format.prune && !n.lower(joinName(d, base[len(whiteoutPrefix):])).exists {
-			return nil
+			return false, nil
 		}
-		return n.write(n.whiteout(rel), nil)
+		// Canonical whiteout: its (empty) body is not the one on disk.
+		return false, n.write(n.whiteout(rel))
 	}
 	out := &tar.Header{Typeflag: hdr.Typeflag, Name: hdr.Name, Linkname: hdr.Linkname, Size: hdr.Size,
 		Mode: hdr.Mode, Uid: hdr.Uid, Gid: hdr.Gid, ModTime: hdr.ModTime, Devmajor: hdr.Devmajor,
@@ -132,33 +130,33 @@ func (n *normalizer) entry(hdr *tar.Header, body io.Reader) error {
 		}
 	}
 	if hdr.Typeflag != tar.TypeDir {
-		return n.write(out, body)
+		return true, n.write(out)
 	}
 	fd, err := openBeneath(n.upperfd, rel)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unix.Close(fd)
 	if !dirOpaque(fd, n.format.opaqueXattrs, n.format.markerFiles) {
 		if n.format.prune && n.unchanged(fd, rel) {
 			n.pending = append(n.pending, out)
-			return nil
+			return false, nil
 		}
-		return n.write(out, nil)
+		return true, n.write(out)
 	}
 	n.opaque[rel] = true
-	if err := n.write(out, nil); err != nil {
-		return err
+	if err := n.write(out); err != nil {
+		return false, err
 	}
 	for p, _ := splitName(rel); p != ""; p, _ = splitName(p) {
 		if n.opaque[p] {
-			return nil
+			return true, nil
 		}
 	}
 	if !n.lower(rel).dir {
-		return nil // nothing below to hide
+		return true, nil // nothing below to hide
 	}
-	return n.write(n.whiteout(joinName(rel, whiteoutOpaque)), nil)
+	return true, n.write(n.whiteout(joinName(rel, whiteoutOpaque)))
 }
 
 // unchanged reports an upper directory equal to the lower one in everything a tar shows.
@@ -180,25 +178,16 @@ func (n *normalizer) unchanged(fd int, rel string) bool {
 	})
 }
 
-// write writes hdr (and body for a regular file) after the held directories above it.
-func (n *normalizer) write(hdr *tar.Header, body io.Reader) error {
+// write writes hdr after the held directories above it; a regular file's
+// body follows through normSink.
+func (n *normalizer) write(hdr *tar.Header) error {
 	for _, p := range n.pending {
 		if err := n.tw.WriteHeader(p); err != nil {
 			return err
 		}
 	}
 	n.pending = n.pending[:0]
-	if err := n.tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	if hdr.Typeflag == tar.TypeReg && body != nil {
-		if n.buf == nil {
-			n.buf = make([]byte, 64<<10)
-		}
-		_, err := io.CopyBuffer(struct{ io.Writer }{n.tw}, struct{ io.Reader }{body}, n.buf)
-		return err
-	}
-	return nil
+	return n.tw.WriteHeader(hdr)
 }
 
 func (n *normalizer) whiteout(name string) *tar.Header {

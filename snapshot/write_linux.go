@@ -56,6 +56,19 @@ type OverlayOptions struct {
 // and an opaque directory is followed by "<dir>/.wh..wh..opq" when LowerHasDir says it existed below
 // and no ancestor in this layer is opaque already. Whiteouts carry mtime Clamp, or the epoch.
 func WriteTar(ctx context.Context, w io.Writer, dir string, opts WriteOptions) error {
+	return writeTarTo(ctx, tar.NewWriter(w), dir, opts)
+}
+
+// tarSink is what WriteTar writes entries to: a tar.Writer, or a filter
+// that sees each header before deciding what to write (writeUpper's
+// normalizer), with no tar encoding and decoding between the two.
+type tarSink interface {
+	WriteHeader(*tar.Header) error
+	Write([]byte) (int, error)
+	Close() error
+}
+
+func writeTarTo(ctx context.Context, tw tarSink, dir string, opts WriteOptions) error {
 	sel, err := newSelection(opts.Include)
 	if err != nil {
 		return err
@@ -67,7 +80,7 @@ func WriteTar(ctx context.Context, w io.Writer, dir string, opts WriteOptions) e
 	defer unix.Close(rootfd)
 	bp := getBuf()
 	defer putBuf(bp)
-	g := &tarGen{ctx: ctx, tw: tar.NewWriter(w), opts: &opts, buf: *bp, links: map[devIno]string{}}
+	g := &tarGen{ctx: ctx, tw: tw, opts: &opts, buf: *bp, links: map[devIno]string{}}
 	if opts.Clamp != nil {
 		c := time.Unix(opts.Clamp.Unix(), 0)
 		g.clamp = &c
@@ -82,7 +95,7 @@ type devIno struct{ dev, ino uint64 }
 
 type tarGen struct {
 	ctx   context.Context
-	tw    *tar.Writer
+	tw    tarSink
 	opts  *WriteOptions
 	clamp *time.Time
 	buf   []byte
@@ -208,7 +221,7 @@ func (g *tarGen) entry(dirfd int, rel, crel string, c *child, sel *selection, op
 		if err := g.tw.WriteHeader(hdr); err != nil {
 			return fail(err)
 		}
-		n, err := io.CopyBuffer(g.tw, io.LimitReader(fdReader(fd), st.Size), g.buf)
+		n, err := io.CopyBuffer(struct{ io.Writer }{g.tw}, io.LimitReader(fdReader(fd), st.Size), g.buf)
 		if err == nil && n != st.Size {
 			err = fmt.Errorf("file shrank from %d to %d bytes while being read", st.Size, n)
 		}
