@@ -6,9 +6,7 @@ package build
 // layers. Run makes one and hands it to the executor.
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor"
 	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/internal/lineout"
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/platform"
@@ -137,30 +136,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 // prefixed writes each line written to it to w, prefixed with the
 // platform, whole (the platforms of a build run at once).
 func (s *session) prefixed(w io.Writer, p platform.Platform) io.Writer {
-	return &linePrefix{mu: &s.outMu, w: w, prefix: "[" + p.String() + "] "}
-}
-
-type linePrefix struct {
-	mu     *sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (l *linePrefix) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, b...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		if _, err := fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i]); err != nil {
-			return 0, err
-		}
-		l.buf = l.buf[i+1:]
-	}
+	return &lineout.Writer{Mu: &s.outMu, W: w, Prefix: "[" + p.String() + "] "}
 }
 
 // close waits for streamed uploads and releases everything the session

@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor/sandbox"
+	"github.com/builder-dev/builder/internal/lineout"
 	"github.com/builder-dev/builder/platform"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -216,47 +216,35 @@ func (e *Executor) runMounts(ctx context.Context, x *dockerfile.Exec, done map[i
 	return mounts, env, cleanup, nil
 }
 
-// prefixWriter prefixes every line of a RUN's output with its step tag.
+// prefixWriter prefixes every line of a RUN's output with its step tag
+// (lineout, whole lines) and keeps the last of them for a failure's message.
 type prefixWriter struct {
-	mu     sync.Mutex
 	w      io.Writer
 	prefix string
-	buf    []byte
+	once   sync.Once
+	lw     *lineout.Writer
 	tail   []byte // the last tailMax bytes written, prefixed
 }
 
 const tailMax = 16 << 10
 
+func (p *prefixWriter) lines() *lineout.Writer {
+	p.once.Do(func() {
+		p.lw = &lineout.Writer{W: p.w, Prefix: p.prefix, Line: func(l []byte) {
+			p.tail = append(p.tail, l...)
+			if len(p.tail) > tailMax {
+				p.tail = append([]byte(nil), p.tail[len(p.tail)-tailMax:]...)
+			}
+		}}
+	})
+	return p.lw
+}
+
+// Write never fails: a RUN is not stopped because its output cannot be shown.
 func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		p.emit(p.buf[:i])
-		p.buf = p.buf[i+1:]
-	}
+	p.lines().Write(b)
 	return len(b), nil
 }
 
 // Flush writes a last line without its newline.
-func (p *prefixWriter) Flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.buf) > 0 {
-		p.emit(p.buf)
-		p.buf = nil
-	}
-}
-
-func (p *prefixWriter) emit(line []byte) {
-	l := fmt.Sprintf("%s%s\n", p.prefix, line)
-	io.WriteString(p.w, l)
-	p.tail = append(p.tail, l...)
-	if len(p.tail) > tailMax {
-		p.tail = append([]byte(nil), p.tail[len(p.tail)-tailMax:]...)
-	}
-}
+func (p *prefixWriter) Flush() { p.lines().Flush() }
