@@ -614,12 +614,8 @@ func (s *Store) pushIndex(ctx context.Context, l *ManifestList, dest string, con
 			opts.ForceManifestMIMEType = manifest.DockerV2Schema2MediaType
 		}
 	}
-	op := registry.Op{Verb: "push to", Ref: transports.ImageName(dref)}
-	if named := dref.DockerReference(); named != nil && dref.Transport().Name() == "docker" {
-		op.Registry, op.Ref = reference.Domain(named), named.String()
-		opts.SourceCtx = registry.PinnedTo(reg.Sys, reference.Domain(named))
-		opts.DestinationCtx = opts.SourceCtx
-	}
+	op, sys := registry.PushOp(dref, transports.ImageName(dref), reg.Sys)
+	opts.SourceCtx, opts.DestinationCtx = sys, sys
 	copied, err := registry.Copy(ctx, reg.Retry, op, dref, sref, opts)
 	if err != nil {
 		return "", err

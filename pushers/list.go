@@ -20,7 +20,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/copy"
-	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
 )
 
@@ -126,16 +125,11 @@ func PushList(ctx context.Context, entries []ListEntry, dest string, o Options) 
 		PreserveDigests:    src.allCompressed(),
 	}
 	ref := dst.ref
-	op := registry.Op{Verb: "push to", Ref: displayDest(dest)}
-	if dst.kind == kindRegistry {
-		named := ref.DockerReference()
-		if named == nil {
-			return "", fmt.Errorf("push to %s: not a registry reference", transportsString(ref))
-		}
-		op.Registry, op.Ref = reference.Domain(named), named.String()
-		opts.SourceCtx = registry.PinnedTo(o.Sys, reference.Domain(named))
-		opts.DestinationCtx = opts.SourceCtx
+	if dst.kind == kindRegistry && ref.DockerReference() == nil {
+		return "", fmt.Errorf("push to %s: not a registry reference", transportsString(ref))
 	}
+	op, sys := registry.PushOp(ref, displayDest(dest), o.Sys)
+	opts.SourceCtx, opts.DestinationCtx = sys, sys
 	copied, err := registry.Copy(ctx, o.Retry, op, ref, src, opts)
 	if err != nil {
 		return "", err

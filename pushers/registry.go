@@ -28,8 +28,8 @@ func pushRegistry(ctx context.Context, src *builtRef, ref types.ImageReference, 
 	if named == nil {
 		return "", fmt.Errorf("push to %s: not a registry reference", transportsString(ref))
 	}
-	op := registry.Op{Verb: "push to", Registry: reference.Domain(named), Ref: named.String()}
-	o.Sys = registry.PinnedTo(o.Sys, reference.Domain(named))
+	op, sys := registry.PushOp(ref, named.String(), o.Sys)
+	o.Sys = sys
 	opts := copy.Options{
 		RemoveSignatures:      o.RemoveSignatures,
 		ReportWriter:          o.ReportWriter,

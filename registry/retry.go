@@ -22,6 +22,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 )
@@ -366,4 +367,17 @@ func (t *tracker) stop() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// PushOp is the operation and the system context of a push to ref: to a
+// registry, errors name the registry and the reference, and the context
+// is pinned to that registry (credentials never follow a redirect to
+// another host); other transports keep sys, named by display.
+func PushOp(ref types.ImageReference, display string, sys *types.SystemContext) (Op, *types.SystemContext) {
+	op := Op{Verb: "push to", Ref: display}
+	if named := ref.DockerReference(); named != nil && ref.Transport().Name() == "docker" {
+		op.Registry, op.Ref = reference.Domain(named), named.String()
+		sys = PinnedTo(sys, op.Registry)
+	}
+	return op, sys
 }
