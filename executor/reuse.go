@@ -3,6 +3,7 @@ package executor
 import (
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/builder-dev/builder/cache"
@@ -40,31 +41,31 @@ func (e *Executor) previousCopy(s *stageState, step dockerfile.Step, k keyed) *r
 	if !ok {
 		return nil
 	}
-	var best *cache.Record
-	var files map[string]digest.Digest
+	// The latest run first; a file list is read only for a run whose tree
+	// is still there (each list names every file of the COPY).
+	var runs []cache.Record
 	for _, r := range e.cfg.Cache.Children(s.key) {
-		if r.Step != step.String() || r.Key == k.key.Hex() || r.DiffID == "" || (best != nil && !r.Created.After(best.Created)) {
+		if r.Step == step.String() && r.Key != k.key.Hex() && r.DiffID != "" {
+			runs = append(runs, r)
+		}
+	}
+	slices.SortFunc(runs, func(a, b cache.Record) int { return b.Created.Compare(a.Created) })
+	for _, r := range runs {
+		dir, ok := tf.Tree(r.DiffID)
+		if !ok {
 			continue
 		}
-		f := e.cfg.Cache.Files(mustKey(r.Key))
-		if f == nil {
-			continue
+		files := e.cfg.Cache.Files(mustKey(r.Key))
+		if files == nil {
+			continue // a content-key twin: its input-key entry has the list
 		}
-		r := r
-		best, files = &r, f
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil
+		}
+		return &reuse{root: root, old: files, cur: k.files}
 	}
-	if best == nil {
-		return nil
-	}
-	dir, ok := tf.Tree(best.DiffID)
-	if !ok {
-		return nil
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil
-	}
-	return &reuse{root: root, old: files, cur: k.files}
+	return nil
 }
 
 // copyDir is a copied directory's state during the walk: the directory in
