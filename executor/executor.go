@@ -221,7 +221,6 @@ type Executor struct {
 	chownOK   bool // lchown to arbitrary ids works (root or a mapped range)
 	quiet     bool // no step output (-q): a failed RUN's output goes to ErrOut
 	mu        sync.Mutex
-	resolveMu sync.Mutex // one resolution (pull) of a reference at a time
 	mountMu   sync.Mutex // one cache mount created (imported, seeded) at a time
 	warnedIDs bool
 	platform  platform.Platform // of the build in progress
@@ -237,7 +236,7 @@ type Executor struct {
 	started    time.Time                 // the build's creation time (no --timestamp)
 	missed     bool                      // a cacheable step ran in this build
 	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
-	resolved   map[resolved]*image.Image // images resolved in this build
+	resolved   map[resolved]*resolution // images resolved (or being resolved) in this build
 	emulation  map[platform.Platform]error
 	namedRoots map[string]*os.Root // --build-context directories opened
 	gitCommits map[string]string   // ADD git sources resolved to commits in this build

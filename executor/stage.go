@@ -363,27 +363,44 @@ func (e *Executor) resolve(ctx context.Context, ref string, p platform.Platform)
 		ref = nc.Image
 	}
 	k := resolved{ref, p}
-	// Stages running at once may name the same image: resolve (pull) it
-	// once.
-	e.resolveMu.Lock()
-	defer e.resolveMu.Unlock()
+	// Stages running at once may name the same image: it is resolved
+	// (pulled) once, others wait for it; different images resolve at once.
 	e.mu.Lock()
-	img, ok := e.resolved[k]
+	r, ok := e.resolved[k]
+	if !ok {
+		if e.resolved == nil {
+			e.resolved = map[resolved]*resolution{}
+		}
+		r = &resolution{done: make(chan struct{})}
+		e.resolved[k] = r
+	}
 	e.mu.Unlock()
 	if ok {
-		return img, nil
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r.img, nil
 	}
-	img, err := e.cfg.Resolver.Resolve(ctx, ref, p)
-	if err != nil {
-		return nil, err
+	r.img, r.err = e.cfg.Resolver.Resolve(ctx, ref, p)
+	if r.err != nil {
+		e.mu.Lock()
+		delete(e.resolved, k) // a later step tries again
+		e.mu.Unlock()
 	}
-	e.mu.Lock()
-	if e.resolved == nil {
-		e.resolved = map[resolved]*image.Image{}
-	}
-	e.resolved[k] = img
-	e.mu.Unlock()
-	return img, nil
+	close(r.done)
+	return r.img, r.err
+}
+
+// resolution is one reference being resolved, or resolved, in a build.
+type resolution struct {
+	done chan struct{}
+	img  *image.Image
+	err  error
 }
 
 // applyMeta applies a config instruction to the stage's own config (a
