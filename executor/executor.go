@@ -232,10 +232,10 @@ type Executor struct {
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
 	// with --cache-to at the end of the build.
 	mountsUsed map[string]string
-	hashMemo   map[string]hashResult     // context selections hashed in this build
-	started    time.Time                 // the build's creation time (no --timestamp)
-	missed     bool                      // a cacheable step ran in this build
-	probed     map[cache.Key]bool        // keys the up-front probe looked up in --cache-from
+	hashMemo   map[string]hashResult    // context selections hashed in this build
+	started    time.Time                // the build's creation time (no --timestamp)
+	missed     bool                     // a cacheable step ran in this build
+	probed     map[cache.Key]bool       // keys the up-front probe looked up in --cache-from
 	resolved   map[resolved]*resolution // images resolved (or being resolved) in this build
 	emulation  map[platform.Platform]error
 	namedRoots map[string]*os.Root // --build-context directories opened
