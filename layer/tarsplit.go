@@ -136,3 +136,22 @@ func (a *assembled) Close() error {
 	a.close()
 	return err
 }
+
+// WriteTarSplit reads the tar r to its end and writes its tar-split to
+// path, with the owners it names: what the layer writer makes as it
+// writes (see Compression.RawDir), for a tar read back instead.
+func WriteTarSplit(r io.Reader, path string) (*TarSplit, error) {
+	s, err := newSplitSink(path)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(s, r)
+	ts := s.finish(err == nil)
+	if err != nil {
+		return nil, err
+	}
+	if ts == nil {
+		return nil, errors.New("not a tar stream a tar-split can be made of")
+	}
+	return ts, nil
+}

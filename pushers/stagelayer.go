@@ -1,21 +1,17 @@
 package pushers
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/internal/countio"
 	"github.com/builder-dev/builder/layer"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/tar/asm"
-	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage"
 	drivers "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/archive"
@@ -170,61 +166,35 @@ func madeTarSplit(l image.Layer) (*os.File, int64, []uint32, []uint32, error) {
 }
 
 // tarSplit reads l's tar once: it records the tar-split metadata the store
-// needs to give the same bytes back, verifies the diff ID and lists the
-// owners. The file is open, at offset 0.
+// needs to give the same bytes back (layer.WriteTarSplit, as the layer
+// writer does), verifies the diff ID and lists the owners. The file is
+// open, at offset 0.
 func tarSplit(ctx context.Context, l image.Layer) (f *os.File, size int64, uids, gids []uint32, err error) {
 	rc, err := layer.Uncompressed(ctx, l)
 	if err != nil {
 		return nil, 0, nil, nil, err
 	}
 	defer rc.Close()
-	f, err = os.CreateTemp("", "builder-tarsplit-")
+	tmp, err := os.CreateTemp("", "builder-tarsplit-")
 	if err != nil {
 		return nil, 0, nil, nil, err
 	}
+	tmp.Close()
 	fail := func(err error) (*os.File, int64, []uint32, []uint32, error) {
-		f.Close()
-		os.Remove(f.Name())
+		os.Remove(tmp.Name())
 		return nil, 0, nil, nil, err
 	}
 	v := digest.SHA256.Digester()
 	counted := &countio.Reader{R: io.TeeReader(rc, v.Hash())}
-	stream, err := asm.NewInputTarStream(counted, tsstorage.NewJSONPacker(f), nil)
+	ts, err := layer.WriteTarSplit(&ctxReader{ctx: ctx, r: counted}, tmp.Name())
 	if err != nil {
-		return fail(err)
-	}
-	seenU, seenG := map[uint32]bool{}, map[uint32]bool{}
-	tr := tar.NewReader(stream)
-	for {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if !seenU[uint32(h.Uid)] {
-			seenU[uint32(h.Uid)] = true
-			uids = append(uids, uint32(h.Uid))
-		}
-		if !seenG[uint32(h.Gid)] {
-			seenG[uint32(h.Gid)] = true
-			gids = append(gids, uint32(h.Gid))
-		}
-	}
-	if _, err := io.Copy(io.Discard, stream); err != nil { // the padding after the end marker
 		return fail(err)
 	}
 	if got := v.Digest(); got != l.DiffID() {
 		return fail(fmt.Errorf("layer tar has digest %s, not its diff ID %s", got, l.DiffID()))
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	if f, err = os.Open(ts.Path); err != nil {
 		return fail(err)
 	}
-	slices.Sort(uids)
-	slices.Sort(gids)
-	return f, counted.N, uids, gids, nil
+	return f, counted.N, ts.UIDs, ts.GIDs, nil
 }
