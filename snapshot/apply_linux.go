@@ -18,6 +18,10 @@ import (
 type ApplyOptions struct {
 	// NoWhiteouts makes ".wh." entries ordinary files (ADD of an archive: it is content, not a layer).
 	NoWhiteouts bool
+	// KeptWhiteout, with NoWhiteouts, is told of each ".wh." entry written as an ordinary file (its
+	// directory and name), and a whiteout name used as a directory is refused: the layer store turns
+	// them into overlay whiteouts after the extraction, with no second reader of the tar.
+	KeptWhiteout func(dir, base string)
 	// NoChown leaves ownership to the extracting process.
 	NoChown bool
 	// IgnoreChownErrors goes on when chown fails with EPERM or EINVAL (ids not mapped in this user namespace).
@@ -111,13 +115,16 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	}
 	dir, base := splitName(name)
-	if !a.opts.NoWhiteouts {
-		if strings.HasPrefix(base, whiteoutPrefix) {
-			return a.whiteout(dir, base)
-		}
+	if !a.opts.NoWhiteouts || a.opts.KeptWhiteout != nil {
 		// A whiteout name is reserved: as a directory it would be both a deletion and a parent.
 		if strings.HasPrefix(dir, whiteoutPrefix) || strings.Contains(dir, "/"+whiteoutPrefix) {
 			return fmt.Errorf("%w: whiteout name used as a directory", errUnsafeName)
+		}
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			if !a.opts.NoWhiteouts {
+				return a.whiteout(dir, base)
+			}
+			a.opts.KeptWhiteout(dir, base)
 		}
 	}
 	pfd, err := a.root.dir(dir, true)

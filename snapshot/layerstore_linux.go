@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -247,63 +246,20 @@ func (s *layerStore) adopt(dir string, diffID digest.Digest) error {
 // extractOverlay extracts a layer tar alone into the empty directory dir, in overlay format.
 //
 // It reuses Apply for all the safety (paths stay inside dir, names are checked) with NoWhiteouts,
-// so ".wh." entries land as plain files, while a second reader of the same bytes lists them; then
-// each becomes what overlayfs expects. Whiteouts only hide lower layers, so in an empty dir there is
-// nothing to remove. TODO: replace with ApplyOptions.Overlay when Apply grows it (one pass).
+// so ".wh." entries land as plain files, which Apply lists as it goes; then each becomes what
+// overlayfs expects. Whiteouts only hide lower layers, so in an empty dir there is nothing to remove.
 func extractOverlay(ctx context.Context, dir string, r io.Reader, opts ApplyOptions, prefix string) (int64, error) {
+	var entries []whiteoutEntry
 	opts.NoWhiteouts = true
-	pr, pw := io.Pipe()
-	found := make(chan whiteoutList, 1)
-	go func() {
-		wl := collectWhiteouts(pr)
-		io.Copy(io.Discard, pr) // never block Apply, whatever the parser thought
-		found <- wl
-	}()
-	n, err := Apply(ctx, dir, io.TeeReader(r, pw), opts)
-	pw.CloseWithError(err)
-	wl := <-found
+	opts.KeptWhiteout = func(d, base string) { entries = append(entries, whiteoutEntry{d, base}) }
+	n, err := Apply(ctx, dir, r, opts)
 	if err != nil {
 		return n, err
 	}
-	if wl.err != nil {
-		return n, wl.err
-	}
-	return n, convertWhiteouts(dir, wl.entries, prefix)
+	return n, convertWhiteouts(dir, entries, prefix)
 }
 
 type whiteoutEntry struct{ dir, base string }
-
-type whiteoutList struct {
-	entries []whiteoutEntry
-	err     error
-}
-
-func collectWhiteouts(r io.Reader) (wl whiteoutList) {
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err != nil {
-			return wl // EOF, or a broken stream Apply reports itself
-		}
-		if hdr.Typeflag == tar.TypeXGlobalHeader {
-			continue
-		}
-		name, err := cleanName(hdr.Name)
-		if err != nil || name == "" {
-			continue // Apply refuses or skips it
-		}
-		d, base := splitName(name)
-		if strings.HasPrefix(d, whiteoutPrefix) || strings.Contains(d, "/"+whiteoutPrefix) {
-			if wl.err == nil {
-				wl.err = fmt.Errorf("entry %q: %w: whiteout name used as a directory", hdr.Name, errUnsafeName)
-			}
-			continue
-		}
-		if strings.HasPrefix(base, whiteoutPrefix) {
-			wl.entries = append(wl.entries, whiteoutEntry{d, base})
-		}
-	}
-}
 
 // convertWhiteouts turns the ".wh." files Apply left into overlay whiteouts and opaque markers.
 func convertWhiteouts(dir string, entries []whiteoutEntry, prefix string) error {
