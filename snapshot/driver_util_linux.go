@@ -192,29 +192,76 @@ func sweepStale(parent, prefix string, before func(path string), log *slog.Logge
 }
 
 // flockPath takes an exclusive flock on a lock file, polling so that ctx can interrupt the wait.
-// flock conflicts between open file descriptions, so goroutines of one process exclude each other too.
+// Goroutines of this process queue on an in-process lock first, so one that waits for another
+// (e.g. two stages extracting the same base) wakes as soon as it is released, not at its next poll.
 func flockPath(ctx context.Context, path string) (unlock func(), err error) {
+	release, err := localLocks.lock(ctx, path)
+	if err != nil {
+		return nil, err
+	}
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	delay := time.Millisecond
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { unix.Close(fd) }, nil
+			return func() { unix.Close(fd); release() }, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			unix.Close(fd)
+			release()
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
 			unix.Close(fd)
+			release()
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// keyedLocks are in-process exclusive locks by name, made on first use
+// and dropped when no one holds or waits for them.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	held chan struct{} // full while held
+	refs int           // holders and waiters
+}
+
+var localLocks = &keyedLocks{m: map[string]*keyedLock{}}
+
+func (k *keyedLocks) lock(ctx context.Context, name string) (release func(), err error) {
+	k.mu.Lock()
+	l := k.m[name]
+	if l == nil {
+		l = &keyedLock{held: make(chan struct{}, 1)}
+		k.m[name] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	drop := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, name)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; drop() }, nil
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
 	}
 }
 
