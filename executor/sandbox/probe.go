@@ -273,10 +273,35 @@ func (e *Env) MissingDefaultCaps() []string {
 // UserNamespaceError is nil when this process may create a user namespace
 // (mapping only itself: no newuidmap involved). Pods under Kubernetes'
 // RuntimeDefault seccomp profile refuse it.
+//
+// Only the clone and the id maps are tried: the child then execs a path
+// that cannot exist, so no program starts (every builder command that uses
+// the store asks this first, and a Go program's start costs milliseconds).
+// The clone's refusal and the maps' come back as their own errno; the exec's
+// ENOTDIR (or ENOENT without /proc) says everything before it worked.
 func UserNamespaceError() error {
-	_, err := runProbe(0, true)
-	return err
+	cmd := exec.Command(userNSProbePath)
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: unix.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+	}
+	err := cmd.Run()
+	var pe *os.PathError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && (errors.Is(pe.Err, unix.ENOTDIR) || errors.Is(pe.Err, unix.ENOENT)):
+		return nil
+	case errors.As(err, &pe):
+		return pe.Err // the clone's errno, not "fork/exec ..."
+	default:
+		return err
+	}
 }
+
+// userNSProbePath is never a program: /proc/self/exe is a file, not a directory.
+const userNSProbePath = "/proc/self/exe/builder-userns-probe"
 
 // BoundingHas reports whether capability c is in this process's bounding
 // set (what a user namespace made from here could hold).

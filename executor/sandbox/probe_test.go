@@ -2,9 +2,13 @@ package sandbox
 
 import (
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestChoose(t *testing.T) {
@@ -84,5 +88,38 @@ func TestProbeHere(t *testing.T) {
 	}
 	if e.Seccomp == "" || e.CapBnd == 0 {
 		t.Errorf("status not read: %+v", e)
+	}
+}
+
+// userNSRefusedEnv marks the run of TestUserNamespaceError inside a user
+// namespace whose user.max_user_namespaces is 0, where the clone must fail.
+const userNSRefusedEnv = "BUILDER_TEST_USERNS_REFUSED"
+
+func TestUserNamespaceError(t *testing.T) {
+	if os.Getenv(userNSRefusedEnv) != "" {
+		err := UserNamespaceError()
+		if !errors.Is(err, unix.ENOSPC) {
+			t.Fatalf("with user.max_user_namespaces=0: got %v, want ENOSPC (the clone's refusal)", err)
+		}
+		return
+	}
+	if err := UserNamespaceError(); err != nil {
+		t.Fatalf("user namespaces work here (make test runs where they do): %v", err)
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatalf("unshare (util-linux) is needed: %v", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A user namespace may lower the limit for those it makes: 0 refuses
+	// the next clone(CLONE_NEWUSER) with ENOSPC, as a locked-down host does.
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "sh", "-c",
+		`echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" -test.run '^TestUserNamespaceError$' -test.count=1 -test.v`, self)
+	cmd.Env = append(os.Environ(), userNSRefusedEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestUserNamespaceError") {
+		t.Fatalf("refused case: %v\n%s", err, out)
 	}
 }
