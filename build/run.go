@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/builder-dev/builder/layer"
+
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor"
 	"github.com/builder-dev/builder/executor/sandbox"
@@ -305,10 +307,27 @@ func (s *session) trees() pushers.Trees {
 	if s.run == nil || s.run.idNote != "" {
 		return nil
 	}
-	if t, ok := s.run.snapshots.(snapshot.TreeGiver); ok {
-		return t
+	g, ok := s.run.snapshots.(snapshot.TreeGiver)
+	f, ok2 := s.run.snapshots.(snapshot.TreeFinder)
+	if !ok || !ok2 {
+		return nil
 	}
-	return nil
+	return trees{g, f}
+}
+
+// trees is a driver that gives its layer trees away, as the store commit
+// takes them (pushers.Trees).
+type trees struct {
+	snapshot.TreeGiver
+	f snapshot.TreeFinder
+}
+
+func (t trees) KeptSplit(d digest.Digest) (*layer.TarSplit, int64, bool) {
+	p, meta, ok := t.f.Split(d)
+	if !ok || meta == nil {
+		return nil, 0, false
+	}
+	return &layer.TarSplit{Path: p, UIDs: meta.UIDs, GIDs: meta.GIDs, Owners: true}, meta.Size, true
 }
 
 // commitUnnamed writes bi's image to the local store under its ID only.

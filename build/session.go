@@ -98,7 +98,7 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	if tf, ok := s.run.snapshots.(snapshot.TreeFinder); ok && s.cache.index != nil {
 		s.cache.index.SetTreeCheck(func(d digest.Digest) bool {
 			_, tree := tf.Tree(d)
-			_, split := tf.Split(d)
+			_, _, split := tf.Split(d)
 			return tree && split
 		})
 	}

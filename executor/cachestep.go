@@ -279,13 +279,18 @@ func (e *Executor) hitLayer(rec cache.Record) (image.Layer, error) {
 		if !ok {
 			return nil, cache.ErrMiss
 		}
-		sp, ok := tf.Split(rec.DiffID)
+		sp, meta, ok := tf.Split(rec.DiffID)
 		if _, tree := tf.Tree(rec.DiffID); !ok || !tree {
 			return nil, cache.ErrMiss
 		}
 		d := rec.DiffID
+		split := &layer.TarSplit{Path: sp}
+		if meta != nil && meta.Size == rec.Layer.Size {
+			// The store commit takes the owners from here, not the tar.
+			split.UIDs, split.GIDs, split.Owners = meta.UIDs, meta.GIDs, true
+		}
 		return &layer.Stored{Desc: *rec.Layer, Diff: d, TarLen: rec.Layer.Size,
-			Split: &layer.TarSplit{Path: sp}, Tree: func() (string, bool) { return tf.Tree(d) }}, nil
+			Split: split, Tree: func() (string, bool) { return tf.Tree(d) }}, nil
 	default:
 		return &layer.Stored{Blobs: e.cfg.Blobs, Desc: *rec.Layer, Diff: rec.DiffID}, nil
 	}

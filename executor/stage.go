@@ -251,10 +251,36 @@ func (e *Executor) snapLayers(layers []image.Layer) []snapshot.Layer {
 	out := make([]snapshot.Layer, len(layers))
 	for i, l := range layers {
 		out[i] = snapshot.Layer{DiffID: l.DiffID(), Open: func(ctx context.Context) (io.ReadCloser, error) {
-			return layer.UncompressedLimit(ctx, l, e.cfg.MaxLayerSize)
+			rc, err := layer.UncompressedLimit(ctx, l, e.cfg.MaxLayerSize)
+			if err != nil {
+				return rc, err
+			}
+			return e.keepingSplit(rc, l.DiffID()), nil
 		}}
 	}
 	return out
+}
+
+// keepingSplit records the tar-split of a layer the driver extracts into a
+// tree it keeps (a base layer): the store commit moves that tree in with
+// this tar-split instead of decompressing and parsing the layer again.
+func (e *Executor) keepingSplit(rc io.ReadCloser, diffID digest.Digest) io.ReadCloser {
+	tf, ok := e.cfg.Snapshots.(snapshot.TreeFinder)
+	if !ok {
+		return rc
+	}
+	f, err := os.CreateTemp(e.cfg.WorkDir, "split-")
+	if err != nil {
+		return rc
+	}
+	f.Close()
+	return layer.SplitReader(rc, diffID, f.Name(), func(ts *layer.TarSplit, size int64) {
+		meta := &snapshot.SplitMeta{Size: size, UIDs: ts.UIDs, GIDs: ts.GIDs}
+		if _, err := tf.KeepSplit(diffID, ts.Path, meta); err != nil {
+			os.Remove(ts.Path)
+			e.cfg.Log.Debug("tar-split of an extracted layer not kept", "layer", diffID, "err", err)
+		}
+	})
 }
 
 // prepare gives a writable snapshot of the stage's file tree.
@@ -319,7 +345,11 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 		if !s.final {
 			// The stage's layer outlives the build as its tree: the
 			// tar-split stays beside it, for the cache entry.
-			kept, err := tf.KeepSplit(d, st.Split.Path)
+			var meta *snapshot.SplitMeta
+			if st.Split.Owners {
+				meta = &snapshot.SplitMeta{Size: st.TarLen, UIDs: st.Split.UIDs, GIDs: st.Split.GIDs}
+			}
+			kept, err := tf.KeepSplit(d, st.Split.Path, meta)
 			if err != nil {
 				return err
 			}

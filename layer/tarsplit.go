@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 )
@@ -18,7 +19,7 @@ import (
 type TarSplit struct {
 	Path       string // the tar-split JSON stream, uncompressed
 	UIDs, GIDs []uint32
-	Owners     bool // UIDs and GIDs are known (not for a tar-split kept by a cache entry)
+	Owners     bool // UIDs and GIDs are known (not for a kept tar-split without its meta)
 }
 
 // splitSink records the tar-split of the tar written through it, on its
@@ -154,4 +155,55 @@ func WriteTarSplit(r io.Reader, path string) (*TarSplit, error) {
 		return nil, errors.New("not a tar stream a tar-split can be made of")
 	}
 	return ts, nil
+}
+
+// SplitReader passes a layer's uncompressed tar through to whoever reads
+// it (e.g. an extraction) and records its tar-split and owners on the
+// way: the store commit then takes the extracted tree without reading the
+// layer again. On Close, keep gets the tar-split and the tar's length if
+// the whole stream was read and its digest is diffID (nothing otherwise:
+// a tar-split is never kept for bytes that are not the layer's).
+func SplitReader(rc io.ReadCloser, diffID digest.Digest, path string, keep func(ts *TarSplit, size int64)) io.ReadCloser {
+	if diffID.Validate() != nil {
+		return rc
+	}
+	sink, err := newSplitSink(path)
+	if err != nil {
+		return rc // extracted all the same; the commit reads the tar again
+	}
+	return &splitReader{ReadCloser: rc, sink: sink, d: diffID.Algorithm().Digester(), diffID: diffID, keep: keep}
+}
+
+type splitReader struct {
+	io.ReadCloser
+	sink   *splitSink
+	d      digest.Digester
+	diffID digest.Digest
+	n      int64
+	eof    bool
+	keep   func(*TarSplit, int64)
+}
+
+func (r *splitReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 {
+		r.sink.Write(p[:n])
+		r.d.Hash().Write(p[:n])
+		r.n += int64(n)
+	}
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
+}
+
+func (r *splitReader) Close() error {
+	if r.sink != nil {
+		ok := r.eof && r.d.Digest() == r.diffID
+		if ts := r.sink.finish(ok); ts != nil {
+			r.keep(ts, r.n)
+		}
+		r.sink = nil
+	}
+	return r.ReadCloser.Close()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/content"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 )
@@ -165,4 +166,65 @@ func TestSplitOnlyAssemblesFromTree(t *testing.T) {
 		t.Error("a changed tree file was assembled without an error")
 	}
 	rc.Close()
+}
+
+func TestSplitReader(t *testing.T) {
+	data, bodies := tarOf(t,
+		&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "d/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 70000, Uid: 7, Gid: 9},
+		&tar.Header{Name: "d/l", Typeflag: tar.TypeSymlink, Linkname: "a", Uid: 0, Gid: 0},
+	)
+	tree := t.TempDir()
+	os.Mkdir(filepath.Join(tree, "d"), 0o755)
+	for n, b := range bodies {
+		os.WriteFile(filepath.Join(tree, n), b, 0o644)
+	}
+	right := digest.FromBytes(data)
+	for _, c := range []struct {
+		name   string
+		diffID digest.Digest
+		read   int // bytes read before Close; -1: all
+		kept   bool
+	}{
+		{"whole stream, its digest", right, -1, true},
+		{"read in part", right, 1024, false},
+		{"another digest", digest.FromString("not this layer"), -1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "split")
+			var got *TarSplit
+			var size int64
+			r := SplitReader(io.NopCloser(bytes.NewReader(data)), c.diffID, path, func(ts *TarSplit, n int64) { got, size = ts, n })
+			if c.read < 0 {
+				io.Copy(io.Discard, r)
+			} else {
+				io.CopyN(io.Discard, r, int64(c.read))
+			}
+			r.Close()
+			if !c.kept {
+				if got != nil {
+					t.Fatal("a tar-split was kept")
+				}
+				if _, err := os.Stat(path); !os.IsNotExist(err) {
+					t.Errorf("the tar-split file was left behind: %v", err)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatal("no tar-split kept")
+			}
+			if size != int64(len(data)) || !got.Owners || !slices.Equal(got.UIDs, []uint32{0, 7}) || !slices.Equal(got.GIDs, []uint32{0, 9}) {
+				t.Errorf("size %d (want %d), owners %v %v %v", size, len(data), got.Owners, got.UIDs, got.GIDs)
+			}
+			rc, err := got.Assemble(func() (string, bool) { return tree, true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(out, data) {
+				t.Errorf("the kept tar-split does not give the tar back (err %v)", err)
+			}
+		})
+	}
 }

@@ -24,6 +24,10 @@ import (
 type Trees interface {
 	GiveTree(ctx context.Context, diffID digest.Digest) (dir string, done func(movedTo string) error, ok bool, err error)
 	OpaqueXattr() string
+	// KeptSplit is the tar-split kept with the tree of diffID, with its
+	// owners, and the tar's length, if there is one (a layer the build
+	// extracted, e.g. a base layer).
+	KeptSplit(diffID digest.Digest) (ts *layer.TarSplit, size int64, ok bool)
 }
 
 // treesFit says whether the store keeps layers in the trees' format:
@@ -63,6 +67,9 @@ func stageLayer(ctx context.Context, s storage.Store, t Trees, id, parent string
 		}
 	}()
 	ts, size, uids, gids, err := madeTarSplit(l)
+	if ts == nil && err == nil {
+		ts, size, uids, gids, err = keptTarSplit(t, l.DiffID())
+	}
 	if ts == nil && err == nil {
 		if ts, size, uids, gids, err = tarSplit(ctx, l); err == nil {
 			defer os.Remove(ts.Name())
@@ -163,6 +170,20 @@ func madeTarSplit(l image.Layer) (*os.File, int64, []uint32, []uint32, error) {
 		return nil, 0, nil, nil, nil // read the tar again instead
 	}
 	return f, st.TarLen, st.Split.UIDs, st.Split.GIDs, nil
+}
+
+// keptTarSplit opens the tar-split kept with l's tree, if there is one
+// with its owners (nil, nil otherwise).
+func keptTarSplit(t Trees, diffID digest.Digest) (*os.File, int64, []uint32, []uint32, error) {
+	ts, size, ok := t.KeptSplit(diffID)
+	if !ok || !ts.Owners || size <= 0 {
+		return nil, 0, nil, nil, nil
+	}
+	f, err := os.Open(ts.Path)
+	if err != nil {
+		return nil, 0, nil, nil, nil // read the tar again instead
+	}
+	return f, size, ts.UIDs, ts.GIDs, nil
 }
 
 // tarSplit reads l's tar once: it records the tar-split metadata the store

@@ -84,8 +84,18 @@ type TreeFinder interface {
 	Tree(diffID digest.Digest) (dir string, ok bool)
 	// KeepSplit keeps the tar-split file at path (moved) as layer
 	// diffID's, so the tree and it are the layer, with no tar or blob
-	// beside them; it returns where the file now is.
-	KeepSplit(diffID digest.Digest, path string) (string, error)
-	// Split is where layer diffID's kept tar-split is, if there is one.
-	Split(diffID digest.Digest) (string, bool)
+	// beside them; it returns where the file now is. meta, when known,
+	// is kept with it.
+	KeepSplit(diffID digest.Digest, path string, meta *SplitMeta) (string, error)
+	// Split is where layer diffID's kept tar-split is, if there is one,
+	// and its meta (nil when it was not known).
+	Split(diffID digest.Digest) (string, *SplitMeta, bool)
+}
+
+// SplitMeta is what a store needs beside a tar-split to take the layer
+// without reading its tar again: the tar's length and the owners it names.
+type SplitMeta struct {
+	Size int64    `json:"size"`
+	UIDs []uint32 `json:"uids"`
+	GIDs []uint32 `json:"gids"`
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -104,7 +105,7 @@ func (d *overlayDriver) splitPath(diffID digest.Digest) (string, error) {
 	return filepath.Join(filepath.Dir(d.store.dir), "splits", filepath.Base(p)), nil
 }
 
-func (d *overlayDriver) KeepSplit(diffID digest.Digest, path string) (string, error) {
+func (d *overlayDriver) KeepSplit(diffID digest.Digest, path string, meta *SplitMeta) (string, error) {
 	dst, err := d.splitPath(diffID)
 	if err != nil {
 		return "", err
@@ -112,17 +113,62 @@ func (d *overlayDriver) KeepSplit(diffID digest.Digest, path string) (string, er
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return "", err
 	}
+	// The meta goes first and the split last: a split is only read with
+	// the meta written beside it, or with none (an older one is removed).
+	os.Remove(dst + splitMetaSuffix)
+	if meta != nil {
+		b, err := json.Marshal(meta)
+		if err != nil {
+			return "", err
+		}
+		if err := atomicWrite(dst+splitMetaSuffix, b); err != nil {
+			return "", fmt.Errorf("keep tar-split: %w", err)
+		}
+	}
 	if err := os.Rename(path, dst); err != nil {
+		os.Remove(dst + splitMetaSuffix)
 		return "", fmt.Errorf("keep tar-split: %w", err)
 	}
 	return dst, nil
 }
 
-func (d *overlayDriver) Split(diffID digest.Digest) (string, bool) {
+// splitMetaSuffix names a kept tar-split's meta file, beside it.
+const splitMetaSuffix = ".meta"
+
+func (d *overlayDriver) Split(diffID digest.Digest) (string, *SplitMeta, bool) {
 	p, err := d.splitPath(diffID)
 	if err != nil {
-		return "", false
+		return "", nil, false
 	}
-	fi, err := os.Lstat(p)
-	return p, err == nil && fi.Mode().IsRegular()
+	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+		return "", nil, false
+	}
+	var meta *SplitMeta
+	if b, err := os.ReadFile(p + splitMetaSuffix); err == nil {
+		meta = &SplitMeta{}
+		if json.Unmarshal(b, meta) != nil || meta.Size <= 0 {
+			meta = nil // read the tar again instead
+		}
+	}
+	return p, meta, true
+}
+
+// atomicWrite writes b to path through a temporary file beside it, so a
+// reader sees all of it or nothing.
+func atomicWrite(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

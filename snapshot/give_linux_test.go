@@ -84,3 +84,62 @@ func viewLines(t *testing.T, d Driver, ls ...memLayer) []string {
 	defer release()
 	return treeLines(t, root)
 }
+
+// A kept tar-split keeps its meta beside it (or none), is found with it,
+// and goes with its tree when prune removes the tree.
+func TestKeepSplit(t *testing.T) {
+	ctx := context.Background()
+	l1, l2 := baseLayers(t)
+	for _, dc := range availableDrivers(t) {
+		if dc.name == "copy" {
+			continue
+		}
+		t.Run(dc.name, func(t *testing.T) {
+			root := t.TempDir()
+			d, err := dc.open(root)
+			mustDo(t, err)
+			tf, ok := d.(TreeFinder)
+			if !ok {
+				t.Fatalf("%s finds no trees", dc.name)
+			}
+			m, err := d.Prepare(ctx, layersOf(l1, l2))
+			mustDo(t, err)
+			mustDo(t, m.Release())
+			keep := func(l memLayer, meta *SplitMeta) {
+				t.Helper()
+				p := filepath.Join(t.TempDir(), "split")
+				mustDo(t, os.WriteFile(p, []byte(l.DiffID.String()), 0o600))
+				_, err := tf.KeepSplit(l.DiffID, p, meta)
+				mustDo(t, err)
+			}
+			keep(l1, &SplitMeta{Size: 3072, UIDs: []uint32{0, 5}, GIDs: []uint32{0}})
+			keep(l2, nil)
+			if p, meta, ok := tf.Split(l1.DiffID); !ok || meta == nil || meta.Size != 3072 || len(meta.UIDs) != 2 {
+				t.Errorf("l1: %q %+v %v", p, meta, ok)
+			} else if b, _ := os.ReadFile(p); string(b) != l1.DiffID.String() {
+				t.Errorf("l1's split holds %q", b)
+			}
+			if _, meta, ok := tf.Split(l2.DiffID); !ok || meta != nil {
+				t.Errorf("l2 (kept without meta): %+v %v", meta, ok)
+			}
+			// Kept again without meta: the old meta does not stay.
+			keep(l1, nil)
+			if _, meta, ok := tf.Split(l1.DiffID); !ok || meta != nil {
+				t.Errorf("l1 re-kept without meta: %+v %v", meta, ok)
+			}
+			keep(l1, &SplitMeta{Size: 1})
+			_, err = Prune(root, func(d digest.Digest) bool { return d == l1.DiffID })
+			mustDo(t, err)
+			if _, meta, ok := tf.Split(l1.DiffID); !ok || meta == nil {
+				t.Errorf("prune took l1's split or meta (kept tree): %+v %v", meta, ok)
+			}
+			if _, _, ok := tf.Split(l2.DiffID); ok {
+				t.Error("prune left the split of a removed tree")
+			}
+			left, _ := filepath.Glob(filepath.Join(root, "splits", "*"))
+			if len(left) != 2 {
+				t.Errorf("splits dir after prune: %v, want l1's split and meta", left)
+			}
+		})
+	}
+}

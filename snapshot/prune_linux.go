@@ -57,7 +57,10 @@ func Prune(root string, keep func(digest.Digest) bool) (PruneResult, error) {
 	splits := filepath.Join(root, "splits")
 	sents, _ := os.ReadDir(splits)
 	for _, e := range sents {
-		if !layerDir(filepath.Join(layers, e.Name()), false) {
+		// A meta file goes with its split; a temporary is a torn write's
+		// (no build runs now).
+		name := strings.TrimSuffix(e.Name(), splitMetaSuffix)
+		if strings.HasPrefix(name, ".tmp-") || !layerDir(filepath.Join(layers, name), false) {
 			os.Remove(filepath.Join(splits, e.Name()))
 		}
 	}

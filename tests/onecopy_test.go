@@ -210,3 +210,49 @@ RUN cat /out /mid /side > /final
 		t.Errorf("third build:\n%s", out)
 	}
 }
+
+// A base layer the build extracts (here from an OCI layout) keeps the
+// tar-split made while it was extracted, with the tar's length and owners:
+// the store commit moves its tree in with that tar-split instead of
+// decompressing and parsing the layer again, and the store still gives the
+// layer's exact bytes back.
+func TestBaseLayerKeepsItsSplit(t *testing.T) {
+	dir := filepath.Join(env.tmp, "basesplit")
+	os.RemoveAll(dir)
+	ctx := filepath.Join(dir, "ctx")
+	os.MkdirAll(ctx, 0o755)
+	os.WriteFile(filepath.Join(ctx, "f"), []byte("file"), 0o644)
+	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+env.baseOCI+"\nCOPY f /srv/f\n"), 0o644)
+	root := filepath.Join(dir, "root")
+	globals := []string{"--root", root, "--runroot", dir + "/run", "--storage-driver", "overlay"}
+	if so, se, code := builderWith(globals, nil, "bud", "-q", "-t", "localhost/basesplit:v1", ctx); code != 0 {
+		t.Fatalf("bud: exit %d\n%s%s", code, so, se)
+	}
+	base := diffIDs(readLayout(t, strings.TrimSuffix(strings.TrimPrefix(env.baseOCI, "oci:"), ":latest")))
+	snaps := filepath.Join(root, "builder", "snapshots")
+	for _, d := range base {
+		hex := strings.TrimPrefix(d, "sha256:")
+		meta, err := os.ReadFile(filepath.Join(snaps, "splits", hex+".meta"))
+		if err != nil || !strings.Contains(string(meta), `"size":`) {
+			t.Errorf("base layer %s: no kept tar-split meta (%v): %s", d, err, meta)
+		}
+		if _, err := os.Stat(filepath.Join(snaps, "splits", hex)); err != nil {
+			t.Errorf("base layer %s: no kept tar-split: %v", d, err)
+		}
+		if target, err := os.Readlink(filepath.Join(snaps, "layers", hex)); err != nil || !strings.HasPrefix(target, filepath.Join(root, "overlay")+"/") {
+			t.Errorf("base layer %s: tree not moved into the store (%q, %v)", d, target, err)
+		}
+	}
+	out := filepath.Join(dir, "oci")
+	if _, se, code := builderWith(globals, nil, "push", "-q", "localhost/basesplit:v1", "oci:"+out+":v1"); code != 0 {
+		t.Fatalf("push: %s", se)
+	}
+	l := readLayout(t, out)
+	got := diffIDs(l)
+	if len(got) != len(base)+1 || strings.Join(got[:len(base)], " ") != strings.Join(base, " ") {
+		t.Fatalf("pushed diff IDs %v, want the base's %v and one more", got, base)
+	}
+	for i := range l.manifest.Layers {
+		l.layerEntries(t, i) // checks each layer's tar against its diff ID
+	}
+}
