@@ -148,11 +148,13 @@ func (s *session) close() {
 	if s.up != nil {
 		s.up.wait()
 	}
-	if s.cache != nil {
-		s.cache.close(s.o.Log)
-	}
+	// Executors first: their cache entries are written in the background,
+	// under the cache's lock.
 	for _, ex := range s.exs {
 		ex.Close()
+	}
+	if s.cache != nil {
+		s.cache.close(s.o.Log)
 	}
 	if s.work != "" {
 		os.RemoveAll(s.work)

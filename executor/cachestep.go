@@ -131,12 +131,7 @@ func (e *Executor) cachedStep(ctx context.Context, s *stageState, step dockerfil
 			rec.InStore, rec.InTree = false, true
 		}
 	}
-	if k.files != nil {
-		if err := e.cfg.Cache.PutFiles(k.key, k.files); err != nil {
-			e.cfg.Log.Warn("cannot record the cache entry's file list", "err", err)
-		}
-	}
-	e.record(ctx, s, rec, ck, made)
+	e.record(ctx, s, rec, ck, made, k)
 	if fl != nil {
 		fl.done, fl.layer, fl.by = true, made, e.platform
 	}
@@ -187,17 +182,28 @@ func (e *Executor) put(rec cache.Record) {
 	}
 }
 
-// record keeps a step's result under its key and its content key, locally
-// and (in the background) in --cache-to.
-func (e *Executor) record(ctx context.Context, s *stageState, rec cache.Record, ck cache.Key, l image.Layer) {
+// record keeps a step's result under its key and its content key, with
+// the step's file list, locally and in --cache-to, both in the background:
+// the next step need not wait for the index's synced writes (Close and the
+// next Build wait for them).
+func (e *Executor) record(ctx context.Context, s *stageState, rec cache.Record, ck cache.Key, l image.Layer, k keyed) {
 	recs := []cache.Record{rec}
 	if !ck.IsZero() {
 		alt := rec
 		alt.Key = ck.Hex()
 		recs = append(recs, alt)
 	}
+	e.records.Go(func() {
+		if k.files != nil {
+			if err := e.cfg.Cache.PutFiles(k.key, k.files); err != nil {
+				e.cfg.Log.Warn("cannot record the cache entry's file list", "err", err)
+			}
+		}
+		for _, r := range recs {
+			e.put(r)
+		}
+	})
 	for _, r := range recs {
-		e.put(r)
 		e.export(ctx, s, r, l)
 	}
 }

@@ -227,6 +227,7 @@ type Executor struct {
 	plan      *dockerfile.Plan  // of the build in progress
 	times     []stepTime        // cached or run steps, for the summary line
 	exports   sync.WaitGroup    // --cache-to uploads in flight
+	records   sync.WaitGroup    // local cache entries being written
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
@@ -289,6 +290,7 @@ func New(cfg Config) (*Executor, error) {
 
 // Close releases the executor's scratch space.
 func (e *Executor) Close() error {
+	e.records.Wait()
 	e.ctxRoot.Close()
 	for _, r := range e.namedRoots {
 		r.Close()
@@ -299,6 +301,7 @@ func (e *Executor) Close() error {
 // Build runs every stage of p (dependency order) for platform and returns
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) (*image.Image, error) {
+	e.records.Wait() // an earlier Build's entries, for this one's lookups
 	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
 	e.prefetch(ctx, p, plat)
