@@ -68,6 +68,9 @@ func Prepare(o Options) (*Build, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	// The sandbox probe (a child process in namespaces of its own) runs
+	// while the Dockerfile is read and the store opens; setupRun waits for it.
+	go sandbox.Probe()
 	b := &Build{o: o}
 	var err error
 	if b.format, err = images.ParseFormat(o.Format); err != nil {
