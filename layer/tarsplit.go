@@ -3,6 +3,7 @@ package layer
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -109,6 +110,14 @@ func (ts *TarSplit) Assemble(tree func() (string, bool)) (io.ReadCloser, error) 
 		return nil, errors.New("the layer's tree is gone")
 	}
 	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Moved (given to the image store) since tree() answered: ask
+		// again. Once open, a move no longer matters.
+		if dir, ok = tree(); !ok {
+			return nil, errors.New("the layer's tree is gone")
+		}
+		root, err = os.OpenRoot(dir)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -86,8 +86,22 @@ var _ TreeFinder = (*overlayDriver)(nil)
 
 func (d *overlayDriver) Tree(diffID digest.Digest) (string, bool) {
 	p, err := d.store.path(diffID)
-	if err != nil || !layerDir(p, false) {
+	if err != nil {
 		return "", false
+	}
+	if !layerDir(p, false) {
+		// A tree being given away is neither here nor linked until the
+		// give is done, and the giver holds the layer's lock meanwhile
+		// (two platforms' store commits of one shared layer): wait for it.
+		unlock, err := flockPath(context.Background(), filepath.Join(d.store.locks, filepath.Base(p)))
+		if err != nil {
+			return "", false
+		}
+		ok := layerDir(p, false)
+		unlock()
+		if !ok {
+			return "", false
+		}
 	}
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -139,6 +140,51 @@ func TestKeepSplit(t *testing.T) {
 			left, _ := filepath.Glob(filepath.Join(root, "splits", "*"))
 			if len(left) != 2 {
 				t.Errorf("splits dir after prune: %v, want l1's split and meta", left)
+			}
+		})
+	}
+}
+
+// A tree asked for while it is being given away (moved, not linked yet) is
+// found where it went once the give is done, never reported gone: two
+// platforms' store commits of one shared layer race so.
+func TestTreeDuringGive(t *testing.T) {
+	ctx := context.Background()
+	l1, _ := baseLayers(t)
+	for _, dc := range availableDrivers(t) {
+		if dc.name == "copy" {
+			continue
+		}
+		t.Run(dc.name, func(t *testing.T) {
+			d, err := dc.open(t.TempDir())
+			mustDo(t, err)
+			g, tf := d.(TreeGiver), d.(TreeFinder)
+			m, err := d.Prepare(ctx, layersOf(l1))
+			mustDo(t, err)
+			mustDo(t, m.Release())
+			dir, done, ok, err := g.GiveTree(ctx, l1.DiffID)
+			if !ok || err != nil {
+				t.Fatalf("no tree (%v)", err)
+			}
+			elsewhere := filepath.Join(t.TempDir(), "moved")
+			mustDo(t, os.Rename(dir, elsewhere))
+			type found struct {
+				dir string
+				ok  bool
+			}
+			got := make(chan found, 1)
+			go func() {
+				p, ok := tf.Tree(l1.DiffID)
+				got <- found{p, ok}
+			}()
+			select {
+			case f := <-got:
+				t.Fatalf("Tree answered during the give: %+v", f)
+			case <-time.After(100 * time.Millisecond):
+			}
+			mustDo(t, done(elsewhere))
+			if f := <-got; !f.ok || f.dir != elsewhere {
+				t.Errorf("Tree after the give: %+v, want %s", f, elsewhere)
 			}
 		})
 	}
