@@ -6,6 +6,7 @@ package registry
 // downloaded, before anything is written out of it.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -56,9 +57,12 @@ func (l Limits) stall() time.Duration {
 // Guard wraps a blob stream from a registry: reads that move nothing for
 // the stall timeout fail with ErrStalled; a layer (by media type) is
 // decompressed alongside and fails with ErrLayerTooLarge once its
-// uncompressed bytes pass the limit.
-func (l Limits) Guard(rc io.ReadCloser, bi types.BlobInfo) (io.ReadCloser, error) {
-	g := &guard{rc: rc, stall: l.stall()}
+// uncompressed bytes pass the limit. cancel ends the request rc reads
+// (the context its GetBlob was given): a stalled read is cut by it, never
+// by closing rc under the Read (containers/image's reader is not safe for
+// that: it crashed once, closed mid-read).
+func (l Limits) Guard(rc io.ReadCloser, bi types.BlobInfo, cancel context.CancelFunc) (io.ReadCloser, error) {
+	g := &guard{rc: rc, stall: l.stall(), cancel: cancel}
 	kind := KindOf(bi.MediaType)
 	isLayer := bi.MediaType != "" && (kind != compress.None || uncompressedLayer(bi.MediaType))
 	if !isLayer {
@@ -68,6 +72,7 @@ func (l Limits) Guard(rc io.ReadCloser, bi types.BlobInfo) (io.ReadCloser, error
 	if kind == compress.None {
 		if bi.Size > max {
 			rc.Close()
+			cancel()
 			return nil, fmt.Errorf("blob %s: %d bytes: %w (%d)", bi.Digest, bi.Size, ErrLayerTooLarge, max)
 		}
 		g.limit = max
@@ -87,6 +92,7 @@ func uncompressedLayer(mediaType string) bool {
 
 type guard struct {
 	rc      io.ReadCloser
+	cancel  context.CancelFunc
 	stall   time.Duration
 	stalled atomic.Bool
 	limit   int64 // uncompressed layers: bytes allowed (0: none)
@@ -122,7 +128,7 @@ func (g *guard) startInflating(max int64, bi types.BlobInfo) {
 }
 
 func (g *guard) Read(p []byte) (int, error) {
-	t := time.AfterFunc(g.stall, func() { g.stalled.Store(true); g.rc.Close() })
+	t := time.AfterFunc(g.stall, func() { g.stalled.Store(true); g.cancel() })
 	n, err := g.rc.Read(p)
 	t.Stop()
 	if g.stalled.Load() {
@@ -154,5 +160,7 @@ func (g *guard) Close() error {
 			g.pw.CloseWithError(errors.New("closed"))
 		}
 	})
-	return g.rc.Close()
+	err := g.rc.Close()
+	g.cancel()
+	return err
 }

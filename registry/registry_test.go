@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -287,5 +289,61 @@ func TestRetrierPerRequest(t *testing.T) {
 	})
 	if tries != 4 || err == nil {
 		t.Errorf("a failing request: %d tries, %v", tries, err)
+	}
+}
+
+// stallReader never yields a byte: its Read waits for its request's
+// context, as a body read on a stalled connection does, and it notes a
+// Close that comes while a Read is running.
+type stallReader struct {
+	ctx              context.Context
+	closed           chan struct{}
+	once             sync.Once
+	reading          atomic.Bool
+	closedDuringRead atomic.Bool
+}
+
+func (r *stallReader) Read([]byte) (int, error) {
+	r.reading.Store(true)
+	defer r.reading.Store(false)
+	select {
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	case <-r.closed:
+		return 0, errors.New("read on a closed body")
+	}
+}
+
+func (r *stallReader) Close() error {
+	if r.reading.Load() {
+		r.closedDuringRead.Store(true)
+	}
+	r.once.Do(func() { close(r.closed) })
+	return nil
+}
+
+// A stalled blob read ends with ErrStalled by cancelling its request, not
+// by closing the stream under the running Read.
+func TestGuardStall(t *testing.T) {
+	for _, bi := range []types.BlobInfo{
+		{},
+		{MediaType: "application/vnd.oci.image.layer.v1.tar+gzip"},
+		{MediaType: "application/vnd.oci.image.layer.v1.tar"},
+	} {
+		t.Run(bi.MediaType, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			r := &stallReader{ctx: ctx, closed: make(chan struct{})}
+			g, err := Limits{StallTimeout: 20 * time.Millisecond}.Guard(r, bi, cancel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.Read(make([]byte, 512)); !errors.Is(err, ErrStalled) {
+				t.Errorf("stalled read: %v, want ErrStalled", err)
+			}
+			g.Close()
+			if r.closedDuringRead.Load() {
+				t.Error("the stream was closed while a Read was running")
+			}
+		})
 	}
 }

@@ -42,11 +42,13 @@ func (s *teeSource) GetBlob(ctx context.Context, bi types.BlobInfo, bic types.Bl
 			}
 		}
 	}
-	rc, n, err := s.ImageSource.GetBlob(ctx, bi, bic)
+	bctx, cancel := context.WithCancel(ctx) // the guard's way to cut a stalled read
+	rc, n, err := s.ImageSource.GetBlob(bctx, bi, bic)
 	if err != nil {
+		cancel()
 		return rc, n, err
 	}
-	if rc, err = s.limits.Guard(rc, bi); err != nil {
+	if rc, err = s.limits.Guard(rc, bi, cancel); err != nil {
 		return nil, 0, err
 	}
 	if bi.Digest.Validate() != nil {
