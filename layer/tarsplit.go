@@ -28,26 +28,30 @@ type TarSplit struct {
 // commit. It never fails the layer: a tar-split that could not be made is
 // simply not offered (the tar is read again instead).
 type splitSink struct {
-	pw     *io.PipeWriter
+	pw     *bufPipe
 	failed bool
 	done   chan *TarSplit
 	owners *ownerScan
 }
+
+// splitPipeSize is what the layer writer may run ahead of the tar-split's
+// parser: two of its 1 MiB writes.
+const splitPipeSize = 2 << 20
 
 func newSplitSink(path string) (*splitSink, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
+	pw := newBufPipe()
 	s := &splitSink{pw: pw, done: make(chan *TarSplit, 1), owners: newOwnerScan()}
 	go func() {
-		ts, err := disassemble(pr, f)
+		ts, err := disassemble(pw, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			pr.CloseWithError(err)
+			pw.CloseRead(err)
 			os.Remove(path)
 			s.done <- nil
 			return
@@ -71,11 +75,12 @@ func (s *splitSink) Write(p []byte) (int, error) {
 // finish ends the stream and returns the tar-split (nil if none).
 func (s *splitSink) finish(ok bool) *TarSplit {
 	if ok {
-		s.pw.Close()
+		s.pw.CloseWrite(nil)
 	} else {
-		s.pw.CloseWithError(io.ErrUnexpectedEOF)
+		s.pw.CloseWrite(io.ErrUnexpectedEOF)
 	}
 	ts := <-s.done
+	s.pw.release() // the parser is done with it, and so is the writer
 	uids, gids, known := s.owners.owners()
 	if s.failed || !ok || !known {
 		if ts != nil {
