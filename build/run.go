@@ -335,6 +335,7 @@ func (t trees) KeptSplit(d digest.Digest) (*layer.TarSplit, int64, bool) {
 
 // commitUnnamed writes bi's image to the local store under its ID only.
 func (s *session) commitUnnamed(ctx context.Context, bi *built, format image.Format) error {
+	s.warmed()
 	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
@@ -433,6 +434,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 // deliverOne writes the image of a single-platform build: the local
 // store, the outputs, --manifest, and the push beside them.
 func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result, error) {
+	s.warmed()
 	o := s.o
 	res := &Result{ImageID: bi.id, Tags: o.Tags}
 	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format, Trees: s.trees()}
@@ -464,6 +466,7 @@ func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result,
 // -t, and --manifest), an OCI layout's index, and with --push the images
 // and the index on every registry tag.
 func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Result, error) {
+	s.warmed()
 	o := s.o
 	entries := make([]pushers.ListEntry, len(bs))
 	res := &Result{Tags: o.Tags}

@@ -40,6 +40,7 @@ type session struct {
 	exs      []*executor.Executor
 	outMu    sync.Mutex // lines of the platforms' outputs are written whole
 	closers  []func()
+	warm     chan struct{}                    // closed once the store's driver checks are done (warmStore)
 	named    map[string]executor.NamedContext // --build-context
 	events   func(executor.Event)             // the progress view's
 }
@@ -61,6 +62,7 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	if s.blobs, err = st.Blobs(); err != nil {
 		return nil, err
 	}
+	s.warmStore()
 	if s.work, err = snapshot.NewScratchDir(st.Dir("tmp"), "build-", o.Log); err != nil {
 		return nil, err
 	}
@@ -142,6 +144,7 @@ func (s *session) prefixed(w io.Writer, p platform.Platform) io.Writer {
 // close waits for streamed uploads and releases everything the session
 // holds, the scratch dir last.
 func (s *session) close() {
+	s.warmed() // not running once the store shuts down
 	for _, f := range s.closers {
 		f()
 	}
@@ -164,5 +167,27 @@ func (s *session) close() {
 	}
 	if s.run != nil && s.run.cleanup != nil {
 		s.run.cleanup()
+	}
+}
+
+// warmStore runs the overlay driver's one-time check for idmapped lower
+// layers while the build runs: in a store it has not seen before, it
+// starts a process in a user namespace and mounts (~8 ms), and the store
+// commit's first layer would wait for it. The check's result is kept by
+// the driver without a lock, so every store write waits for warmed first.
+func (s *session) warmStore() {
+	s.warm = make(chan struct{})
+	go func() {
+		defer close(s.warm)
+		if d, err := s.o.Store.Storage().GraphDriver(); err == nil {
+			d.SupportsShifting(nil, nil)
+		}
+	}()
+}
+
+// warmed waits for warmStore.
+func (s *session) warmed() {
+	if s.warm != nil {
+		<-s.warm
 	}
 }
