@@ -155,6 +155,10 @@ type caseFloors struct {
 	// directory on the work disk (page cache, no fsync, no chown): what
 	// any store that holds them must do at least once.
 	ExtractLayers stat `json:"extract_layers_s"`
+	// ExtractAfterWipe is the same creation right after a directory of the
+	// same files was deleted (once per repetition, before the tools' cold
+	// builds after a wipe): what the file system makes any build pay then.
+	ExtractAfterWipe stat `json:"extract_after_wipe_s"`
 	// UploadLayers is a monolithic PUT of the pgzip'd own layers to the
 	// bench's registry (a new repository each time): what a push costs
 	// besides compressing, the registry's own work included.
@@ -423,4 +427,47 @@ func sandboxFloor(work, lower string, n int) (stat, error) {
 		return stat{}, err
 	}
 	return timeN(n, run)
+}
+
+// extractAfterWipe fills a directory with the own layers of the image in
+// layout, deletes it, and times creating the same files again at once (the
+// second directory is left in place). It returns seconds.
+func extractAfterWipe(layout, tag string, baseLayers int, dir string) (float64, error) {
+	ls, err := ownLayers(layout, tag, "", baseLayers)
+	if err != nil {
+		return 0, err
+	}
+	var all [][]byte
+	for _, l := range ls {
+		rc, err := openLayer(layout, l)
+		if err != nil {
+			return 0, err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return 0, err
+		}
+		all = append(all, data)
+	}
+	stamp := time.Now().UnixNano()
+	filled := filepath.Join(dir, fmt.Sprintf("floor-wipe-%d", stamp))
+	for _, d := range all {
+		if err := extractPlain(d, filled); err != nil {
+			return 0, err
+		}
+	}
+	syscall.Sync()
+	if err := os.RemoveAll(filled); err != nil {
+		return 0, err
+	}
+	into := filepath.Join(dir, fmt.Sprintf("floor-after-wipe-%d", stamp))
+	syscall.Sync()
+	t := time.Now()
+	for _, d := range all {
+		if err := extractPlain(d, into); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t).Seconds(), nil
 }

@@ -959,12 +959,21 @@ func cmdRun(args []string) error {
 			}
 		}
 	}
-	// The wiped variants last (see wipedSequence).
+	// The wiped variants last (see wipedSequence), each repetition after the
+	// floor of the same state: creating the files right after a wipe.
+	wipeFloors := map[string][]float64{}
 	for rep := 1; rep <= *repeat; rep++ {
 		for _, c := range cases {
 			if !c.wiped {
 				continue
 			}
+			sec, err := extractAfterWipe(filepath.Join(b.work, "export", c.name, "builder"), "latest", 1, b.work)
+			if err != nil {
+				return fmt.Errorf("%s: create after a wipe floor: %w", c.name, err)
+			}
+			wipeFloors[c.name] = append(wipeFloors[c.name], sec)
+			res.Cases[c.name].Floors.ExtractAfterWipe = mkStat(wipeFloors[c.name])
+			logf("rep %d/%d %-11s creating its files right after a wipe %.2fs", rep, *repeat, c.name, sec)
 			order := tools
 			if rep%2 == 0 {
 				order = []tool{tools[1], tools[0]}

@@ -286,6 +286,12 @@ func summarizePerf2(r *results) {
 					f.ExtractLayers.Median, f.ExtractLayers.Median/max(f.TarContext.Median, 1e-9), s.Builder.Median/fl))
 			}
 		}
+		if w := f.ExtractAfterWipe.Median; w > 0 {
+			if s := c.Summary["cold_wiped"]; s.Builder != nil && s.Buildah != nil {
+				phys = append(phys, fmt.Sprintf("copy-many right after a wipe: creating its files alone takes %.2f s (0.3x buildah's cold build after a wipe is %.2f s); cold build after a wipe / (tar + create after a wipe) %.2f",
+					w, 0.3*s.Buildah.Median, s.Builder.Median/(f.TarContext.Median+w)))
+			}
+		}
 	}
 	if c := r.Cases["copy-big"]; c != nil {
 		f := c.Floors
