@@ -155,9 +155,9 @@ type caseFloors struct {
 	// directory on the work disk (page cache, no fsync, no chown): what
 	// any store that holds them must do at least once.
 	ExtractLayers stat `json:"extract_layers_s"`
-	// ExtractAfterWipe is the same creation right after a directory of the
-	// same files was deleted (once per repetition, before the tools' cold
-	// builds after a wipe): what the file system makes any build pay then.
+	// ExtractAfterWipe is the same creation right after a store filled by
+	// the same build was deleted (once per repetition, before the tools'
+	// cold builds after a wipe): what the file system makes any build pay then.
 	ExtractAfterWipe stat `json:"extract_after_wipe_s"`
 	// UploadLayers is a monolithic PUT of the pgzip'd own layers to the
 	// bench's registry (a new repository each time): what a push costs
@@ -429,10 +429,11 @@ func sandboxFloor(work, lower string, n int) (stat, error) {
 	return timeN(n, run)
 }
 
-// extractAfterWipe fills a directory with the own layers of the image in
-// layout, deletes it, and times creating the same files again at once (the
-// second directory is left in place). It returns seconds.
-func extractAfterWipe(layout, tag string, baseLayers int, dir string) (float64, error) {
+// extractAfterWipe times creating the own layers' files of the image in
+// layout in a fresh directory under dir, right after wipe (which fills a
+// store with the same build and deletes it, as a tool's cold build after a
+// wipe finds the disk). The directory is left in place. It returns seconds.
+func extractAfterWipe(layout, tag string, baseLayers int, dir string, wipe func() error) (float64, error) {
 	ls, err := ownLayers(layout, tag, "", baseLayers)
 	if err != nil {
 		return 0, err
@@ -450,18 +451,10 @@ func extractAfterWipe(layout, tag string, baseLayers int, dir string) (float64, 
 		}
 		all = append(all, data)
 	}
-	stamp := time.Now().UnixNano()
-	filled := filepath.Join(dir, fmt.Sprintf("floor-wipe-%d", stamp))
-	for _, d := range all {
-		if err := extractPlain(d, filled); err != nil {
-			return 0, err
-		}
-	}
-	syscall.Sync()
-	if err := os.RemoveAll(filled); err != nil {
+	if err := wipe(); err != nil {
 		return 0, err
 	}
-	into := filepath.Join(dir, fmt.Sprintf("floor-after-wipe-%d", stamp))
+	into := filepath.Join(dir, fmt.Sprintf("floor-after-wipe-%d", time.Now().UnixNano()))
 	syscall.Sync()
 	t := time.Now()
 	for _, d := range all {

@@ -967,7 +967,17 @@ func cmdRun(args []string) error {
 			if !c.wiped {
 				continue
 			}
-			sec, err := extractAfterWipe(filepath.Join(b.work, "export", c.name, "builder"), "latest", 1, b.work)
+			sec, err := extractAfterWipe(filepath.Join(b.work, "export", c.name, "builder"), "latest", 1, filepath.Join(b.work, "stores"), func() error {
+				// builder's store of this build, wiped as wipedSequence does
+				s, err := b.newStore(fmt.Sprintf("floor-%s-%d-wipe", c.name, rep))
+				if err != nil {
+					return err
+				}
+				if _, err := b.run(tools[0].bud(s, "localhost/bench-"+c.name, ctxDir(c), c.budFlags[tools[0].name]...)...); err != nil {
+					return err
+				}
+				return b.wipeStore(s)
+			})
 			if err != nil {
 				return fmt.Errorf("%s: create after a wipe floor: %w", c.name, err)
 			}
