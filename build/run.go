@@ -27,6 +27,7 @@ import (
 	"github.com/builder-dev/builder/snapshot"
 	"github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/types"
 	"go.podman.io/storage/pkg/ioutils"
 )
 
@@ -338,6 +339,7 @@ func (s *session) commitUnnamed(ctx context.Context, bi *built, format image.For
 	s.warmed()
 	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format, Trees: s.trees()}
 	s.reg.configure(&popts)
+	popts.Sys = s.commitSys(popts.Sys)
 	if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
 		return fmt.Errorf("commit %s image to local store: %w", bi.plat, err)
 	}
@@ -610,10 +612,12 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 			popts.Tags = o.Tags[1:]
 		}
 		fmt.Fprintln(o.Out, strings.TrimSpace("COMMIT "+strings.Join(o.Tags, " ")))
+		sys := popts.Sys
+		popts.Sys = s.commitSys(sys)
 		if _, err := pushers.Push(ctx, img, dest, popts); err != nil {
 			return fmt.Errorf("commit to local store: %w", err)
 		}
-		popts.Tags = nil
+		popts.Tags, popts.Sys = nil, sys
 	}
 	for _, out := range o.Outputs {
 		switch out.Type {
@@ -851,4 +855,22 @@ func printWarning(w io.Writer, warn dockerfile.Warning) {
 		rule = warn.Rule + ": "
 	}
 	fmt.Fprintf(w, "[Warning] %s: %s%s\n", warn.At, rule, warn.Msg)
+}
+
+// commitSys is sys for a copy into the local store, with containers/image's
+// blob-info cache in the run root (a tmpfs, as a rule): what a store commit
+// records there (the layers it found in the store, uncompressed) serves no
+// later push, while the persistent cache's SQLite writes (a dozen syncs in a
+// new store) cost each commit ~5 ms. Pushes keep the persistent cache.
+func (s *session) commitSys(sys *types.SystemContext) *types.SystemContext {
+	dir := s.o.Store.RunDir("blobinfocache")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return sys
+	}
+	var c types.SystemContext
+	if sys != nil {
+		c = *sys
+	}
+	c.BlobInfoCacheDir = dir
+	return &c
 }
