@@ -15,13 +15,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/builder-dev/builder/layer"
-
 	"github.com/builder-dev/builder/dockerfile"
 	"github.com/builder-dev/builder/executor"
 	"github.com/builder-dev/builder/executor/sandbox"
 	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/images"
+	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/pushers"
 	"github.com/builder-dev/builder/snapshot"

@@ -176,13 +176,16 @@ func WriteTarSplit(r io.Reader, path string) (*TarSplit, error) {
 // way: the store commit then takes the extracted tree without reading the
 // layer again. On Close, keep gets the tar-split and the tar's length if
 // the whole stream was read and its digest is diffID (nothing otherwise:
-// a tar-split is never kept for bytes that are not the layer's).
+// a tar-split is never kept for bytes that are not the layer's). The file
+// at path is removed whenever no tar-split is handed to keep.
 func SplitReader(rc io.ReadCloser, diffID digest.Digest, path string, keep func(ts *TarSplit, size int64)) io.ReadCloser {
 	if diffID.Validate() != nil {
+		os.Remove(path)
 		return rc
 	}
 	sink, err := newSplitSink(path)
 	if err != nil {
+		os.Remove(path)
 		return rc // extracted all the same; the commit reads the tar again
 	}
 	return &splitReader{ReadCloser: rc, sink: sink, d: diffID.Algorithm().Digester(), diffID: diffID, keep: keep}

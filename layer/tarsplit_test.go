@@ -189,9 +189,11 @@ func TestSplitReader(t *testing.T) {
 		{"whole stream, its digest", right, -1, true},
 		{"read in part", right, 1024, false},
 		{"another digest", digest.FromString("not this layer"), -1, false},
+		{"no digest", "", -1, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "split")
+			os.WriteFile(path, nil, 0o600) // as the caller's temporary file
 			var got *TarSplit
 			var size int64
 			r := SplitReader(io.NopCloser(bytes.NewReader(data)), c.diffID, path, func(ts *TarSplit, n int64) { got, size = ts, n })
