@@ -214,6 +214,10 @@ func (r *splitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Digest is the digest of what was read so far, in diffID's algorithm:
+// the extraction verifies the layer with it rather than hashing it again.
+func (r *splitReader) Digest() digest.Digest { return r.d.Digest() }
+
 func (r *splitReader) Close() error {
 	if r.sink != nil {
 		ok := r.eof && r.d.Digest() == r.diffID

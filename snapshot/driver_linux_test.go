@@ -486,40 +486,72 @@ func TestReservedNamesRefused(t *testing.T) {
 // A layer whose bytes do not hash to its diff ID (a hostile cache record or
 // base image claiming a popular layer's ID) is never published under that
 // ID: the extraction fails, and the honest layer is extracted afterwards.
+// Also when the stream digests itself (the executor's tar-split reader),
+// whose digest the extraction then takes instead of hashing again.
 func TestPoisonedLayerRefused(t *testing.T) {
 	ctx := context.Background()
 	honest := makeTar(t, dir("etc/"), file("etc/passwd", "root:x:0:0"))
 	evil := makeTar(t, dir("etc/"), file("etc/passwd", "root::0:0"), file("etc/backdoor", "x"))
+	streams := []struct {
+		name string
+		open func([]byte) io.ReadCloser
+	}{
+		{"plain", func(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }},
+		{"digesting itself", func(b []byte) io.ReadCloser { return newSelfDigesting(b) }},
+	}
 	for _, dc := range availableDrivers(t) {
-		t.Run(dc.name, func(t *testing.T) {
-			d, err := dc.open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			lie := Layer{DiffID: digest.FromBytes(honest), Open: func(context.Context) (io.ReadCloser, error) {
-				return io.NopCloser(bytes.NewReader(evil)), nil
-			}}
-			if m, err := d.Prepare(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
-				if err == nil {
-					m.Release()
+		for _, st := range streams {
+			t.Run(dc.name+"/"+st.name, func(t *testing.T) {
+				d, err := dc.open(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
 				}
-				t.Fatalf("prepare over a lying layer: %v", err)
-			}
-			if _, _, err := d.View(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
-				t.Fatalf("view over a lying layer: %v", err)
-			}
-			root, release, err := d.View(ctx, layersOf(newMemLayer(honest)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer release()
-			got, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
-			if string(got) != "root:x:0:0" {
-				t.Errorf("etc/passwd = %q", got)
-			}
-			if _, err := os.Lstat(filepath.Join(root, "etc/backdoor")); err == nil {
-				t.Error("the lying layer's file is in the honest tree")
-			}
-		})
+				layer := func(id digest.Digest, b []byte) Layer {
+					return Layer{DiffID: id, Open: func(context.Context) (io.ReadCloser, error) { return st.open(b), nil }}
+				}
+				lie := layer(digest.FromBytes(honest), evil)
+				if m, err := d.Prepare(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
+					if err == nil {
+						m.Release()
+					}
+					t.Fatalf("prepare over a lying layer: %v", err)
+				}
+				if _, _, err := d.View(ctx, []Layer{lie}); !errors.Is(err, ErrDiffIDMismatch) {
+					t.Fatalf("view over a lying layer: %v", err)
+				}
+				root, release, err := d.View(ctx, []Layer{layer(digest.FromBytes(honest), honest)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer release()
+				got, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+				if string(got) != "root:x:0:0" {
+					t.Errorf("etc/passwd = %q", got)
+				}
+				if _, err := os.Lstat(filepath.Join(root, "etc/backdoor")); err == nil {
+					t.Error("the lying layer's file is in the honest tree")
+				}
+			})
+		}
 	}
 }
+
+// selfDigesting is a stream that digests what is read through it, as
+// layer.SplitReader does (a hashingReader).
+type selfDigesting struct {
+	r io.Reader
+	d digest.Digester
+}
+
+func newSelfDigesting(b []byte) *selfDigesting {
+	return &selfDigesting{r: bytes.NewReader(b), d: digest.Canonical.Digester()}
+}
+
+func (s *selfDigesting) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.d.Hash().Write(p[:n])
+	return n, err
+}
+
+func (s *selfDigesting) Digest() digest.Digest { return s.d.Digest() }
+func (s *selfDigesting) Close() error          { return nil }
