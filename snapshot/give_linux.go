@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage/pkg/ioutils"
 )
 
 var _ TreeGiver = (*overlayDriver)(nil)
@@ -135,7 +136,8 @@ func (d *overlayDriver) KeepSplit(diffID digest.Digest, path string, meta *Split
 		if err != nil {
 			return "", err
 		}
-		if err := atomicWrite(dst+splitMetaSuffix, b); err != nil {
+		// Not synced: a tree is not either (see markUnsynced), and a torn meta is read as none.
+		if err := ioutils.AtomicWriteFileWithOpts(dst+splitMetaSuffix, b, 0o600, &ioutils.AtomicFileWriterOptions{NoSync: true}); err != nil {
 			return "", fmt.Errorf("keep tar-split: %w", err)
 		}
 	}
@@ -165,24 +167,4 @@ func (d *overlayDriver) Split(diffID digest.Digest) (string, *SplitMeta, bool) {
 		}
 	}
 	return p, meta, true
-}
-
-// atomicWrite writes b to path through a temporary file beside it, so a
-// reader sees all of it or nothing.
-func atomicWrite(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
