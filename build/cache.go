@@ -64,8 +64,10 @@ func openIndex(s *images.Store) (*cache.Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := s.Storage()
-	x.SetStoreCheck(func(d digest.Digest) bool { return store.HasLayer(st, d) })
+	x.SetStoreCheck(func(d digest.Digest) bool {
+		st, err := s.Opened()
+		return err == nil && store.HasLayer(st, d)
+	})
 	return x, nil
 }
 

@@ -139,6 +139,24 @@ func (b *Build) Run(ctx context.Context, st *images.Store) (*Result, error) {
 	if st == nil {
 		return nil, errors.New("build: no store")
 	}
+	// The store may still be opening (images.OpenBackground): the build
+	// starts beside it, and a failed open ends the build at once, with the
+	// open's error.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := st.Wait(); err != nil {
+			cancel(err)
+		}
+	}()
+	res, err := b.run(ctx, st)
+	if werr := st.Wait(); werr != nil {
+		return nil, werr
+	}
+	return res, err
+}
+
+func (b *Build) run(ctx context.Context, st *images.Store) (*Result, error) {
 	o := b.o
 	o.Store = st
 	if o.Log == nil {
@@ -335,8 +353,11 @@ func (t trees) KeptSplit(d digest.Digest) (*layer.TarSplit, int64, bool) {
 
 // commitUnnamed writes bi's image to the local store under its ID only.
 func (s *session) commitUnnamed(ctx context.Context, bi *built, format image.Format) error {
-	s.warmed()
-	popts := pushers.Options{Store: s.o.Store.Storage(), Format: format, Trees: s.trees()}
+	cs, err := s.storeReady()
+	if err != nil {
+		return err
+	}
+	popts := pushers.Options{Store: cs, Format: format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	popts.Sys = s.commitSys(popts.Sys)
 	if _, err := pushers.Push(ctx, bi.img, "containers-storage:@"+bi.id.Encoded(), popts); err != nil {
@@ -435,10 +456,13 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 // deliverOne writes the image of a single-platform build: the local
 // store, the outputs, --manifest, and the push beside them.
 func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result, error) {
-	s.warmed()
+	cs, err := s.storeReady()
+	if err != nil {
+		return nil, err
+	}
 	o := s.o
 	res := &Result{ImageID: bi.id, Tags: o.Tags}
-	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format, Trees: s.trees()}
+	popts := pushers.Options{Store: cs, Format: b.format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	pushed, err := s.pushBeside(func() (digest.Digest, error) {
 		return s.reg.pushAll(ctx, bi.img, b.format, o.Out)
@@ -467,7 +491,10 @@ func (b *Build) deliverOne(ctx context.Context, s *session, bi *built) (*Result,
 // -t, and --manifest), an OCI layout's index, and with --push the images
 // and the index on every registry tag.
 func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Result, error) {
-	s.warmed()
+	cs, err := s.storeReady()
+	if err != nil {
+		return nil, err
+	}
 	o := s.o
 	entries := make([]pushers.ListEntry, len(bs))
 	res := &Result{Tags: o.Tags}
@@ -475,7 +502,7 @@ func (b *Build) deliverList(ctx context.Context, s *session, bs []*built) (*Resu
 		entries[i] = pushers.ListEntry{Image: bi.img, Platform: bi.plat}
 		res.Images = append(res.Images, PlatformImage{Platform: bi.plat, ImageID: bi.id})
 	}
-	popts := pushers.Options{Store: o.Store.Storage(), Format: b.format, Trees: s.trees()}
+	popts := pushers.Options{Store: cs, Format: b.format, Trees: s.trees()}
 	s.reg.configure(&popts)
 	pushed, err := s.pushBeside(func() (digest.Digest, error) {
 		return s.reg.pushAllList(ctx, entries, b.format, o.Out)

@@ -25,6 +25,7 @@ import (
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
 )
 
 type session struct {
@@ -66,7 +67,7 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 	if s.work, err = snapshot.NewScratchDir(st.Dir("tmp"), "build-", o.Log); err != nil {
 		return nil, err
 	}
-	s.resolver = &image.Resolver{Store: st.Storage(), Log: o.Log}
+	s.resolver = &image.Resolver{OpenStore: st.Opened, Log: o.Log}
 	// A build for this machine takes a base of another platform with a
 	// warning, as docker's does; one that asked for platforms gets them.
 	if s.resolver.Mismatch, err = image.ParseMismatch(o.PlatformMismatch); err != nil {
@@ -110,7 +111,7 @@ func newSession(ctx context.Context, o *Options) (_ *session, err error) {
 // executor makes the executor of one platform of the build, writing to
 // out and errOut; close closes it.
 func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, out, errOut io.Writer, flight *executor.Flight) (*executor.Executor, error) {
-	o, st := s.o, s.o.Store.Storage()
+	o, st := s.o, s.o.Store
 	work := filepath.Join(s.work, strings.ReplaceAll(plat.String(), "/", "-"))
 	var index executor.CacheIndex
 	if s.cache.index != nil {
@@ -118,8 +119,14 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 	}
 	ex, err := executor.New(executor.Config{
 		CacheFrom: s.cache.from, CacheTo: s.cache.to, CacheToMin: o.CacheToMin, ExportMounts: o.CacheToMounts,
-		StoreLayer: func(d digest.Digest) (image.Layer, error) { return store.LayerByDiffID(st, d) },
-		Cache:      index, NoCache: o.NoCache, CacheTTL: o.CacheTTL, FileHashes: s.cache.hashes,
+		StoreLayer: func(d digest.Digest) (image.Layer, error) {
+			cs, err := st.Opened()
+			if err != nil {
+				return nil, err
+			}
+			return store.LayerByDiffID(cs, d)
+		},
+		Cache: index, NoCache: o.NoCache, CacheTTL: o.CacheTTL, FileHashes: s.cache.hashes,
 		PortableModes: o.PortableModes, ExplainCache: o.ExplainCache,
 		Blobs: s.blobs, Resolver: s.resolver, WorkDir: work, Context: o.ContextDir,
 		Ignore: ignore, Compression: s.comp, Timestamp: o.Timestamp, Out: out, ErrOut: errOut, Log: o.Log,
@@ -179,7 +186,11 @@ func (s *session) warmStore() {
 	s.warm = make(chan struct{})
 	go func() {
 		defer close(s.warm)
-		if d, err := s.o.Store.Storage().GraphDriver(); err == nil {
+		cs, err := s.o.Store.Opened()
+		if err != nil {
+			return
+		}
+		if d, err := cs.GraphDriver(); err == nil {
 			d.SupportsShifting(nil, nil)
 		}
 	}()
@@ -190,4 +201,10 @@ func (s *session) warmed() {
 	if s.warm != nil {
 		<-s.warm
 	}
+}
+
+// storeReady waits for the store's open and warmStore, before a write.
+func (s *session) storeReady() (storage.Store, error) {
+	s.warmed()
+	return s.o.Store.Opened()
 }

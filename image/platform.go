@@ -89,12 +89,16 @@ func (r *Resolver) Platforms(ctx context.Context, ref string) ([]platform.Platfo
 		if hasPrefix && name == "containers-storage" {
 			local = rest
 		}
-		if r.Store != nil {
-			if m, err := store.Find(r.Store, r.Sys, local); err == nil {
-				if l, err := store.LoadList(r.Store, m.Image.ID); err == nil {
+		st, err := r.store()
+		if err != nil {
+			return nil, err
+		}
+		if st != nil {
+			if m, err := store.Find(st, r.Sys, local); err == nil {
+				if l, err := store.LoadList(st, m.Image.ID); err == nil {
 					return l.Platforms(), nil
 				}
-				info, err := store.Inspect(r.Store, m.Image.ID)
+				info, err := store.Inspect(st, m.Image.ID)
 				if err != nil {
 					return nil, err
 				}

@@ -71,20 +71,21 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 		}
 		local = reference.TagNameOnly(n).String()
 	}
-	if r.Store == nil {
-		return nil, fmt.Errorf("%s: no local store configured", ref)
+	st, err := r.localStore(ref)
+	if err != nil {
+		return nil, err
 	}
-	m, err := store.Find(r.Store, r.Sys, local)
+	m, err := store.Find(st, r.Sys, local)
 	found := err == nil
 	if err != nil && !errors.Is(err, storage.ErrImageUnknown) {
 		return nil, err
 	}
-	mismatch := found && !r.platformMatches(m.Image.ID, p)
+	mismatch := found && !r.platformMatches(st, m.Image.ID, p)
 	pull := false
 	// A short name found as "localhost/NAME" is a local build: never pulled.
 	// A manifest list is a local thing (made by a build or `manifest
 	// create`): a pull would take its name away.
-	canPull := pullable(local) && (!found || m.Name == "" || pullable(m.Name)) && !(found && store.IsList(r.Store, m.Image))
+	canPull := pullable(local) && (!found || m.Name == "" || pullable(m.Name)) && !(found && store.IsList(st, m.Image))
 	if r.Puller != nil && r.Pull != PullNever && canPull {
 		switch {
 		case !found || mismatch:
@@ -103,7 +104,7 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 		id, err := r.pullOnce(ctx, ref, p)
 		switch {
 		case err == nil:
-			return storageRefByID(r.Store, id)
+			return storageRefByID(st, id)
 		case mismatch:
 			r.warn("no image for the requested platform could be pulled; using the local one", "image", ref, "platform", p.String(), "error", err)
 		default:
@@ -123,7 +124,7 @@ func (r *Resolver) resolveName(ctx context.Context, ref string, p platform.Platf
 		}
 		return nil, fmt.Errorf("%w: %s (localhost/ names are never pulled)", ErrNotKnownLocally, ref)
 	}
-	return r.localRef(ref, m.Image, p)
+	return r.localRef(st, ref, m.Image, p)
 }
 
 // pullOnce pulls name for p at most once per resolver (a failure too is
@@ -156,12 +157,12 @@ type pullResult struct {
 
 // platformMatches reports whether the stored image id is for p (an image
 // whose config cannot be read is taken as matching: the load reports it).
-func (r *Resolver) platformMatches(id string, p platform.Platform) bool {
-	if l, err := store.LoadList(r.Store, id); err == nil {
+func (r *Resolver) platformMatches(st storage.Store, id string, p platform.Platform) bool {
+	if l, err := store.LoadList(st, id); err == nil {
 		_, ok := l.Choose(p)
 		return ok
 	}
-	info, err := store.Inspect(r.Store, id)
+	info, err := store.Inspect(st, id)
 	if err != nil {
 		return true
 	}

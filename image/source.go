@@ -46,6 +46,9 @@ type Resolver struct {
 	// Store is the local store, for plain names and containers-storage:
 	// references. It may be nil if neither is used.
 	Store storage.Store
+	// OpenStore, if set, gives the local store instead of Store when a
+	// reference first needs it (a store still opening in the background).
+	OpenStore func() (storage.Store, error)
 	// Sys configures containers/image (registries.conf, auth, TLS...); may be nil.
 	Sys *types.SystemContext
 	// Log, if set, receives warnings (e.g. a single-platform base image
@@ -158,25 +161,43 @@ func (r *Resolver) parse(ctx context.Context, ref string, p platform.Platform) (
 // storeRef resolves name in r.Store with podman's rules and returns a
 // reference to the image by ID (for a manifest list, to its instance for p).
 func (r *Resolver) storeRef(name string, p platform.Platform) (types.ImageReference, error) {
-	if r.Store == nil {
-		return nil, fmt.Errorf("%s: no local store configured", name)
-	}
-	m, err := store.Find(r.Store, r.Sys, name)
+	st, err := r.localStore(name)
 	if err != nil {
 		return nil, err
 	}
-	return r.localRef(name, m.Image, p)
+	m, err := store.Find(st, r.Sys, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.localRef(st, name, m.Image, p)
+}
+
+// localStore is the local store that ref needs.
+func (r *Resolver) localStore(ref string) (storage.Store, error) {
+	st, err := r.store()
+	if err == nil && st == nil {
+		err = fmt.Errorf("%s: no local store configured", ref)
+	}
+	return st, err
+}
+
+// store is the local store, nil if there is none.
+func (r *Resolver) store() (storage.Store, error) {
+	if r.OpenStore != nil {
+		return r.OpenStore()
+	}
+	return r.Store, nil
 }
 
 // localRef is the reference of the local image img, or of its instance
 // for p when img is a manifest list (podman's, buildah's or builder's):
 // the instance's local image when the store has it, else where the list
 // says it is (an instance added from a registry).
-func (r *Resolver) localRef(name string, img *storage.Image, p platform.Platform) (types.ImageReference, error) {
-	if !store.IsList(r.Store, img) {
-		return storageRefByID(r.Store, img.ID)
+func (r *Resolver) localRef(st storage.Store, name string, img *storage.Image, p platform.Platform) (types.ImageReference, error) {
+	if !store.IsList(st, img) {
+		return storageRefByID(st, img.ID)
 	}
-	l, err := store.LoadList(r.Store, img.ID)
+	l, err := store.LoadList(st, img.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -184,12 +205,12 @@ func (r *Resolver) localRef(name string, img *storage.Image, p platform.Platform
 	if !ok {
 		return nil, &PlatformError{Image: name, Want: p, Have: l.Platforms(), List: true}
 	}
-	local, err := store.InstanceImage(r.Store, l, inst.Digest)
+	local, err := store.InstanceImage(st, l, inst.Digest)
 	if err != nil {
 		return nil, err
 	}
 	if local != nil {
-		return storageRefByID(r.Store, local.ID)
+		return storageRefByID(st, local.ID)
 	}
 	where := l.Instances[inst.Digest]
 	if where == "" {

@@ -23,13 +23,13 @@ var ErrImageUnknown = storage.ErrImageUnknown
 // List returns the local images, newest first; with names, only the
 // images they name (each must exist).
 func (s *Store) List(names ...string) ([]Summary, error) {
-	list, err := store.List(s.s)
+	list, err := store.List(s.st())
 	if err != nil || len(names) == 0 {
 		return list, err
 	}
 	want := map[string]bool{}
 	for _, n := range names {
-		img, err := store.LookupImage(s.s, n)
+		img, err := store.LookupImage(s.st(), n)
 		if err != nil {
 			return nil, err
 		}
@@ -45,39 +45,39 @@ func (s *Store) List(names ...string) ([]Summary, error) {
 }
 
 // Inspect returns a local image's metadata, manifest and config.
-func (s *Store) Inspect(name string) (*Info, error) { return store.Inspect(s.s, name) }
+func (s *Store) Inspect(name string) (*Info, error) { return store.Inspect(s.st(), name) }
 
 // Tag adds names to a local image ("app:v2" is stored as
 // "localhost/app:v2", as podman does) and returns them normalised.
 func (s *Store) Tag(name string, tags ...string) ([]string, error) {
-	return store.Tag(s.s, name, tags...)
+	return store.Tag(s.st(), name, tags...)
 }
 
 // Remove removes a name or an image as `podman rmi` does: one of several
 // names is only untagged; force deletes an image by ID that has several
 // names, and the containers that use it.
 func (s *Store) Remove(name string, force bool) (Removed, error) {
-	return store.Remove(s.s, name, force)
+	return store.Remove(s.st(), name, force)
 }
 
 // ListInstances are the IDs of the local images that some manifest list of
 // the store names (a multi-platform build's per-platform images).
 func (s *Store) ListInstances() (map[string]bool, error) {
-	imgs, err := s.s.Images()
+	imgs, err := s.st().Images()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
 	for i := range imgs {
-		if !store.IsList(s.s, &imgs[i]) {
+		if !store.IsList(s.st(), &imgs[i]) {
 			continue
 		}
-		l, err := store.LoadList(s.s, imgs[i].ID)
+		l, err := store.LoadList(s.st(), imgs[i].ID)
 		if err != nil {
 			continue
 		}
 		for _, d := range l.Index.Manifests {
-			if img, err := store.InstanceImage(s.s, l, d.Digest); err == nil && img != nil {
+			if img, err := store.InstanceImage(s.st(), l, d.Digest); err == nil && img != nil {
 				out[img.ID] = true
 			}
 		}
@@ -107,7 +107,7 @@ func (s *Store) Dangling() ([]Summary, error) {
 
 // Labels are a local image's config labels (none for a manifest list).
 func (s *Store) Labels(id string) map[string]string {
-	info, err := store.Inspect(s.s, id)
+	info, err := store.Inspect(s.st(), id)
 	if err != nil {
 		return nil
 	}

@@ -77,7 +77,7 @@ func (s *Store) CreateList(ctx context.Context, name string, o CreateListOptions
 	}
 	// By its normalised name only: "list" must not amend a
 	// quay.io/x/list:latest found by a short-name rule.
-	l, err := store.LoadList(s.s, named.String())
+	l, err := store.LoadList(s.st(), named.String())
 	switch {
 	case err == nil && !o.Amend:
 		return "", fmt.Errorf("a manifest list named %s already exists (ID %s): --amend adds to it", named, shortID(l.ID))
@@ -96,14 +96,14 @@ func (s *Store) CreateList(ctx context.Context, name string, o CreateListOptions
 			return "", err
 		}
 	}
-	return l.Save(s.s, named.String())
+	return l.Save(s.st(), named.String())
 }
 
 // LoadList reads the local list name. A name that no local image has is
 // an error satisfying errors.Is(err, ErrImageUnknown); an image that is
 // not a list, errors.Is(err, ErrNotList).
 func (s *Store) LoadList(name string) (*ManifestList, error) {
-	l, err := store.LoadList(s.s, name)
+	l, err := store.LoadList(s.st(), name)
 	if errors.Is(err, ErrImageUnknown) {
 		return nil, fmt.Errorf("no manifest list named %s in local storage: %w", name, ErrImageUnknown)
 	}
@@ -139,7 +139,7 @@ func (s *Store) AddToList(ctx context.Context, list, ref string, o AddOptions) (
 	if err != nil {
 		return "", "", err
 	}
-	id, err := l.Save(s.s)
+	id, err := l.Save(s.st())
 	if err != nil {
 		return "", "", err
 	}
@@ -154,7 +154,7 @@ func (s *Store) addTo(ctx context.Context, l *ManifestList, ref string, o AddOpt
 		if ok && t == "containers-storage" {
 			name = rest
 		}
-		if m, err := store.Find(s.s, nil, name); err == nil {
+		if m, err := store.Find(s.st(), nil, name); err == nil {
 			return s.addLocal(l, name, m.Image.ID, o)
 		} else if ok || !errors.Is(err, ErrImageUnknown) {
 			return nil, err
@@ -184,7 +184,7 @@ func (o AddOptions) want() platform.Platform {
 // addLocal adds the local image id (or, for a list, its instances: all
 // with o.All, else the one for o.want()).
 func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) ([]digest.Digest, error) {
-	if src, err := store.LoadList(s.s, id); err == nil {
+	if src, err := store.LoadList(s.st(), id); err == nil {
 		if src.ID == l.ID {
 			return nil, fmt.Errorf("%s is the manifest list itself", name)
 		}
@@ -203,8 +203,8 @@ func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) ([]dige
 		var added []digest.Digest
 		for _, d := range descs {
 			ref := src.Instances[d.Digest]
-			if img, err := store.InstanceImage(s.s, src, d.Digest); err == nil && img != nil {
-				if ref, err = store.LocalRef(s.s, img.ID); err != nil {
+			if img, err := store.InstanceImage(s.st(), src, d.Digest); err == nil && img != nil {
+				if ref, err = store.LocalRef(s.st(), img.ID); err != nil {
 					return nil, err
 				}
 			}
@@ -213,7 +213,7 @@ func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) ([]dige
 		}
 		return added, nil
 	}
-	info, err := store.Inspect(s.s, id)
+	info, err := store.Inspect(s.st(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (s *Store) addLocal(l *ManifestList, name, id string, o AddOptions) ([]dige
 	if err != nil {
 		return nil, err
 	}
-	ref, err := store.LocalRef(s.s, info.ID)
+	ref, err := store.LocalRef(s.st(), info.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func (s *Store) RemoveFromList(list string, d digest.Digest) (string, error) {
 	if !l.Remove(d) {
 		return "", fmt.Errorf("manifest list %s has no instance %s", list, d)
 	}
-	return l.Save(s.s)
+	return l.Save(s.st())
 }
 
 // RemoveList removes the list name (only the list: its instances stay)
@@ -420,7 +420,7 @@ func (s *Store) RemoveList(name string) (Removed, error) {
 	if _, err := s.LoadList(name); err != nil {
 		return Removed{}, err
 	}
-	return store.Remove(s.s, name, false)
+	return store.Remove(s.st(), name, false)
 }
 
 // ListImage is one platform's local image of a multi-platform build.
@@ -444,7 +444,7 @@ func (s *Store) PutList(name string, imgs []ListImage, amend bool, format image.
 	}
 	l := store.NewList(mt)
 	if amend {
-		switch old, err := store.LoadList(s.s, named.String()); {
+		switch old, err := store.LoadList(s.st(), named.String()); {
 		case err == nil:
 			l = old
 		case errors.Is(err, store.ErrNotList):
@@ -454,7 +454,7 @@ func (s *Store) PutList(name string, imgs []ListImage, amend bool, format image.
 		}
 	}
 	for _, im := range imgs {
-		info, err := store.Inspect(s.s, im.ID)
+		info, err := store.Inspect(s.st(), im.ID)
 		if err != nil {
 			return "", "", err
 		}
@@ -464,13 +464,13 @@ func (s *Store) PutList(name string, imgs []ListImage, amend bool, format image.
 		}
 		p := im.Platform.OCI()
 		d.Platform = &p
-		ref, err := store.LocalRef(s.s, info.ID)
+		ref, err := store.LocalRef(s.st(), info.ID)
 		if err != nil {
 			return "", "", err
 		}
 		l.ReplacePlatform(d, ref)
 	}
-	id, err := l.Save(s.s, named.String())
+	id, err := l.Save(s.st(), named.String())
 	if err != nil {
 		return "", "", err
 	}
@@ -541,7 +541,7 @@ func (s *Store) PushList(ctx context.Context, list, dest string, o PushListOptio
 		return "", err
 	}
 	if o.Remove {
-		if _, err := store.Remove(s.s, l.ID, true); err != nil {
+		if _, err := store.Remove(s.st(), l.ID, true); err != nil {
 			return d, fmt.Errorf("pushed, but removing manifest list %s: %w", list, err)
 		}
 	}
@@ -560,7 +560,7 @@ func (s *Store) pushAll(ctx context.Context, l *ManifestList, list, dest string,
 	defer release()
 	// No warning for an instance whose config names another platform
 	// than its entry: `manifest add --arch` says so on purpose.
-	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Pull: image.PullNever, Mismatch: image.MismatchWarn}
+	r := &image.Resolver{Store: s.st(), Sys: reg.Sys, Pull: image.PullNever, Mismatch: image.MismatchWarn}
 	defer r.Close()
 	entries := make([]pushers.ListEntry, 0, len(l.Index.Manifests))
 	for _, d := range l.Index.Manifests {
@@ -579,7 +579,7 @@ func (s *Store) pushAll(ctx context.Context, l *ManifestList, list, dest string,
 		entries = append(entries, pushers.ListEntry{Image: img, Platform: p, Full: d.Platform, Annotations: d.Annotations})
 	}
 	return pushers.PushList(ctx, entries, dest, pushers.Options{
-		Store: s.s, Format: format, Sys: reg.Sys, ReportWriter: o.Progress,
+		Store: s.st(), Format: format, Sys: reg.Sys, ReportWriter: o.Progress,
 		Variants: reg.Variants, Retry: reg.Retry,
 		Compression: pushers.Compression{Kind: kind, Level: o.Compression.Level, Force: o.Compression.Force},
 	})
@@ -598,7 +598,7 @@ func (s *Store) pushIndex(ctx context.Context, l *ManifestList, dest string, con
 	case "docker-archive":
 		return "", Optionf("push to %s: a docker-archive holds one image, not a manifest list", dest)
 	}
-	sref, err := storageTransport.Transport.NewStoreReference(s.s, nil, l.ID)
+	sref, err := storageTransport.Transport.NewStoreReference(s.st(), nil, l.ID)
 	if err != nil {
 		return "", err
 	}
@@ -626,7 +626,7 @@ func (s *Store) pushIndex(ctx context.Context, l *ManifestList, dest string, con
 // instanceRef is the reference Resolve reads instance d of l from: the
 // local image by ID when the store has it, else what the list records.
 func (s *Store) instanceRef(l *ManifestList, d digest.Digest) (string, error) {
-	img, err := store.InstanceImage(s.s, l, d)
+	img, err := store.InstanceImage(s.st(), l, d)
 	if err != nil {
 		return "", err
 	}
@@ -654,7 +654,7 @@ func (s *Store) InspectList(ctx context.Context, name string, o RegistryOptions)
 	if err == nil {
 		// Byte for byte as stored (by whichever tool wrote it): what
 		// `manifest push --all=false` writes.
-		return s.s.ImageBigData(l.ID, storage.ImageDigestBigDataKey)
+		return s.st().ImageBigData(l.ID, storage.ImageDigestBigDataKey)
 	}
 	if local != name || !registryName(local) || !(errors.Is(err, ErrImageUnknown) || errors.Is(err, ErrNotList)) {
 		return nil, err

@@ -13,7 +13,9 @@ import (
 	"github.com/builder-dev/builder/cache"
 	"github.com/builder-dev/builder/compress"
 	"github.com/builder-dev/builder/image"
+	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/registry"
+	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/types"
 )
 
@@ -72,9 +74,30 @@ func (s *Store) Registry(o RegistryOptions) (*Registry, error) {
 	return &Registry{Sys: sys, Retry: rt, Limits: o.Limits(), Variants: v, store: s}, nil
 }
 
-// Puller pulls into the store, reporting progress to w (nil: none).
-func (r *Registry) Puller(w io.Writer) *registry.Puller {
-	return &registry.Puller{Store: r.store.s, Sys: r.Sys, Variants: r.Variants, Retry: r.Retry, Limits: r.Limits, Report: w, Log: r.store.log}
+// Puller pulls into the store, reporting progress to w (nil: none). A
+// store still opening in the background (OpenBackground) is waited for
+// when a pull starts.
+func (r *Registry) Puller(w io.Writer) image.Puller {
+	return &storePuller{s: r.store, p: registry.Puller{Sys: r.Sys, Variants: r.Variants, Retry: r.Retry, Limits: r.Limits, Report: w, Log: r.store.log}}
+}
+
+type storePuller struct {
+	s *Store
+	p registry.Puller // without its Store until a pull
+}
+
+func (sp *storePuller) Pull(ctx context.Context, name string, plat platform.Platform) (string, error) {
+	cs, err := sp.s.Opened()
+	if err != nil {
+		return "", err
+	}
+	p := sp.p
+	p.Store = cs
+	return p.Pull(ctx, name, plat)
+}
+
+func (sp *storePuller) Changed(ctx context.Context, name string, plat platform.Platform, local []digest.Digest) (bool, error) {
+	return sp.p.Changed(ctx, name, plat, local)
 }
 
 // Compression is --compression and --compression-level.

@@ -36,9 +36,13 @@ type StoreOptions struct {
 // Store is an open local store and builder's state beside it
 // (<graphroot>/builder). It is safe for concurrent use.
 type Store struct {
-	s    storage.Store
+	s    storage.Store // set when ready is closed, nil if the open failed
 	opts StoreOptions
 	log  *slog.Logger
+	cfg  store.Config
+
+	ready   chan struct{}
+	openErr error
 
 	mu    sync.Mutex
 	blobs *content.Store
@@ -73,7 +77,24 @@ func IsUserError(err error) bool {
 
 // Open opens the store. Close it when done.
 func Open(o StoreOptions) (*Store, error) {
-	s, err := store.Open(store.Options{Root: o.Root, RunRoot: o.RunRoot, Driver: o.Driver, DriverOpts: o.DriverOpts})
+	s, err := OpenBackground(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Wait(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenBackground reads the store's configuration and opens the store in
+// the background: a build has work to do before it needs containers/storage,
+// whose open (its driver's mount checks in a new store) takes tens of
+// milliseconds. Dir, RunDir, Options, Log, Blobs and Registry work at once;
+// Wait reports the open's result, and every other method may be called
+// only after Wait returned nil. Close it when done, also after a failure.
+func OpenBackground(o StoreOptions) (*Store, error) {
+	cfg, err := store.Configure(store.Options{Root: o.Root, RunRoot: o.RunRoot, Driver: o.Driver, DriverOpts: o.DriverOpts})
 	if err != nil {
 		return nil, err
 	}
@@ -81,14 +102,49 @@ func Open(o StoreOptions) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if o.Driver == "" && store.ConfiguredDriver() == "" {
-		sayAdoptedDriver(s, log)
+	s := &Store{opts: o, log: log, cfg: cfg, ready: make(chan struct{})}
+	go func() {
+		defer close(s.ready)
+		st, err := cfg.Open()
+		if err != nil {
+			s.openErr = err
+			return
+		}
+		if o.Driver == "" && store.ConfiguredDriver() == "" {
+			sayAdoptedDriver(st, log)
+		}
+		s.s = st
+	}()
+	return s, nil
+}
+
+// Wait waits for the store's open and reports its error.
+func (s *Store) Wait() error {
+	<-s.ready
+	return s.openErr
+}
+
+// Opened is the containers/storage store once open, or the open's error.
+func (s *Store) Opened() (storage.Store, error) {
+	if err := s.Wait(); err != nil {
+		return nil, err
 	}
-	return &Store{s: s, opts: o, log: log}, nil
+	return s.s, nil
+}
+
+// st is the open containers/storage store, for the methods that need it.
+func (s *Store) st() storage.Store {
+	if err := s.Wait(); err != nil {
+		panic(fmt.Sprintf("images: store used although its open failed: %v", err))
+	}
+	return s.s
 }
 
 // Close shuts the store down.
 func (s *Store) Close() error {
+	if s.Wait() != nil {
+		return nil // nothing was opened
+	}
 	// Shutdown(false) fails while another tool's container (podman's, a
 	// buildah working container) has a layer mounted in this shared store;
 	// builder mounts none, so that is not its failure.
@@ -99,7 +155,9 @@ func (s *Store) Close() error {
 }
 
 // Storage is the containers/storage store itself.
-func (s *Store) Storage() storage.Store { return s.s }
+// For a store opened in the background it waits for the open (see
+// OpenBackground).
+func (s *Store) Storage() storage.Store { return s.st() }
 
 // Options are the options the store was opened with.
 func (s *Store) Options() StoreOptions { return s.opts }
@@ -110,13 +168,13 @@ func (s *Store) Log() *slog.Logger { return s.log }
 // Dir is builder's directory name under the graph root (blobs, cache,
 // snapshots, tmp, ...).
 func (s *Store) Dir(name string) string {
-	return filepath.Join(s.s.GraphRoot(), "builder", name)
+	return filepath.Join(s.cfg.GraphRoot(), "builder", name)
 }
 
 // RunDir is builder's directory name under the run root (state that must
 // not outlive a boot: secrets, runtime bundles).
 func (s *Store) RunDir(name string) string {
-	return filepath.Join(s.s.RunRoot(), "builder", name)
+	return filepath.Join(s.cfg.RunRoot(), "builder", name)
 }
 
 // Blobs is builder's content-addressed blob store beside the store.

@@ -41,7 +41,7 @@ func (s *Store) Push(ctx context.Context, src, dest string, o PushOptions) (dige
 		return "", Optionf("push reads images from local storage; %q is not a local image name", src)
 	}
 	name := strings.TrimPrefix(src, "containers-storage:")
-	if _, err := store.LoadList(s.s, name); err == nil {
+	if _, err := store.LoadList(s.st(), name); err == nil {
 		// A list goes whole: its images, then the index, as podman does.
 		return s.PushList(ctx, name, dest, PushListOptions{
 			Registry: o.Registry, Compression: o.Compression, Format: o.Format, Progress: o.Progress,
@@ -69,7 +69,7 @@ func (s *Store) Push(ctx context.Context, src, dest string, o PushOptions) (dige
 		return "", err
 	}
 	defer release()
-	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Log: s.log, Pull: image.PullNever}
+	r := &image.Resolver{Store: s.st(), Sys: reg.Sys, Log: s.log, Pull: image.PullNever}
 	defer r.Close()
 	img, err := r.Resolve(ctx, info.ID, platform.FromOCI(info.Config.Platform))
 	if err != nil {
@@ -79,7 +79,7 @@ func (s *Store) Push(ctx context.Context, src, dest string, o PushOptions) (dige
 		dest = "docker://" + dest
 	}
 	return pushers.Push(ctx, img, dest, pushers.Options{
-		Store: s.s, Format: format, Sys: reg.Sys, ReportWriter: o.Progress,
+		Store: s.st(), Format: format, Sys: reg.Sys, ReportWriter: o.Progress,
 		Variants: reg.Variants, Retry: reg.Retry,
 		Compression: pushers.Compression{Kind: kind, Level: o.Compression.Level, Force: o.Compression.Force},
 	})
@@ -126,7 +126,7 @@ func (s *Store) Pull(ctx context.Context, name string, o PullOptions) (string, e
 		return "", err
 	}
 	defer release()
-	r := &image.Resolver{Store: s.s, Sys: reg.Sys, Log: s.log, Pull: policy, Puller: reg.Puller(o.Progress)}
+	r := &image.Resolver{Store: s.st(), Sys: reg.Sys, Log: s.log, Pull: policy, Puller: reg.Puller(o.Progress)}
 	defer r.Close()
 	img, err := r.Resolve(ctx, name, o.Platform)
 	if err != nil {

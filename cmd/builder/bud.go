@@ -263,7 +263,7 @@ func runBuild(cmd *cobra.Command, g *globalOptions, bo build.Options, quiet bool
 		return nil, err
 	}
 	var res *build.Result
-	err = g.withStore(func(s *images.Store) error {
+	err = g.withStoreBackground(func(s *images.Store) error {
 		res, err = b.Run(cmd.Context(), s)
 		return err
 	})

@@ -69,18 +69,36 @@ func parseLogLevel(s string) (slog.Level, bool) {
 
 // openStore opens the store the global flags select. Close it when done.
 func (g *globalOptions) openStore() (*images.Store, error) {
-	return images.Open(images.StoreOptions{
+	return images.Open(g.storeOptions())
+}
+
+func (g *globalOptions) storeOptions() images.StoreOptions {
+	return images.StoreOptions{
 		Root: g.root, RunRoot: g.runroot, Driver: g.storageDriver, DriverOpts: g.storageOpts, Log: g.log,
-	})
+	}
 }
 
 // withStore opens the store, runs fn with it and closes the store,
 // reporting a close failure only when fn succeeded.
-func (g *globalOptions) withStore(fn func(*images.Store) error) (err error) {
+func (g *globalOptions) withStore(fn func(*images.Store) error) error {
 	s, err := g.openStore()
 	if err != nil {
 		return err
 	}
+	return closeAfter(s, fn)
+}
+
+// withStoreBackground is withStore for a build: fn starts while the store
+// opens (images.OpenBackground; build.Run waits for it where it must).
+func (g *globalOptions) withStoreBackground(fn func(*images.Store) error) error {
+	s, err := images.OpenBackground(g.storeOptions())
+	if err != nil {
+		return err
+	}
+	return closeAfter(s, fn)
+}
+
+func closeAfter(s *images.Store, fn func(*images.Store) error) (err error) {
 	defer func() {
 		if cerr := s.Close(); cerr != nil && err == nil {
 			err = cerr

@@ -37,10 +37,42 @@ var ErrImageUnknown = storage.ErrImageUnknown
 // choosing a driver drops the storage.conf driver options, which belong to
 // the configured driver. The caller must Shutdown(false) the store.
 func Open(o Options) (storage.Store, error) {
-	so, err := storeOptions(o)
+	c, err := Configure(o)
 	if err != nil {
 		return nil, err
 	}
+	return c.Open()
+}
+
+// Config is a store's resolved configuration: storage.conf with the flags
+// applied. Its roots are the absolute paths the opened store reports.
+type Config struct{ so storage.StoreOptions }
+
+// Configure resolves o against storage.conf without opening the store.
+func Configure(o Options) (Config, error) {
+	so, err := storeOptions(o)
+	if err != nil {
+		return Config{}, err
+	}
+	// As GetStore does, so that GraphRoot and RunRoot equal the store's.
+	if so.GraphRoot, err = filepath.Abs(so.GraphRoot); err == nil {
+		so.RunRoot, err = filepath.Abs(so.RunRoot)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("storage roots: %w", err)
+	}
+	return Config{so}, nil
+}
+
+// GraphRoot is the store's graph root.
+func (c Config) GraphRoot() string { return c.so.GraphRoot }
+
+// RunRoot is the store's run root.
+func (c Config) RunRoot() string { return c.so.RunRoot }
+
+// Open opens the store c describes. The caller must Shutdown(false) it.
+func (c Config) Open() (storage.Store, error) {
+	so := c.so
 	s, err := storage.GetStore(so)
 	if err != nil {
 		return nil, fmt.Errorf("opening storage (root %q, runroot %q, driver %q): %w", so.GraphRoot, so.RunRoot, so.GraphDriverName, err)
