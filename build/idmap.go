@@ -20,7 +20,7 @@ import (
 // singleIDNote is "" when the build has a range of ids to chown to (or is
 // real root); otherwise what a failing RUN should say about it.
 func singleIDNote() string {
-	e := sandbox.Probe()
+	e := sandbox.Self() // not the whole probe: setupRun does not wait for it
 	if !e.InUserNS || e.MappedIDs != 1 {
 		return ""
 	}
@@ -29,7 +29,7 @@ func singleIDNote() string {
 
 // singleIDWhy says why newuidmap did not map a range.
 func singleIDWhy() string {
-	if sandbox.Probe().NoNewPrivs {
+	if sandbox.Self().NoNewPrivs {
 		return "no_new_privs is set (Kubernetes allowPrivilegeEscalation: false, podman --security-opt no-new-privileges), so newuidmap's file capabilities or setuid bit do not apply"
 	}
 	path, err := exec.LookPath("newuidmap")

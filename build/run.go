@@ -69,7 +69,8 @@ func Prepare(o Options) (*Build, error) {
 		return nil, err
 	}
 	// The sandbox probe (a child process in namespaces of its own) runs
-	// while the Dockerfile is read and the store opens; setupRun waits for it.
+	// while the Dockerfile is read and the store opens; the build's gate
+	// waits for it (session.openGate).
 	go sandbox.Probe()
 	b := &Build{o: o}
 	var err error
@@ -186,10 +187,13 @@ func (b *Build) run(ctx context.Context, st *images.Store) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := b.preflight(s); err != nil {
-		return nil, err
-	}
+	s.openGate(func() error { return b.preflight(s) })
 	if storeless() {
+		// The preflight's findings (a forced isolation that cannot work
+		// here) come first, as they did before the gate.
+		if err := s.gateFailed(); err != nil {
+			return nil, err
+		}
 		if !o.Push && len(o.Outputs) == 0 {
 			return nil, optionf("this environment has no user namespace, so the local store cannot hold the image: use --push (with -t REGISTRY/NAME) or --output")
 		}
@@ -201,6 +205,9 @@ func (b *Build) run(ctx context.Context, st *images.Store) (*Result, error) {
 		s.events = view.event
 	}
 	built, err := b.buildAll(ctx, s)
+	if gerr := s.gateFailed(); gerr != nil {
+		return nil, gerr // the stages' errors are its consequences
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -311,6 +318,13 @@ func (b *Build) preflight(s *session) error {
 	return nil
 }
 
+// commitsToStore reports whether the build's image goes to the local
+// store: it is named, or has no other output.
+func (s *session) commitsToStore() bool {
+	o := s.o
+	return (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0) && !storeless()
+}
+
 // built is one platform's image.
 type built struct {
 	plat      platform.Platform
@@ -382,7 +396,7 @@ func (b *Build) buildAll(ctx context.Context, s *session) ([]*built, error) {
 	// The images of a multi-platform build that ends in the store (named
 	// by a list, or with no other output) go there one by one as they are
 	// built.
-	commit := o.multi() && (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0) && !storeless()
+	commit := o.multi() && s.commitsToStore()
 	exs := make([]*executor.Executor, len(b.targets))
 	for i, t := range b.targets {
 		out, errOut := o.Out, o.ErrOut

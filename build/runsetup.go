@@ -26,41 +26,26 @@ type runSetup struct {
 	secretsDir string
 	network    string // what RUN steps get by default
 	cleanup    func()
-	plan       sandbox.Plan // the isolation chosen and its fallbacks
-	idNote     string       // a single-id mapping, for failing RUNs
+	plan       sandbox.Plan       // the isolation chosen and its fallbacks (choose)
+	forced     *sandbox.Isolation // --isolation, --runtime
+	idNote     string             // a single-id mapping, for failing RUNs
 	ssh        map[string]string
 }
 
 func setupRun(o *Options, work string) (*runSetup, error) {
 	r := &runSetup{secrets: o.Secrets}
-	var forced *sandbox.Isolation
 	if o.Isolation != "" {
 		iso, err := sandbox.ParseIsolation(o.Isolation)
 		if err != nil {
 			return nil, optionf("--isolation: %w", err)
 		}
-		forced = &iso
+		r.forced = &iso
 	}
 	if o.Runtime != "" {
 		oci := sandbox.IsolationOCI
-		forced = &oci
+		r.forced = &oci
 	}
-	// What this process may do, tried once: the strongest isolation that
-	// works, each step down said once; a forced one that cannot work is an
-	// error, never a silent step down.
-	plan, err := sandbox.Probe().Choose(forced)
-	if err != nil {
-		return nil, &Failure{err}
-	}
-	for _, d := range plan.Downgrades {
-		fmt.Fprintf(o.ErrOut, "[Warning] %s\n", d)
-	}
-	iso := plan.Isolation
-	r.plan = plan
-	if r.idNote = singleIDNote(); r.idNote != "" && iso != sandbox.IsolationNone {
-		fmt.Fprintf(o.ErrOut, "[Warning] %s; files keep their owners in layers all the same\n", r.idNote)
-	}
-	o.Log.Info("RUN isolation", "isolation", iso.String())
+	r.idNote = singleIDNote()
 	// The sandbox's state (OCI bundles with the RUN's environment,
 	// secrets included) and secret files go on a private tmpfs.
 	mem, cleanup, err := privateTmpfs(o.Store.RunDir("tmp"), o.Log)
@@ -88,9 +73,8 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		cleanup()
 		return nil, err
 	}
-	r.sandbox = &sandbox.Sandbox{Isolation: iso, Runtime: o.Runtime, StateDir: state, Log: o.Log,
-		ProcBind: plan.ProcBind, NoHostname: plan.NoHostname, NoMounts: plan.NoMounts, Missing: plan.Missing,
-		Defaults: defaults}
+	// The isolation and what it lacks come with choose.
+	r.sandbox = &sandbox.Sandbox{Runtime: o.Runtime, StateDir: state, Log: o.Log, Defaults: defaults}
 	r.cleanup = func() { r.sandbox.Close(); cleanup() }
 	r.network = o.Network
 	if r.network == sandbox.NetworkPrivate {
@@ -99,7 +83,7 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 		why := ""
 		if err := sandbox.PrivateNetwork(); err != nil {
 			why = err.Error()
-		} else if iso == sandbox.IsolationOCI {
+		} else if o.Runtime != "" { // the OCI isolation, or none at all
 			why = "--runtime hands RUN to another runtime"
 		}
 		if why != "" {
@@ -130,6 +114,29 @@ func setupRun(o *Options, work string) (*runSetup, error) {
 	}
 	o.Log.Info("snapshot driver", "driver", r.snapshots.Name())
 	return r, nil
+}
+
+// choose waits for the isolation probe (Prepare started it) and gives the
+// sandbox the strongest isolation that works here, each step down said
+// once; a forced one that cannot work is an error, never a silent step
+// down. The build's stages wait for it (session.openGate).
+func (r *runSetup) choose(o *Options) error {
+	plan, err := sandbox.Probe().Choose(r.forced)
+	if err != nil {
+		return &Failure{err}
+	}
+	for _, d := range plan.Downgrades {
+		fmt.Fprintf(o.ErrOut, "[Warning] %s\n", d)
+	}
+	iso := plan.Isolation
+	r.plan = plan
+	if r.idNote != "" && iso != sandbox.IsolationNone {
+		fmt.Fprintf(o.ErrOut, "[Warning] %s; files keep their owners in layers all the same\n", r.idNote)
+	}
+	o.Log.Info("RUN isolation", "isolation", iso.String())
+	sb := r.sandbox
+	sb.Isolation, sb.ProcBind, sb.NoHostname, sb.NoMounts, sb.Missing = iso, plan.ProcBind, plan.NoHostname, plan.NoMounts, plan.Missing
+	return nil
 }
 
 // snapshotterFromStorage follows --storage-driver (and a fuse-overlayfs

@@ -41,9 +41,48 @@ type session struct {
 	exs      []*executor.Executor
 	outMu    sync.Mutex // lines of the platforms' outputs are written whole
 	closers  []func()
-	warm     chan struct{}                    // closed once the store's driver checks are done (warmStore)
+	warm     chan struct{} // closed once the store's driver checks are done (warmStore)
+	gate     chan struct{} // closed once the preflight is done (openGate)
+	gateErr  error
 	named    map[string]executor.NamedContext // --build-context
 	events   func(executor.Event)             // the progress view's
+}
+
+// openGate runs the build's preflight in the background: the RUN
+// sandbox's isolation (its probe, a process in new namespaces, takes
+// 10-20 ms) and then check. The stages wait for it before they resolve or
+// print anything (executor.Config.Gate), so a build that cannot run fails
+// before its first step, as before; meanwhile they extract base layers.
+func (s *session) openGate(check func() error) {
+	s.gate = make(chan struct{})
+	go func() {
+		defer close(s.gate)
+		if s.gateErr = s.run.choose(s.o); s.gateErr == nil {
+			s.gateErr = check()
+		}
+	}()
+}
+
+// waitGate waits for openGate's preflight and returns its error.
+func (s *session) waitGate(ctx context.Context) error {
+	if s.gate == nil {
+		return nil
+	}
+	select {
+	case <-s.gate:
+		return s.gateErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gateFailed is the preflight's error once it is done.
+func (s *session) gateFailed() error {
+	if s.gate == nil {
+		return nil
+	}
+	<-s.gate
+	return s.gateErr
 }
 
 // onClose runs f when the session closes, before anything else is released.
@@ -134,6 +173,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, Squash: o.Squash, Jobs: o.Jobs, Events: s.events, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
+		Gate: s.waitGate, BaseAhead: s.commitsToStore() && s.trees() != nil,
 	})
 	if err != nil {
 		return nil, err
@@ -151,7 +191,8 @@ func (s *session) prefixed(w io.Writer, p platform.Platform) io.Writer {
 // close waits for streamed uploads and releases everything the session
 // holds, the scratch dir last.
 func (s *session) close() {
-	s.warmed() // not running once the store shuts down
+	s.gateFailed() // its sandbox setup is released below
+	s.warmed()     // not running once the store shuts down
 	for _, f := range s.closers {
 		f()
 	}

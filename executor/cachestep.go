@@ -482,6 +482,9 @@ func (e *Executor) prefetch(ctx context.Context, p *dockerfile.Plan, plat platfo
 	if len(e.cfg.CacheFrom) == 0 || e.cfg.Cache == nil || e.cfg.NoCache {
 		return
 	}
+	if e.cfg.Gate != nil && e.cfg.Gate(ctx) != nil {
+		return // the build ends with the gate's error
+	}
 	start := time.Now()
 	var keys []cache.Key
 	sims := map[int]*stageState{}

@@ -152,6 +152,14 @@ type Config struct {
 	// HTTP fetches ADD URLs; nil uses http.DefaultClient.
 	HTTP *http.Client
 	Log  *slog.Logger
+	// Gate, when set, is waited for before a stage resolves its FROM and
+	// prints or runs anything (the build's preflight: the RUN sandbox's
+	// probe); its error ends the build. Meanwhile a stage whose base is the
+	// target's and is read from this machine has that base's layers
+	// extracted, when BaseAhead says the build needs them as trees anyway
+	// (a commit to the local store takes them).
+	Gate      func(context.Context) error
+	BaseAhead bool
 }
 
 // Event is a step's start or end, for progress views.
@@ -228,6 +236,8 @@ type Executor struct {
 	times     []stepTime        // cached or run steps, for the summary line
 	exports   sync.WaitGroup    // --cache-to uploads in flight
 	records   sync.WaitGroup    // local cache entries being written
+	ahead     sync.WaitGroup    // base layers extracted at the gate
+	aheadBase resolved          // the target stage's base image (Gate, BaseAhead)
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
@@ -291,6 +301,7 @@ func New(cfg Config) (*Executor, error) {
 // Close releases the executor's scratch space.
 func (e *Executor) Close() error {
 	e.records.Wait()
+	e.ahead.Wait()
 	e.ctxRoot.Close()
 	for _, r := range e.namedRoots {
 		r.Close()
@@ -304,6 +315,7 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.
 	e.records.Wait() // an earlier Build's entries, for this one's lookups
 	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
+	e.aheadBase = targetBase(p, plat)
 	e.prefetch(ctx, p, plat)
 	if len(p.Stages) == 0 {
 		return nil, errors.New("empty plan")

@@ -56,6 +56,12 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 	if !st.Platform.IsZero() {
 		plat = st.Platform
 	}
+	if e.cfg.Gate != nil {
+		e.extractAhead(ctx, st, plat)
+		if err := e.cfg.Gate(ctx); err != nil {
+			return nil, err
+		}
+	}
 	s, err := e.baseState(ctx, st, done, plat)
 	if err != nil {
 		return nil, err
@@ -122,6 +128,59 @@ func stageName(p *dockerfile.Plan, idx int) string {
 		}
 	}
 	return fmt.Sprint(idx)
+}
+
+// targetBase is the image the target stage of p stands on (through FROM
+// <stage>), none when it stands on scratch.
+func targetBase(p *dockerfile.Plan, plat platform.Platform) resolved {
+	byIndex := map[int]*dockerfile.Stage{}
+	for _, st := range p.Stages {
+		byIndex[st.Index] = st
+	}
+	for i := len(p.Stages) - 1; i >= 0; {
+		st := p.Stages[i]
+		if !st.Platform.IsZero() {
+			plat = st.Platform
+		}
+		if st.Base.Stage < 0 {
+			if strings.EqualFold(st.Base.Image, "scratch") {
+				return resolved{}
+			}
+			return resolved{st.Base.Image, plat}
+		}
+		parent, ok := byIndex[st.Base.Stage]
+		if !ok {
+			return resolved{}
+		}
+		i = slices.Index(p.Stages, parent)
+	}
+	return resolved{}
+}
+
+// extractAhead starts extracting the layers of st's base image while the
+// stage waits at the gate, when the build needs them as trees anyway
+// (BaseAhead: the target's base, bound for the local store) and they are
+// read from this machine: nothing is pulled and nothing printed. The
+// stage's steps find the layers extracted, or wait for the extraction;
+// its errors are theirs to report.
+func (e *Executor) extractAhead(ctx context.Context, st *dockerfile.Stage, plat platform.Platform) {
+	x, ok := e.cfg.Snapshots.(snapshot.Extractor)
+	if !ok || !e.cfg.BaseAhead || st.Base.Stage >= 0 || e.aheadBase != (resolved{st.Base.Image, plat}) {
+		return
+	}
+	ref := st.Base.Image
+	if nc, ok := e.cfg.NamedContexts[ref]; ok {
+		ref = nc.Image // "" for a directory: not an image
+	}
+	if !image.Offline(ref) {
+		return
+	}
+	e.ahead.Go(func() {
+		img, err := e.resolve(ctx, st.Base.Image, plat)
+		if err == nil {
+			x.Extract(ctx, e.snapLayers(img.Layers))
+		}
+	})
 }
 
 // baseState resolves FROM into a fresh stage state.

@@ -39,6 +39,14 @@ var transports = map[string]bool{
 	"containers-storage": true, "docker": true, "dir": true,
 }
 
+// Offline reports whether resolving ref reads only this machine: an OCI
+// layout or archive, a docker archive, a directory, the local store. Plain
+// names and docker:// references may reach a registry.
+func Offline(ref string) bool {
+	name, _, ok := strings.Cut(ref, ":")
+	return ok && name != "docker" && transports[name]
+}
+
 // Resolver resolves base image references. Images it returns read their
 // layers from sources that stay open until Close. A Resolver is safe for
 // concurrent use.

@@ -77,6 +77,13 @@ type DirectPreparer interface {
 	PrepareDirect(ctx context.Context, layers []Layer) (m Mount, view string, err error)
 }
 
+// Extractor is a driver that keeps extracted layers: Extract makes sure
+// layers are, without mounting anything, so a later Prepare or View over
+// them finds them ready (or waits for an Extract still running).
+type Extractor interface {
+	Extract(ctx context.Context, layers []Layer) error
+}
+
 // TreeFinder finds the directory of a committed layer, wherever it lives
 // (the layer store, or the image store it was given to), without
 // extracting anything: a tree to hard-link unchanged files from.

@@ -104,6 +104,13 @@ func (d *overlayDriver) Close() error {
 	return releaseActive(&d.mu, d.active)
 }
 
+var _ Extractor = (*overlayDriver)(nil)
+
+func (d *overlayDriver) Extract(ctx context.Context, layers []Layer) error {
+	_, err := d.lowers(ctx, layers)
+	return err
+}
+
 // lowers returns the layer dirs top first, as lowerdir wants them. A layer repeated in the stack
 // appears once, at its topmost place: overlayfs refuses a lowerdir twice, and the upper copy of a
 // layer covers everything its lower copy shows (entries, whiteouts, opaque directories).

@@ -91,7 +91,9 @@ func (g *globalOptions) withStore(fn func(*images.Store) error) error {
 // withStoreBackground is withStore for a build: fn starts while the store
 // opens (images.OpenBackground; build.Run waits for it where it must).
 func (g *globalOptions) withStoreBackground(fn func(*images.Store) error) error {
-	s, err := images.OpenBackground(g.storeOptions())
+	o := g.storeOptions()
+	o.NoIDMapCheck = true // a build mounts none of the store's layers
+	s, err := images.OpenBackground(o)
 	if err != nil {
 		return err
 	}

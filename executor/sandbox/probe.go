@@ -75,14 +75,31 @@ func Probe() *Env {
 	return probed
 }
 
+var (
+	selfOnce sync.Once
+	self     Env
+)
+
+// Self is the part of Probe that /proc tells without a child process: the
+// ids, the user namespace and its maps, the seccomp mode, no_new_privs and
+// capabilities; the namespace and mount findings are left empty.
+func Self() Env {
+	selfOnce.Do(func() {
+		e := Env{Euid: os.Geteuid()}
+		e.UIDMap, e.GIDMap = readTrim("/proc/self/uid_map"), readTrim("/proc/self/gid_map")
+		e.InUserNS = inUserNS()
+		if e.InUserNS {
+			e.MappedIDs = mappedIDs(e.UIDMap)
+		}
+		e.readStatus()
+		self = e
+	})
+	return self
+}
+
 func probe() *Env {
-	e := &Env{Euid: os.Geteuid()}
-	e.UIDMap, e.GIDMap = readTrim("/proc/self/uid_map"), readTrim("/proc/self/gid_map")
-	e.InUserNS = inUserNS()
-	if e.InUserNS {
-		e.MappedIDs = mappedIDs(e.UIDMap)
-	}
-	e.readStatus()
+	s := Self()
+	e := &s
 	needUser := e.Euid != 0
 	if needUser {
 		if v := readTrim("/proc/sys/user/max_user_namespaces"); v == "0" {

@@ -70,6 +70,11 @@ func (c Config) GraphRoot() string { return c.so.GraphRoot }
 // RunRoot is the store's run root.
 func (c Config) RunRoot() string { return c.so.RunRoot }
 
+// MapsIDs reports whether the store maps layer ids (storage.conf's
+// remap-uids, remap-user): its layers are then chowned, or shifted where
+// the overlay driver can mount them idmapped.
+func (c Config) MapsIDs() bool { return len(c.so.UIDMap) > 0 || len(c.so.GIDMap) > 0 }
+
 // Open opens the store c describes. The caller must Shutdown(false) it.
 func (c Config) Open() (storage.Store, error) {
 	so := c.so

@@ -1,0 +1,129 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/platform"
+	"github.com/builder-dev/builder/snapshot"
+)
+
+// extractSpy is a driver that notes what Extract was asked for.
+type extractSpy struct {
+	snapshot.Driver
+	mu    sync.Mutex
+	calls int
+	done  chan struct{} // closed by the first Extract
+}
+
+func (x *extractSpy) Extract(ctx context.Context, layers []snapshot.Layer) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.calls++; x.calls == 1 {
+		close(x.done)
+	}
+	return nil
+}
+
+func (x *extractSpy) count() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.calls
+}
+
+func TestGate(t *testing.T) {
+	const local = "oci:/layouts/base:latest"
+	for _, tc := range []struct {
+		name      string
+		df        string
+		baseAhead bool
+		gateErr   error
+		// waitAhead: the gate opens only once the target's base is being
+		// extracted (the test fails if that never happens).
+		waitAhead bool
+		extracts  int
+	}{
+		{name: "target's local base extracted at the gate", df: "FROM " + local + " AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
+			baseAhead: true, waitAhead: true, extracts: 2},
+		{name: "not bound for the store", df: "FROM " + local + "\nCOPY a.txt /a\n", extracts: 0},
+		{name: "a registry base is not read ahead", df: "FROM busybox\nCOPY a.txt /a\n", baseAhead: true, extracts: 0},
+		{name: "another stage's base is not", df: "FROM oci:/layouts/tools:latest AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
+			baseAhead: true, extracts: 1},
+		{name: "the gate's error ends the build before its first step", df: "FROM " + local + "\nCOPY a.txt /a\n",
+			baseAhead: true, gateErr: errors.New("RUN cannot run here"), extracts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.file("a.txt", "A")
+			spy := &extractSpy{Driver: h.snaps, done: make(chan struct{})}
+			h.snaps = spy
+			var printed []string
+			var outAtGate func() string
+			gate := func(ctx context.Context) error {
+				printed = append(printed, outAtGate())
+				if tc.waitAhead {
+					select {
+					case <-spy.done:
+					case <-time.After(20 * time.Second):
+						return errors.New("the base was not extracted while the stage waited at the gate")
+					}
+				}
+				return tc.gateErr
+			}
+			_, out, err := h.build(tc.df, func(c *Config) {
+				c.Gate, c.BaseAhead = gate, tc.baseAhead
+				outAtGate = func() string { return c.Out.(interface{ String() string }).String() }
+			})
+			switch {
+			case tc.gateErr != nil:
+				if !errors.Is(err, tc.gateErr) {
+					t.Fatalf("err = %v, want the gate's", err)
+				}
+				if out != "" {
+					t.Errorf("steps printed before the gate's error:\n%s", out)
+				}
+			case err != nil:
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if printed[0] != "" {
+				t.Errorf("printed before the gate opened:\n%s", printed[0])
+			}
+			if got := spy.count(); got != tc.extracts {
+				t.Errorf("Extract called %d times, want %d", got, tc.extracts)
+			}
+		})
+	}
+}
+
+func TestTargetBase(t *testing.T) {
+	arm := platform.Platform{OS: "linux", Architecture: "arm64"}
+	for _, tc := range []struct {
+		name, df string
+		want     resolved
+	}{
+		{"one stage", "FROM alpine\n", resolved{"alpine", amd64}},
+		{"through stages", "FROM alpine AS a\nFROM a AS b\nFROM b\n", resolved{"alpine", amd64}},
+		{"the target's chain, not the others", "FROM golang AS build\nFROM alpine\nCOPY --from=build /x /x\n", resolved{"alpine", amd64}},
+		{"scratch", "FROM golang AS build\nFROM scratch\nCOPY --from=build /x /x\n", resolved{}},
+		{"its platform", "FROM --platform=linux/arm64 alpine AS a\nFROM a\n", resolved{"alpine", arm}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := dockerfile.Parse(strings.NewReader(tc.df), "Dockerfile")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.Plan(dockerfile.PlanOptions{Platform: amd64, BuildPlatform: amd64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := targetBase(p, amd64); got != tc.want {
+				t.Errorf("targetBase = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
