@@ -1,10 +1,14 @@
 package build
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/pkg/blobinfocache"
+	"go.podman.io/image/v5/types"
 )
 
 func TestParseOutput(t *testing.T) {
@@ -134,5 +138,18 @@ func TestParseCacheTo(t *testing.T) {
 		if got, err := ParseCacheFrom(in); err != nil || got != want {
 			t.Errorf("ParseCacheFrom(%q) = %q, %v", in, got, err)
 		}
+	}
+}
+
+// A store commit keeps containers/image's blob-info cache in memory (no
+// SQLite file, no syncs); the rest of the system context is kept.
+func TestCommitSysMemoryCache(t *testing.T) {
+	sys := (&session{}).commitSys(&types.SystemContext{AuthFilePath: "/auth.json"})
+	if sys.AuthFilePath != "/auth.json" {
+		t.Errorf("AuthFilePath = %q: the caller's settings were dropped", sys.AuthFilePath)
+	}
+	c := blobinfocache.DefaultCache(sys)
+	if got := fmt.Sprintf("%T", c); got != "*memory.cache" {
+		t.Errorf("blob-info cache %s, want containers/image's memory-only one", got)
 	}
 }
