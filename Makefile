@@ -19,7 +19,10 @@ deps:
 foreign: deps
 	@hack/foreign.sh
 
+# The sandbox helper first: builder embeds it (executor/sandbox/helper.go).
+HELPER := executor/sandbox/helperbin/bin/helper
 build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(HELPER) ./executor/sandbox/helper
 	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/builder
 
 # A real build: a busybox base image made from Debian's busybox-static, then

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -175,10 +174,9 @@ func (s *Sandbox) privateNet() (*os.File, error) {
 	s.netOnce.Do(func() {
 		n := &sharedNet{}
 		s.net = n
-		cmd := exec.Command(reexec.Self())
-		cmd.Args = []string{netHolderName}
+		cmd := command(netHolderName)
 		cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Pdeathsig: unix.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		if err := start(cmd); err != nil {
 			n.err = fmt.Errorf("network namespace: %w", err)
 			return
 		}

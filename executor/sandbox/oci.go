@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,8 +133,7 @@ func runtimeCmd(rt string, args ...string) *exec.Cmd {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 		return cmd
 	}
-	cmd := exec.Command(reexec.Self())
-	cmd.Args = append([]string{ociShimName, rt, "--cgroup-manager=disabled"}, args...)
+	cmd := command(ociShimName, append([]string{rt, "--cgroup-manager=disabled"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
 	return cmd
 }

@@ -20,7 +20,6 @@ import (
 	"sync"
 	"syscall"
 
-	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -158,13 +157,16 @@ func runProbe(flags uintptr, user bool) (probeResult, error) {
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
 	}
-	cmd := exec.Command(reexec.Self())
-	cmd.Args = []string{probeName, strconv.FormatUint(uint64(flags), 10)}
+	cmd := command(probeName, strconv.FormatUint(uint64(flags), 10))
 	cmd.Env = []string{}
 	cmd.SysProcAttr = attr
 	var out, errBuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errBuf
-	if err := cmd.Run(); err != nil {
+	err := start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		why := strings.TrimSpace(errBuf.String())
 		if why == "" {
 			why = err.Error()

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"go.podman.io/storage/pkg/reexec"
 )
 
 // drainTimeout bounds how long output is still read after the RUN's
@@ -33,8 +31,7 @@ func (s *Sandbox) start(ctx context.Context, cfg childConfig, flags uintptr, std
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	defer repR.Close()
-	cmd := exec.Command(reexec.Self())
-	cmd.Args = []string{initName}
+	cmd := command(initName)
 	cmd.Env = []string{} // the RUN's environment comes from the spec
 	cmd.ExtraFiles = []*os.File{cfgR, repW}
 	if cfg.JoinNet {
@@ -59,7 +56,7 @@ func (s *Sandbox) start(ctx context.Context, cfg childConfig, flags uintptr, std
 		repW.Close()
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	err = cmd.Start()
+	err = start(cmd)
 	cfgR.Close()
 	repW.Close()
 	st.closeChildEnds()

@@ -1,0 +1,8 @@
+// Command helper is the sandbox's processes without the rest of builder
+// (see executor/sandbox/helper.go): make build compiles it and builder
+// embeds it (executor/sandbox/helperbin).
+package main
+
+import "github.com/builder-dev/builder/executor/sandbox"
+
+func main() { sandbox.HelperMain() }
