@@ -23,6 +23,7 @@ import (
 	"github.com/builder-dev/builder/internal/store"
 	"github.com/builder-dev/builder/layer"
 	"github.com/builder-dev/builder/platform"
+	"github.com/builder-dev/builder/pushers"
 	"github.com/builder-dev/builder/snapshot"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
@@ -44,6 +45,8 @@ type session struct {
 	warm     chan struct{} // closed once the store's driver checks are done (warmStore)
 	gate     chan struct{} // closed once the preflight is done (openGate)
 	gateErr  error
+	early    sync.WaitGroup                   // base layers being handed to the store (stageBase)
+	earlyMu  sync.Mutex                       // one at a time
 	named    map[string]executor.NamedContext // --build-context
 	events   func(executor.Event)             // the progress view's
 }
@@ -173,7 +176,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, Squash: o.Squash, Jobs: o.Jobs, Events: s.events, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
-		Gate: s.waitGate, BaseAhead: s.commitsToStore() && s.trees() != nil,
+		Gate: s.waitGate, BaseAhead: s.commitsToStore() && s.trees() != nil, BaseExtracted: s.stageBase,
 	})
 	if err != nil {
 		return nil, err
@@ -204,6 +207,7 @@ func (s *session) close() {
 	for _, ex := range s.exs {
 		ex.Close()
 	}
+	s.early.Wait() // it moves the snapshot driver's trees into the store
 	if s.cache != nil {
 		s.cache.close(s.o.Log)
 	}
@@ -244,8 +248,39 @@ func (s *session) warmed() {
 	}
 }
 
-// storeReady waits for the store's open and warmStore, before a write.
+// storeReady waits for the store's open, warmStore and stageBase, before
+// the store commit.
 func (s *session) storeReady() (storage.Store, error) {
+	for _, ex := range s.exs {
+		ex.WaitAhead() // no stageBase starts after this
+	}
+	s.early.Wait()
 	s.warmed()
 	return s.o.Store.Opened()
+}
+
+// stageBase hands the target's base layers, extracted ahead (BaseAhead),
+// to the local store while the steps run, as the store commit would at
+// the end (pushers.PreloadLayers): the commit then finds them there. Their
+// trees move into the store while stages may use them as lower layers (the
+// snapshot driver keeps its lookups and mounts apart from the move); a
+// build that fails later leaves them there, without an image, as a pull of
+// that base would. A failure here leaves the work to the commit.
+func (s *session) stageBase(layers []image.Layer) {
+	s.early.Go(func() {
+		s.earlyMu.Lock()
+		defer s.earlyMu.Unlock()
+		if s.gateFailed() != nil {
+			return // the build ends before its first step: nothing for the store
+		}
+		s.warmed()
+		cs, err := s.o.Store.Opened()
+		t := s.trees()
+		if err != nil || t == nil {
+			return
+		}
+		if err := pushers.PreloadLayers(context.Background(), cs, layers, t); err != nil {
+			s.o.Log.Debug("base layers not handed to the store during the build", "err", err)
+		}
+	})
 }

@@ -160,6 +160,10 @@ type Config struct {
 	// (a commit to the local store takes them).
 	Gate      func(context.Context) error
 	BaseAhead bool
+	// BaseExtracted, when set, is told once per Build that the target's
+	// base layers were extracted ahead (BaseAhead): the store commit can
+	// take them in while the steps run. It must not block.
+	BaseExtracted func(layers []image.Layer)
 }
 
 // Event is a step's start or end, for progress views.
@@ -238,6 +242,7 @@ type Executor struct {
 	records   sync.WaitGroup    // local cache entries being written
 	ahead     sync.WaitGroup    // base layers extracted at the gate
 	aheadBase resolved          // the target stage's base image (Gate, BaseAhead)
+	aheadDone *sync.Once        // BaseExtracted said, in this Build
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
@@ -309,13 +314,17 @@ func (e *Executor) Close() error {
 	return os.RemoveAll(e.cfg.WorkDir)
 }
 
+// WaitAhead waits for the base layers extracted ahead at the gate (and
+// Config.BaseExtracted's calls).
+func (e *Executor) WaitAhead() { e.ahead.Wait() }
+
 // Build runs every stage of p (dependency order) for platform and returns
 // the target stage's image.
 func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.Platform) (*image.Image, error) {
 	e.records.Wait() // an earlier Build's entries, for this one's lookups
 	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
-	e.aheadBase = targetBase(p, plat)
+	e.aheadBase, e.aheadDone = targetBase(p, plat), &sync.Once{}
 	e.prefetch(ctx, p, plat)
 	if len(p.Stages) == 0 {
 		return nil, errors.New("empty plan")

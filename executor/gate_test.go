@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/builder-dev/builder/dockerfile"
+	"github.com/builder-dev/builder/image"
 	"github.com/builder-dev/builder/platform"
 	"github.com/builder-dev/builder/snapshot"
 )
@@ -75,8 +76,15 @@ func TestGate(t *testing.T) {
 				}
 				return tc.gateErr
 			}
+			var saidMu sync.Mutex
+			said, saidLayers := 0, 0
 			_, out, err := h.build(tc.df, func(c *Config) {
 				c.Gate, c.BaseAhead = gate, tc.baseAhead
+				c.BaseExtracted = func(ls []image.Layer) {
+					saidMu.Lock()
+					defer saidMu.Unlock()
+					said, saidLayers = said+1, len(ls)
+				}
 				outAtGate = func() string { return c.Out.(interface{ String() string }).String() }
 			})
 			switch {
@@ -95,6 +103,11 @@ func TestGate(t *testing.T) {
 			}
 			if got := spy.count(); got != tc.extracts {
 				t.Errorf("Extract called %d times, want %d", got, tc.extracts)
+			}
+			// Told once per build that the base's layers are there.
+			wantSaid := min(tc.extracts, 1)
+			if said != wantSaid || (said == 1 && saidLayers != len(h.resolver.img.Layers)) {
+				t.Errorf("BaseExtracted called %d times (%d layers), want %d (%d layers)", said, saidLayers, wantSaid, len(h.resolver.img.Layers))
 			}
 		})
 	}

@@ -175,10 +175,14 @@ func (e *Executor) extractAhead(ctx context.Context, st *dockerfile.Stage, plat 
 	if !image.Offline(ref) {
 		return
 	}
+	said := e.aheadDone // this Build's
 	e.ahead.Go(func() {
 		img, err := e.resolve(ctx, st.Base.Image, plat)
-		if err == nil {
-			x.Extract(ctx, e.snapLayers(img.Layers))
+		if err != nil || x.Extract(ctx, e.snapLayers(img.Layers)) != nil {
+			return
+		}
+		if f := e.cfg.BaseExtracted; f != nil {
+			said.Do(func() { f(img.Layers) })
 		}
 	})
 }

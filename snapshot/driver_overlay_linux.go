@@ -34,6 +34,8 @@ type overlayDriver struct {
 
 	mu     sync.Mutex
 	active map[*overlayMount]struct{} // for Close
+
+	gives giveLock // layer paths in use against trees given away
 }
 
 var _ Driver = (*overlayDriver)(nil)
@@ -111,6 +113,13 @@ func (d *overlayDriver) Extract(ctx context.Context, layers []Layer) error {
 	return err
 }
 
+// extract extracts what layers lacks before a use of their paths begins:
+// a give waits for uses, and an extraction can take long. Its error is
+// left to the lookup that follows.
+func (d *overlayDriver) extract(ctx context.Context, layers []Layer) {
+	d.lowers(ctx, layers)
+}
+
 // lowers returns the layer dirs top first, as lowerdir wants them. A layer repeated in the stack
 // appears once, at its topmost place: overlayfs refuses a lowerdir twice, and the upper copy of a
 // layer covers everything its lower copy shows (entries, whiteouts, opaque directories).
@@ -131,6 +140,8 @@ func (d *overlayDriver) lowers(ctx context.Context, layers []Layer) ([]string, e
 }
 
 func (d *overlayDriver) Prepare(ctx context.Context, layers []Layer) (Mount, error) {
+	d.extract(ctx, layers) // outside the use: an extraction may be long
+	defer d.gives.use()()
 	lowers, err := d.lowers(ctx, layers)
 	if err != nil {
 		return nil, err
@@ -206,6 +217,8 @@ func (d *overlayDriver) PrepareDirect(ctx context.Context, layers []Layer) (Moun
 }
 
 func (d *overlayDriver) View(ctx context.Context, layers []Layer) (string, func() error, error) {
+	d.extract(ctx, layers)
+	defer d.gives.use()()
 	lowers, err := d.lowers(ctx, layers)
 	if err != nil {
 		return "", nil, err
@@ -364,6 +377,7 @@ func (m *overlayMount) Diff(ctx context.Context, w io.Writer, opts WriteOptions)
 	if m.d.fuseBin != "" {
 		f = upperFormat{opaqueXattrs: opaqueXattrs, markerFiles: true, prune: true}
 	}
+	defer m.d.gives.use()() // the lower layers are looked up by path
 	err := writeUpper(ctx, w, m.upper, opts, f, layersLower(m.lowers, f.opaqueXattrs))
 	if err != nil {
 		return fmt.Errorf("%s: diff: %w", m.d.name, err)

@@ -30,10 +30,15 @@ func (d *overlayDriver) GiveTree(ctx context.Context, diffID digest.Digest) (str
 	if fi, err := os.Lstat(final); err != nil || !fi.IsDir() {
 		return "", nil, false, nil // not extracted here, or given already
 	}
-	unlock, err := flockPath(ctx, filepath.Join(d.store.locks, filepath.Base(final)))
+	// No use of layer paths while the tree moves (giveLock); the lock file
+	// after it, as a use may be waiting for that lock (an extraction).
+	given := d.gives.give()
+	flocked, err := flockPath(ctx, filepath.Join(d.store.locks, filepath.Base(final)))
 	if err != nil {
+		given()
 		return "", nil, false, err
 	}
+	unlock := func() { flocked(); given() }
 	if fi, err := os.Lstat(final); err != nil || !fi.IsDir() {
 		unlock()
 		return "", nil, false, nil

@@ -176,3 +176,59 @@ func eachTreeDriver(t *testing.T, f func(t *testing.T, d Driver, root string)) {
 		})
 	}
 }
+
+// A stack mounted while one of its trees is being given away (moved, not
+// linked yet: the build hands its base to the store while stages run)
+// waits for the give and mounts the tree where it went; the give, for its
+// part, waits for a mount already looking its layers up.
+func TestMountDuringGive(t *testing.T) {
+	ctx := context.Background()
+	l1, l2 := baseLayers(t)
+	eachTreeDriver(t, func(t *testing.T, d Driver, _ string) {
+		g := d.(TreeGiver)
+		want := viewLines(t, d, l1, l2)
+		dir, done, ok, err := g.GiveTree(ctx, l1.DiffID)
+		if !ok || err != nil {
+			t.Fatalf("no tree (%v)", err)
+		}
+		elsewhere := filepath.Join(t.TempDir(), "moved")
+		mustDo(t, os.Rename(dir, elsewhere))
+		type viewed struct {
+			root    string
+			release func() error
+			err     error
+		}
+		got := make(chan viewed, 1)
+		go func() {
+			root, release, err := d.View(ctx, layersOf(l1, l2))
+			got <- viewed{root, release, err}
+		}()
+		select {
+		case v := <-got:
+			t.Fatalf("a view was mounted while its lower tree was moving: %+v", v)
+		case <-time.After(100 * time.Millisecond):
+		}
+		mustDo(t, done(elsewhere))
+		v := <-got
+		if v.err != nil {
+			t.Fatalf("view during a give: %v", v.err)
+		}
+		diffLines(t, "view mounted during the give", want, treeLines(t, v.root))
+		mustDo(t, v.release())
+
+		// The other way round: a give waits for a use of the layers' paths.
+		gl := &d.(*overlayDriver).gives
+		endUse := gl.use()
+		gave := make(chan error, 1)
+		go func() {
+			_, done, ok, err := g.GiveTree(ctx, l2.DiffID)
+			if err == nil && ok {
+				err = done("")
+			}
+			gave <- err
+		}()
+		waitState(t, gl, func() bool { return gl.waitingGives == 1 })
+		endUse()
+		mustDo(t, <-gave)
+	})
+}
