@@ -45,7 +45,7 @@ type session struct {
 	warm     chan struct{} // closed once the store's driver checks are done (warmStore)
 	gate     chan struct{} // closed once the preflight is done (openGate)
 	gateErr  error
-	early    sync.WaitGroup                   // base layers being handed to the store (stageBase)
+	early    sync.WaitGroup                   // layers being handed to the store (stageLayers)
 	earlyMu  sync.Mutex                       // one at a time
 	named    map[string]executor.NamedContext // --build-context
 	events   func(executor.Event)             // the progress view's
@@ -176,7 +176,7 @@ func (s *session) executor(ignore *dockerfile.Ignore, plat platform.Platform, ou
 		Snapshots: s.run.snapshots, Runner: s.run.sandbox, Network: s.run.network,
 		AllowNetworkHost: slices.Contains(o.Allow, "network.host"), AllowInsecure: slices.Contains(o.Allow, "security.insecure"),
 		Secrets: s.run.secrets, SSH: s.run.ssh, NamedContexts: s.named, Squash: o.Squash, Jobs: o.Jobs, Events: s.events, SecretsDir: s.run.secretsDir, CacheMounts: o.Store.Dir("cache-mounts"),
-		Gate: s.waitGate, BaseAhead: s.commitsToStore() && s.trees() != nil, BaseExtracted: s.stageBase,
+		Gate: s.waitGate, BaseAhead: s.commitsToStore() && s.trees() != nil, ImageLayers: s.stageLayers,
 	})
 	if err != nil {
 		return nil, err
@@ -248,25 +248,28 @@ func (s *session) warmed() {
 	}
 }
 
-// storeReady waits for the store's open, warmStore and stageBase, before
+// storeReady waits for the store's open, warmStore and stageLayers, before
 // the store commit.
 func (s *session) storeReady() (storage.Store, error) {
 	for _, ex := range s.exs {
-		ex.WaitAhead() // no stageBase starts after this
+		ex.WaitAhead() // no stageLayers starts after this
 	}
 	s.early.Wait()
 	s.warmed()
 	return s.o.Store.Opened()
 }
 
-// stageBase hands the target's base layers, extracted ahead (BaseAhead),
-// to the local store while the steps run, as the store commit would at
-// the end (pushers.PreloadLayers): the commit then finds them there. Their
-// trees move into the store while stages may use them as lower layers (the
-// snapshot driver keeps its lookups and mounts apart from the move); a
-// build that fails later leaves them there, without an image, as a pull of
-// that base would. A failure here leaves the work to the commit.
-func (s *session) stageBase(layers []image.Layer) {
+// stageLayers hands the image's layers known so far (executor's
+// ImageLayers: its base once extracted ahead, then each layer the target
+// stage commits) to the local store while the build goes on, as the store
+// commit would at the end (pushers.PreloadLayers; layers already there are
+// skipped): the commit then finds them there. Their trees move into the
+// store while stages may use them as lower layers (the snapshot driver
+// keeps its lookups and mounts apart from the move). A build that fails
+// later leaves them there without an image (a base's, as a pull of that
+// base would; the next build of the same steps uses them). A failure here
+// leaves the work to the commit.
+func (s *session) stageLayers(layers []image.Layer) {
 	s.early.Go(func() {
 		s.earlyMu.Lock()
 		defer s.earlyMu.Unlock()

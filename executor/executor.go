@@ -160,10 +160,13 @@ type Config struct {
 	// (a commit to the local store takes them).
 	Gate      func(context.Context) error
 	BaseAhead bool
-	// BaseExtracted, when set, is told once per Build that the target's
-	// base layers were extracted ahead (BaseAhead): the store commit can
-	// take them in while the steps run. It must not block.
-	BaseExtracted func(layers []image.Layer)
+	// ImageLayers, when set with BaseAhead, is told the built image's
+	// layers known so far, bottom first, as they become trees: the target's
+	// base once extracted ahead (once per Build), then after each step of
+	// the target stage that adds a layer (not with Squash: its image has
+	// other layers). The store commit can take them in while the steps run.
+	// It must not block.
+	ImageLayers func(layers []image.Layer)
 }
 
 // Event is a step's start or end, for progress views.
@@ -242,7 +245,7 @@ type Executor struct {
 	records   sync.WaitGroup    // local cache entries being written
 	ahead     sync.WaitGroup    // base layers extracted at the gate
 	aheadBase resolved          // the target stage's base image (Gate, BaseAhead)
-	aheadDone *sync.Once        // BaseExtracted said, in this Build
+	aheadDone *sync.Once        // ImageLayers told of the base, in this Build
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
@@ -315,7 +318,7 @@ func (e *Executor) Close() error {
 }
 
 // WaitAhead waits for the base layers extracted ahead at the gate (and
-// Config.BaseExtracted's calls).
+// Config.ImageLayers' calls).
 func (e *Executor) WaitAhead() { e.ahead.Wait() }
 
 // Build runs every stage of p (dependency order) for platform and returns

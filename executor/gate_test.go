@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,15 +49,21 @@ func TestGate(t *testing.T) {
 		// extracted (the test fails if that never happens).
 		waitAhead bool
 		extracts  int
+		squash    bool
+		// told: the layer counts ImageLayers is told, in any order (the
+		// base's comes from the extraction, the others from the steps).
+		told []int
 	}{
 		{name: "target's local base extracted at the gate", df: "FROM " + local + " AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
-			baseAhead: true, waitAhead: true, extracts: 2},
+			baseAhead: true, waitAhead: true, extracts: 2, told: []int{1, 2}},
 		{name: "not bound for the store", df: "FROM " + local + "\nCOPY a.txt /a\n", extracts: 0},
-		{name: "a registry base is not read ahead", df: "FROM busybox\nCOPY a.txt /a\n", baseAhead: true, extracts: 0},
+		{name: "a registry base is not read ahead", df: "FROM busybox\nCOPY a.txt /a\n", baseAhead: true, extracts: 0, told: []int{2}},
 		{name: "another stage's base is not", df: "FROM oci:/layouts/tools:latest AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
-			baseAhead: true, extracts: 1},
+			baseAhead: true, extracts: 1, told: []int{1, 2}},
+		{name: "squashed: only the base is the image's", df: "FROM " + local + "\nCOPY a.txt /a\nCOPY a.txt /b\n",
+			baseAhead: true, squash: true, extracts: 1, told: []int{1}},
 		{name: "the gate's error ends the build before its first step", df: "FROM " + local + "\nCOPY a.txt /a\n",
-			baseAhead: true, gateErr: errors.New("RUN cannot run here"), extracts: 1},
+			baseAhead: true, gateErr: errors.New("RUN cannot run here"), extracts: 1, told: []int{1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -76,14 +83,14 @@ func TestGate(t *testing.T) {
 				}
 				return tc.gateErr
 			}
-			var saidMu sync.Mutex
-			said, saidLayers := 0, 0
+			var toldMu sync.Mutex
+			var told []int
 			_, out, err := h.build(tc.df, func(c *Config) {
-				c.Gate, c.BaseAhead = gate, tc.baseAhead
-				c.BaseExtracted = func(ls []image.Layer) {
-					saidMu.Lock()
-					defer saidMu.Unlock()
-					said, saidLayers = said+1, len(ls)
+				c.Gate, c.BaseAhead, c.Squash = gate, tc.baseAhead, tc.squash
+				c.ImageLayers = func(ls []image.Layer) {
+					toldMu.Lock()
+					defer toldMu.Unlock()
+					told = append(told, len(ls))
 				}
 				outAtGate = func() string { return c.Out.(interface{ String() string }).String() }
 			})
@@ -104,10 +111,10 @@ func TestGate(t *testing.T) {
 			if got := spy.count(); got != tc.extracts {
 				t.Errorf("Extract called %d times, want %d", got, tc.extracts)
 			}
-			// Told once per build that the base's layers are there.
-			wantSaid := min(tc.extracts, 1)
-			if said != wantSaid || (said == 1 && saidLayers != len(h.resolver.img.Layers)) {
-				t.Errorf("BaseExtracted called %d times (%d layers), want %d (%d layers)", said, saidLayers, wantSaid, len(h.resolver.img.Layers))
+			// Told of the base once, then of each layer the target's steps add.
+			slices.Sort(told)
+			if !slices.Equal(told, tc.told) {
+				t.Errorf("ImageLayers told of %v layers, want %v", told, tc.told)
 			}
 		})
 	}

@@ -181,7 +181,7 @@ func (e *Executor) extractAhead(ctx context.Context, st *dockerfile.Stage, plat 
 		if err != nil || x.Extract(ctx, e.snapLayers(img.Layers)) != nil {
 			return
 		}
-		if f := e.cfg.BaseExtracted; f != nil {
+		if f := e.cfg.ImageLayers; f != nil {
 			said.Do(func() { f(img.Layers) })
 		}
 	})
@@ -420,6 +420,9 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 		}
 	}
 	s.addHistory(e, createdBy, l)
+	if f := e.cfg.ImageLayers; f != nil && s.final && e.cfg.BaseAhead && !e.cfg.Squash {
+		f(slices.Clone(s.img.Layers))
+	}
 	return nil
 }
 
