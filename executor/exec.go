@@ -84,7 +84,9 @@ func (e *Executor) runExec(ctx context.Context, s *stageState, x *dockerfile.Exe
 		return err
 	}
 	out := &prefixWriter{w: e.cfg.Out, prefix: prefix}
+	e.hand.run(1) // its lookups and mount are done
 	err = e.cfg.Runner.Run(ctx, spec, nil, out, out)
+	e.hand.run(-1)
 	out.Flush()
 	if err != nil && e.quiet && e.cfg.ErrOut != nil {
 		// --quiet hides RUN output; a failing RUN still shows its last lines.

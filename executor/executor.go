@@ -161,11 +161,11 @@ type Config struct {
 	Gate      func(context.Context) error
 	BaseAhead bool
 	// ImageLayers, when set with BaseAhead, is told the built image's
-	// layers known so far, bottom first, as they become trees: the target's
-	// base once extracted ahead (once per Build), then after each step of
-	// the target stage that adds a layer (not with Squash: its image has
-	// other layers). The store commit can take them in while the steps run.
-	// It must not block.
+	// layers known so far, bottom first (trees: the target's base extracted
+	// ahead, the layers the target stage committed; not with Squash, whose
+	// image has other layers), at moments when every stage running is
+	// inside a RUN's process (handover), so the store commit can take them
+	// in while the build goes on. It must not block.
 	ImageLayers func(layers []image.Layer)
 }
 
@@ -245,7 +245,7 @@ type Executor struct {
 	records   sync.WaitGroup    // local cache entries being written
 	ahead     sync.WaitGroup    // base layers extracted at the gate
 	aheadBase resolved          // the target stage's base image (Gate, BaseAhead)
-	aheadDone *sync.Once        // ImageLayers told of the base, in this Build
+	hand      *handover         // ImageLayers' calls, in this Build
 	exportMu  sync.Mutex
 	exportErr []error
 	// mountsUsed are the cache mounts (id → dir) RUN steps used, exported
@@ -327,7 +327,10 @@ func (e *Executor) Build(ctx context.Context, p *dockerfile.Plan, plat platform.
 	e.records.Wait() // an earlier Build's entries, for this one's lookups
 	e.platform, e.plan = plat, p
 	e.started, e.missed, e.probed, e.resolved = time.Time{}, false, nil, nil
-	e.aheadBase, e.aheadDone = targetBase(p, plat), &sync.Once{}
+	e.aheadBase, e.hand = targetBase(p, plat), nil
+	if e.cfg.ImageLayers != nil && e.cfg.BaseAhead && !e.cfg.Squash {
+		e.hand = &handover{tell: e.cfg.ImageLayers}
+	}
 	e.prefetch(ctx, p, plat)
 	if len(p.Stages) == 0 {
 		return nil, errors.New("empty plan")

@@ -50,20 +50,19 @@ func TestGate(t *testing.T) {
 		waitAhead bool
 		extracts  int
 		squash    bool
-		// told: the layer counts ImageLayers is told, in any order (the
-		// base's comes from the extraction, the others from the steps).
+		// told: the layer counts ImageLayers is told.
 		told []int
 	}{
-		{name: "target's local base extracted at the gate", df: "FROM " + local + " AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
-			baseAhead: true, waitAhead: true, extracts: 2, told: []int{1, 2}},
-		{name: "not bound for the store", df: "FROM " + local + "\nCOPY a.txt /a\n", extracts: 0},
-		{name: "a registry base is not read ahead", df: "FROM busybox\nCOPY a.txt /a\n", baseAhead: true, extracts: 0, told: []int{2}},
-		{name: "another stage's base is not", df: "FROM oci:/layouts/tools:latest AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\n",
-			baseAhead: true, extracts: 1, told: []int{1, 2}},
-		{name: "squashed: only the base is the image's", df: "FROM " + local + "\nCOPY a.txt /a\nCOPY a.txt /b\n",
-			baseAhead: true, squash: true, extracts: 1, told: []int{1}},
+		{name: "target's local base extracted at the gate", df: "FROM " + local + " AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\nRUN write /x y\n",
+			baseAhead: true, waitAhead: true, extracts: 2, told: []int{2}},
+		{name: "not bound for the store", df: "FROM " + local + "\nCOPY a.txt /a\nRUN write /x y\n", extracts: 0},
+		{name: "a registry base is not read ahead", df: "FROM busybox\nCOPY a.txt /a\nRUN write /x y\n", baseAhead: true, extracts: 0, told: []int{2}},
+		{name: "another stage's base is not", df: "FROM oci:/layouts/tools:latest AS a\nCOPY a.txt /a\nFROM " + local + "\nCOPY --from=a /a /a\nRUN write /x y\n",
+			baseAhead: true, extracts: 1, told: []int{2}},
+		{name: "squashed: the layers made are not the image's", df: "FROM " + local + "\nCOPY a.txt /a\nRUN write /x y\n",
+			baseAhead: true, squash: true, extracts: 1},
 		{name: "the gate's error ends the build before its first step", df: "FROM " + local + "\nCOPY a.txt /a\n",
-			baseAhead: true, gateErr: errors.New("RUN cannot run here"), extracts: 1, told: []int{1}},
+			baseAhead: true, gateErr: errors.New("RUN cannot run here"), extracts: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -111,8 +110,7 @@ func TestGate(t *testing.T) {
 			if got := spy.count(); got != tc.extracts {
 				t.Errorf("Extract called %d times, want %d", got, tc.extracts)
 			}
-			// Told of the base once, then of each layer the target's steps add.
-			slices.Sort(told)
+			// Told of the image's layers at the RUN.
 			if !slices.Equal(told, tc.told) {
 				t.Errorf("ImageLayers told of %v layers, want %v", told, tc.told)
 			}
@@ -146,4 +144,37 @@ func TestTargetBase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The image's layers are told when every stage running is inside a RUN's
+// process, and only those not told yet.
+func TestHandover(t *testing.T) {
+	var told []int
+	h := &handover{tell: func(ls []image.Layer) { told = append(told, len(ls)) }}
+	layers := func(n int) []image.Layer { return make([]image.Layer, n) }
+	h.stage(1)
+	h.stage(1)
+	h.known(layers(1)) // the base, extracted ahead
+	h.run(1)           // one stage in its RUN, the other looking layers up
+	if len(told) != 0 {
+		t.Fatalf("told %v while a stage was not in a RUN", told)
+	}
+	h.run(1)
+	h.run(-1)
+	h.run(-1)
+	h.stage(-1)
+	h.stage(-1)
+	h.stage(1)         // the target stage
+	h.known(layers(3)) // two layers committed
+	h.known(layers(2)) // an older report changes nothing
+	h.run(1)           // alone, in its RUN
+	h.run(-1)
+	h.run(1) // nothing new
+	if !slices.Equal(told, []int{1, 3}) {
+		t.Errorf("told %v, want [1 3]", told)
+	}
+	var none *handover // no ImageLayers: every call is a no-op
+	none.stage(1)
+	none.known(layers(1))
+	none.run(1)
 }

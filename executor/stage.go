@@ -56,6 +56,8 @@ func (e *Executor) runStage(ctx context.Context, p *dockerfile.Plan, st *dockerf
 	if !st.Platform.IsZero() {
 		plat = st.Platform
 	}
+	e.hand.stage(1)
+	defer e.hand.stage(-1)
 	if e.cfg.Gate != nil {
 		e.extractAhead(ctx, st, plat)
 		if err := e.cfg.Gate(ctx); err != nil {
@@ -175,14 +177,11 @@ func (e *Executor) extractAhead(ctx context.Context, st *dockerfile.Stage, plat 
 	if !image.Offline(ref) {
 		return
 	}
-	said := e.aheadDone // this Build's
+	hand := e.hand // this Build's
 	e.ahead.Go(func() {
 		img, err := e.resolve(ctx, st.Base.Image, plat)
-		if err != nil || x.Extract(ctx, e.snapLayers(img.Layers)) != nil {
-			return
-		}
-		if f := e.cfg.ImageLayers; f != nil {
-			said.Do(func() { f(img.Layers) })
+		if err == nil && x.Extract(ctx, e.snapLayers(img.Layers)) == nil {
+			hand.known(img.Layers)
 		}
 	})
 }
@@ -420,8 +419,8 @@ func (e *Executor) commitMount(ctx context.Context, s *stageState, m snapshot.Mo
 		}
 	}
 	s.addHistory(e, createdBy, l)
-	if f := e.cfg.ImageLayers; f != nil && s.final && e.cfg.BaseAhead && !e.cfg.Squash {
-		f(slices.Clone(s.img.Layers))
+	if s.final {
+		e.hand.known(slices.Clone(s.img.Layers))
 	}
 	return nil
 }
