@@ -19,11 +19,14 @@ deps:
 foreign: deps
 	@hack/foreign.sh
 
-# The sandbox helper first: builder embeds it (executor/sandbox/helper.go).
-HELPER := executor/sandbox/helperbin/bin/helper
+# The sandbox helper goes after builder's own bytes, with a trailer that
+# says its size (executor/sandbox/helper.go); a fresh binary each time.
+HELPER := bin/.sandbox-helper
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(HELPER) ./executor/sandbox/helper
+	rm -f $(BIN)
 	$(GO) build $(GOFLAGS_B) -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/builder
+	cat $(HELPER) >> $(BIN) && printf 'BLDRHLP1%016x' $$(stat -c %s $(HELPER)) >> $(BIN)
 
 # A real build: a busybox base image made from Debian's busybox-static, then
 # the demo Dockerfile on top of it, into the default local store.

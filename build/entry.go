@@ -14,7 +14,6 @@ import (
 	"syscall"
 
 	"github.com/builder-dev/builder/executor/sandbox"
-	"github.com/builder-dev/builder/executor/sandbox/helperbin"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage/pkg/reexec"
 	"go.podman.io/storage/pkg/unshare"
@@ -24,10 +23,10 @@ import (
 // Init runs first in main. It dispatches the re-exec handlers of
 // containers/storage and of the RUN sandbox (which re-execute this binary
 // for work in another namespace) and exits when this process was one. The
-// sandbox gets its small helper program (helperbin), which it re-executes
-// instead of this binary where it can.
+// sandbox gets its small helper program (appended to this binary by make
+// build), which it re-executes instead of this binary where it can.
 func Init() {
-	sandbox.UseHelper(helperbin.Open)
+	sandbox.UseHelper(sandbox.ExeHelper)
 	if reexec.Init() {
 		os.Exit(0)
 	}

@@ -5,9 +5,10 @@ package sandbox
 // package's entry points. builder's binary is one: 44 MB, whose start costs
 // ~8 ms of CPU, most of it initialising packages the sandbox never runs, on
 // the critical path of every RUN. A program of this package alone
-// (executor/sandbox/helper: 4 MB, ~1.5 ms) is another; builder carries it
-// (UseHelper), runs it from a sealed memfd, and only when it was built from
-// the same sources as itself (a stale helper would speak another protocol).
+// (executor/sandbox/helper: 3 MB, ~1.5 ms) is another; make build appends
+// it to builder's binary (ExeHelper), and the sandbox runs it from a sealed
+// memfd, only when it was built from the same sources as itself (a stale
+// helper would speak another protocol).
 
 import (
 	"crypto/sha256"
@@ -46,10 +47,62 @@ var helper struct {
 }
 
 // UseHelper gives the package the helper program: open reads it, once, when
-// the first sandbox process starts (not at every start of this binary: it is
-// megabytes). Call it before that; the package checks the helper then, and
-// runs this binary instead when it is missing, stale or cannot run here.
+// the first sandbox process starts (ExeHelper: from this binary's file).
+// Call it before that; the package checks the helper then, and runs this
+// binary instead when it is missing (fs.ErrNotExist), stale or cannot run
+// here.
 func UseHelper(open func() (io.ReadCloser, error)) { helper.open = open }
+
+// helperTrailer ends a binary that carries the helper after its own bytes
+// (make build appends them): "BLDRHLP1" and the helper's size, 16 hex
+// digits. Nothing maps those bytes, so reading them costs no memory (as an
+// embedded copy would: its pages stayed resident, +3-6 MB of peak RSS).
+const (
+	helperMagic      = "BLDRHLP1"
+	helperTrailerLen = len(helperMagic) + 16
+)
+
+// ExeHelper reads the helper appended to this process's executable;
+// fs.ErrNotExist when there is none (a plain go build).
+func ExeHelper() (io.ReadCloser, error) {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	r, err := appendedHelper(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, f}, nil
+}
+
+// appendedHelper is the helper appended to the file f.
+func appendedHelper(f *os.File) (io.Reader, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	end := fi.Size() - int64(helperTrailerLen)
+	if end < 0 {
+		return nil, fs.ErrNotExist
+	}
+	t := make([]byte, helperTrailerLen)
+	if _, err := f.ReadAt(t, end); err != nil {
+		return nil, err
+	}
+	if string(t[:len(helperMagic)]) != helperMagic {
+		return nil, fs.ErrNotExist
+	}
+	size, err := strconv.ParseInt(string(t[len(helperMagic):]), 16, 64)
+	if err != nil || size <= 0 || size > end {
+		return nil, fmt.Errorf("helper trailer: bad size %q", t[len(helperMagic):])
+	}
+	return io.NewSectionReader(f, end-size, size), nil
+}
 
 // HelperStatus says whether sandbox processes run the helper, and if not why.
 func HelperStatus() (bool, string) {
@@ -85,7 +138,7 @@ func helperFile() *os.File {
 			r, err = helper.open()
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			helper.why = "builder was built without it (make build embeds it)"
+			helper.why = "builder was built without it (make build appends it)"
 			return
 		}
 		if err != nil {

@@ -2,7 +2,10 @@ package sandbox
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,3 +89,42 @@ func TestRunThroughHelper(t *testing.T) {
 	}
 	TestRun(t)
 }
+
+// make build appends the helper to builder's binary with a trailer that
+// says its size; anything else is no helper, or a damaged one.
+func TestAppendedHelper(t *testing.T) {
+	trailer := func(n int) string { return fmt.Sprintf("%s%016x", helperMagic, n) }
+	for _, tc := range []struct {
+		name, file, want string
+		err              error // nil, fs.ErrNotExist, or any error (errBad)
+	}{
+		{name: "appended", file: "ELF...program" + "HELPER" + trailer(6), want: "HELPER"},
+		{name: "none", file: "ELF...program", err: fs.ErrNotExist},
+		{name: "empty", file: "", err: fs.ErrNotExist},
+		{name: "size beyond the file", file: "x" + trailer(99), err: errBad},
+		{name: "size not hex", file: "xxxxxxxxxx" + helperMagic + "zzzzzzzzzzzzzzzz", err: errBad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "builder")
+			must(t, os.WriteFile(p, []byte(tc.file), 0o755))
+			f, err := os.Open(p)
+			must(t, err)
+			defer f.Close()
+			r, err := appendedHelper(f)
+			switch {
+			case tc.err == nil && err == nil:
+				b, err := io.ReadAll(r)
+				must(t, err)
+				if string(b) != tc.want {
+					t.Errorf("helper %q, want %q", b, tc.want)
+				}
+			case tc.err == errBad && err != nil && !errors.Is(err, fs.ErrNotExist):
+			case tc.err != nil && tc.err != errBad && errors.Is(err, tc.err):
+			default:
+				t.Errorf("err %v, want %v", err, tc.err)
+			}
+		})
+	}
+}
+
+var errBad = errors.New("any error but fs.ErrNotExist")
