@@ -104,6 +104,19 @@ func appendedHelper(f *os.File) (io.Reader, error) {
 	return io.NewSectionReader(f, end-size, size), nil
 }
 
+var helperSaid sync.Once
+
+// sayHelper logs once, at debug level, what the RUNs' processes start from.
+func (s *Sandbox) sayHelper() {
+	helperSaid.Do(func() {
+		if used, why := HelperStatus(); used {
+			s.log().Debug("sandbox processes start from the helper program")
+		} else {
+			s.log().Debug("sandbox processes start from builder's binary", "why", why)
+		}
+	})
+}
+
 // HelperStatus says whether sandbox processes run the helper, and if not why.
 func HelperStatus() (bool, string) {
 	helperFile()

@@ -56,6 +56,7 @@ func (s *Sandbox) start(ctx context.Context, cfg childConfig, flags uintptr, std
 		repW.Close()
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	s.sayHelper()
 	err = start(cmd)
 	cfgR.Close()
 	repW.Close()
