@@ -232,3 +232,39 @@ func TestMountDuringGive(t *testing.T) {
 		mustDo(t, <-gave)
 	})
 }
+
+// A probe's success is kept per file system for the boot (in the user's
+// runtime directory): a second store on it opens without probing; an entry
+// that does not match (another file system, kernel, user namespace) is
+// probed again.
+func TestProbeKeptPerFileSystem(t *testing.T) {
+	for _, dc := range availableDrivers(t) {
+		if dc.name == "copy" {
+			continue
+		}
+		t.Run(dc.name, func(t *testing.T) {
+			t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+			open := func() {
+				t.Helper()
+				_, err := dc.open(t.TempDir())
+				mustDo(t, err)
+			}
+			n := probes.Load()
+			open()
+			open()
+			if got := probes.Load() - n; got != 1 {
+				t.Fatalf("%d probes for two stores on one file system, want 1", got)
+			}
+			entries, err := filepath.Glob(filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "builder", "snapshot-probes", "*"))
+			mustDo(t, err)
+			if len(entries) != 1 {
+				t.Fatalf("probe entries %v, want one", entries)
+			}
+			mustDo(t, os.WriteFile(entries[0], []byte("overlay user. dev=1 another file system"), 0o600))
+			open()
+			if got := probes.Load() - n; got != 2 {
+				t.Errorf("%d probes after the entry stopped matching, want 2", got)
+			}
+		})
+	}
+}
