@@ -701,7 +701,7 @@ func (s *session) writeOutputs(ctx context.Context, ex *executor.Executor, img *
 // other output, then writes every --output.
 func (s *session) writeListOutputs(ctx context.Context, bs []*built, entries []pushers.ListEntry, popts pushers.Options, res *Result) error {
 	o := s.o
-	if (len(o.Tags) > 0 || o.Manifest != "" || len(o.Outputs) == 0) && !storeless() {
+	if s.commitsToStore() {
 		imgs := make([]images.ListImage, len(bs))
 		errs := make([]error, len(bs))
 		var wg sync.WaitGroup

@@ -80,13 +80,7 @@ func (s *session) waitGate(ctx context.Context) error {
 }
 
 // gateFailed is the preflight's error once it is done.
-func (s *session) gateFailed() error {
-	if s.gate == nil {
-		return nil
-	}
-	<-s.gate
-	return s.gateErr
-}
+func (s *session) gateFailed() error { return s.waitGate(context.Background()) }
 
 // onClose runs f when the session closes, before anything else is released.
 func (s *session) onClose(f func()) { s.closers = append(s.closers, f) }
@@ -283,7 +277,7 @@ func (s *session) stageLayers(layers []image.Layer) {
 			return
 		}
 		if err := pushers.PreloadLayers(context.Background(), cs, layers, t); err != nil {
-			s.o.Log.Debug("base layers not handed to the store during the build", "err", err)
+			s.o.Log.Debug("layers not handed to the store during the build", "err", err)
 		}
 	})
 }

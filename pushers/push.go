@@ -111,7 +111,7 @@ func Push(ctx context.Context, img *image.Image, dest string, o Options) (digest
 	}
 	if k == kindStore {
 		img = rawLayers(img)
-		if err := preloadLayers(ctx, o.Store, img.Layers, o.Trees); err != nil {
+		if err := PreloadLayers(ctx, o.Store, img.Layers, o.Trees); err != nil {
 			return "", fmt.Errorf("push to %s: %w", displayDest(dest), err)
 		}
 	}

@@ -13,21 +13,15 @@ import (
 )
 
 // PreloadLayers puts layers (an image's, or its first ones, bottom first)
-// into the store as a store Push of that image does before it writes the
-// image, which then finds them there: a build hands its base's layers over
-// while its steps run.
-func PreloadLayers(ctx context.Context, s storage.Store, layers []image.Layer, trees Trees) error {
-	return preloadLayers(ctx, s, layers, trees)
-}
-
-// preloadLayers puts layers into the store directly from their tar
-// streams, under the IDs containers/image gives them (the chain of parent
-// ID and diff ID), so the copy that follows finds every layer present and
-// only writes the image. Given a blob, containers/image would first copy it
+// into the store directly from their tar streams, under the IDs
+// containers/image gives them (the chain of parent ID and diff ID), so the
+// copy that follows (a store Push, or a build's commit, which hands its
+// layers over while it runs) finds every layer present and only writes the
+// image. Given a blob, containers/image would first copy it
 // to a temporary file and digest it before applying it: a second write and
 // read of every new layer. Should its ID scheme ever differ, it copies from
 // these layers instead; nothing depends on the guess but speed.
-func preloadLayers(ctx context.Context, s storage.Store, layers []image.Layer, trees Trees) error {
+func PreloadLayers(ctx context.Context, s storage.Store, layers []image.Layer, trees Trees) error {
 	if !treesFit(s, trees) {
 		trees = nil
 	}

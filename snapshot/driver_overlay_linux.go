@@ -157,13 +157,6 @@ func (d *overlayDriver) Extract(ctx context.Context, layers []Layer) error {
 	return err
 }
 
-// extract extracts what layers lacks before a use of their paths begins:
-// a give waits for uses, and an extraction can take long. Its error is
-// left to the lookup that follows.
-func (d *overlayDriver) extract(ctx context.Context, layers []Layer) {
-	d.lowers(ctx, layers)
-}
-
 // lowers returns the layer dirs top first, as lowerdir wants them. A layer repeated in the stack
 // appears once, at its topmost place: overlayfs refuses a lowerdir twice, and the upper copy of a
 // layer covers everything its lower copy shows (entries, whiteouts, opaque directories).
@@ -184,7 +177,9 @@ func (d *overlayDriver) lowers(ctx context.Context, layers []Layer) ([]string, e
 }
 
 func (d *overlayDriver) Prepare(ctx context.Context, layers []Layer) (Mount, error) {
-	d.extract(ctx, layers) // outside the use: an extraction may be long
+	// Extracted before the use of their paths begins (a give waits for
+	// uses, an extraction can take long); an error is the lookup's below.
+	d.Extract(ctx, layers)
 	defer d.gives.use()()
 	lowers, err := d.lowers(ctx, layers)
 	if err != nil {
@@ -261,7 +256,7 @@ func (d *overlayDriver) PrepareDirect(ctx context.Context, layers []Layer) (Moun
 }
 
 func (d *overlayDriver) View(ctx context.Context, layers []Layer) (string, func() error, error) {
-	d.extract(ctx, layers)
+	d.Extract(ctx, layers) // as Prepare: before the use
 	defer d.gives.use()()
 	lowers, err := d.lowers(ctx, layers)
 	if err != nil {
